@@ -1,0 +1,253 @@
+"""The RawNode facade: bootstrap, restart, Ready/advance, error cases, determinism."""
+
+from __future__ import annotations
+
+import pytest
+
+from raft.core import (
+    ConfChange,
+    ConfChangeType,
+    Config,
+    ConfState,
+    EntryType,
+    Message,
+    MessageType,
+    ProposalDropped,
+    RaftError,
+    RawNode,
+    Ready,
+    StateRole,
+    decode_conf_change,
+    describe_role_transitions,
+)
+from raft.core.memory_storage import MemoryStorage
+from raft.core.roles import TRANSITIONS, RoleEvent
+
+ADD = ConfChangeType.ADD_NODE
+
+
+class Cluster:
+    """In-process members exchanging messages directly; records what each applied."""
+
+    def __init__(self, ids: tuple[int, ...], **config: object) -> None:
+        self.storages = {i: MemoryStorage() for i in ids}
+        self.nodes = {i: RawNode(Config(id=i, **config), self.storages[i]) for i in ids}  # type: ignore[arg-type]
+        self.applied: dict[int, list[bytes]] = {i: [] for i in ids}
+        self.trace: list[str] = []
+        for node in self.nodes.values():
+            node.bootstrap([ConfChange(ADD, i) for i in ids])
+
+    def handle(self, member_id: int, rd: Ready) -> list[Message]:
+        node = self.nodes[member_id]
+        self.storages[member_id].save(rd.hard_state, list(rd.entries), rd.snapshot)
+        for e in rd.committed_entries:
+            if e.type is EntryType.CONF_CHANGE:
+                node.apply_conf_change(decode_conf_change(e.data))
+            elif e.data:
+                self.applied[member_id].append(e.data)
+        node.advance(rd)
+        return list(rd.messages)
+
+    def stabilize(self) -> None:
+        moved = True
+        while moved:
+            moved = False
+            outbox: list[Message] = []
+            for member_id, node in self.nodes.items():
+                if node.has_ready():
+                    moved = True
+                    outbox.extend(self.handle(member_id, node.ready()))
+            for m in outbox:
+                self.trace.append(f"{m.sender}->{m.to} {m.type.name} t{m.term} i{m.index} c{m.commit}")
+                if m.to in self.nodes:
+                    self.nodes[m.to].step(m)
+
+    def elect(self, member_id: int) -> None:
+        self.stabilize()
+        self.nodes[member_id].campaign()
+        self.stabilize()
+        assert self.nodes[member_id].role is StateRole.LEADER
+
+
+def test_bootstrap_commits_one_conf_change_per_peer() -> None:
+    node = RawNode(Config(id=1), MemoryStorage())
+    node.bootstrap([ConfChange(ADD, 1), ConfChange(ADD, 2)])
+    rd = node.ready()
+    assert rd.hard_state is not None and (rd.hard_state.term, rd.hard_state.commit) == (1, 2)
+    assert [(e.term, e.index, e.type) for e in rd.entries] == [(1, 1, EntryType.CONF_CHANGE),
+                                                                (1, 2, EntryType.CONF_CHANGE)]
+    assert rd.committed_entries == rd.entries
+    assert rd.must_sync
+    assert node.status().conf_state == ConfState(voters=(1, 2))
+
+
+def test_bootstrap_refuses_a_storage_that_has_a_log() -> None:
+    storage = MemoryStorage()
+    first = RawNode(Config(id=1), storage)
+    first.bootstrap([ConfChange(ADD, 1)])
+    rd = first.ready()
+    storage.save(rd.hard_state, list(rd.entries), rd.snapshot)
+    with pytest.raises(RaftError):
+        RawNode(Config(id=1), storage).bootstrap([ConfChange(ADD, 1)])
+
+
+def test_single_voter_elects_itself_and_commits_alone() -> None:
+    cluster = Cluster((1,))
+    cluster.elect(1)
+    cluster.nodes[1].propose(b"solo")
+    rd = cluster.nodes[1].ready()
+    assert [e.data for e in rd.entries] == [b"solo"]
+    assert [e.data for e in rd.committed_entries] == [b"solo"]
+    cluster.handle(1, rd)
+    assert cluster.applied[1] == [b"solo"]
+
+
+def test_three_members_apply_the_same_entries_in_the_same_order() -> None:
+    cluster = Cluster((1, 2, 3))
+    cluster.elect(1)
+    for i in range(20):
+        cluster.nodes[1 + i % 3].propose(f"v{i}".encode())
+        cluster.stabilize()
+    assert cluster.applied[1] == cluster.applied[2] == cluster.applied[3]
+    assert sorted(cluster.applied[1]) == sorted(f"v{i}".encode() for i in range(20))
+
+
+def test_restart_restores_state_and_membership_without_reapplying() -> None:
+    cluster = Cluster((1, 2, 3))
+    cluster.elect(1)
+    cluster.nodes[1].propose(b"before-restart")
+    cluster.stabilize()
+    before = cluster.nodes[2].status()
+    restarted = RawNode(Config(id=2, applied=before.applied), cluster.storages[2])
+    after = restarted.status()
+    assert (after.term, after.vote, after.commit, after.applied) == (before.term, before.vote, before.commit,
+                                                                     before.applied)
+    # The bootstrap conf changes were applied before the restart: membership comes back without them.
+    assert after.conf_state == ConfState(voters=(1, 2, 3))
+    assert not restarted.ready().committed_entries
+
+
+def test_ready_taken_twice_before_advance_does_not_repeat_entries() -> None:
+    cluster = Cluster((1,))
+    cluster.elect(1)
+    node = cluster.nodes[1]
+    node.propose(b"a")
+    first = node.ready()
+    node.propose(b"b")
+    second = node.ready()
+    assert [e.data for e in first.entries] == [b"a"]
+    assert [e.data for e in second.entries] == [b"b"]
+    assert [e.data for e in second.committed_entries] == [b"b"]
+    storage = cluster.storages[1]
+    for rd in (first, second):
+        storage.save(rd.hard_state, list(rd.entries), rd.snapshot)
+        node.advance(rd)
+    assert node.status().applied == node.status().last_index == 4
+    assert not node.has_ready()
+
+
+def test_local_message_types_cannot_be_stepped() -> None:
+    node = RawNode(Config(id=1), MemoryStorage())
+    for kind in (MessageType.HUP, MessageType.BEAT, MessageType.CHECK_QUORUM, MessageType.UNREACHABLE,
+                 MessageType.SNAP_STATUS):
+        with pytest.raises(RaftError):
+            node.step(Message(kind, to=1, sender=2))
+
+
+def test_responses_from_unknown_members_are_ignored() -> None:
+    cluster = Cluster((1, 2, 3))
+    cluster.elect(1)
+    leader = cluster.nodes[1]
+    leader.step(Message(MessageType.APP_RESP, to=1, sender=9, term=leader.status().term, index=100))
+    assert 9 not in leader.status().progress
+
+
+def test_proposals_and_reads_without_a_leader_are_dropped() -> None:
+    node = RawNode(Config(id=1), MemoryStorage())
+    node.bootstrap([ConfChange(ADD, 1), ConfChange(ADD, 2), ConfChange(ADD, 3)])
+    with pytest.raises(ProposalDropped):
+        node.propose(b"x")
+    with pytest.raises(ProposalDropped):
+        node.read_index(b"ctx")
+    with pytest.raises(ValueError):
+        node.read_index(b"")
+
+
+def test_one_conf_change_at_a_time() -> None:
+    cluster = Cluster((1, 2, 3))
+    cluster.elect(1)
+    leader = cluster.nodes[1]
+    leader.propose_conf_change(ConfChange(ConfChangeType.REMOVE_NODE, 3))
+    with pytest.raises(ProposalDropped):
+        leader.propose_conf_change(ConfChange(ConfChangeType.REMOVE_NODE, 2))
+    cluster.stabilize()
+    assert leader.status().conf_state == ConfState(voters=(1, 2))
+    leader.propose_conf_change(ConfChange(ConfChangeType.ADD_LEARNER_NODE, 3))
+    cluster.stabilize()
+    assert leader.status().conf_state == ConfState(voters=(1, 2), learners=(3,))
+
+
+def test_a_forwarded_conf_change_that_must_wait_becomes_a_no_op() -> None:
+    cluster = Cluster((1, 2, 3))
+    cluster.elect(1)
+    cluster.nodes[1].propose_conf_change(ConfChange(ConfChangeType.ADD_LEARNER_NODE, 4))
+    # The follower cannot know a change is pending: it forwards, and the leader refuses quietly.
+    cluster.nodes[2].propose_conf_change(ConfChange(ConfChangeType.ADD_LEARNER_NODE, 5))
+    cluster.stabilize()
+    assert cluster.nodes[1].status().conf_state == ConfState(voters=(1, 2, 3), learners=(4,))
+
+
+def test_the_last_voter_cannot_be_removed() -> None:
+    cluster = Cluster((1,))
+    cluster.elect(1)
+    with pytest.raises(ProposalDropped):
+        cluster.nodes[1].propose_conf_change(ConfChange(ConfChangeType.REMOVE_NODE, 1))
+
+
+def test_same_inputs_give_the_same_outputs() -> None:
+    def run() -> list[str]:
+        cluster = Cluster((1, 2, 3), random_seed=7)
+        cluster.stabilize()
+        for _ in range(40):
+            for node in cluster.nodes.values():
+                node.tick()
+            cluster.stabilize()
+        leader = next(n for n in cluster.nodes.values() if n.role is StateRole.LEADER)
+        leader.propose(b"x")
+        cluster.stabilize()
+        return cluster.trace
+
+    assert run() == run()
+
+
+def test_ticks_alone_elect_exactly_one_leader() -> None:
+    cluster = Cluster((1, 2, 3))
+    cluster.stabilize()
+    for _ in range(60):
+        for node in cluster.nodes.values():
+            node.tick()
+        cluster.stabilize()
+    leaders = [n for n in cluster.nodes.values() if n.role is StateRole.LEADER]
+    assert len(leaders) == 1
+    assert {n.leader_id for n in cluster.nodes.values()} == {leaders[0].status().id}
+
+
+def test_config_is_validated() -> None:
+    with pytest.raises(ValueError):
+        RawNode(Config(id=0), MemoryStorage())
+    with pytest.raises(ValueError):
+        RawNode(Config(id=1, election_tick=1, heartbeat_tick=1), MemoryStorage())
+
+
+def test_role_table_covers_every_role_and_reads_as_text() -> None:
+    roles = {t.role for t in TRANSITIONS} | {t.next_role for t in TRANSITIONS}
+    assert roles == set(StateRole)
+    assert {t.event for t in TRANSITIONS} == set(RoleEvent)
+    text = describe_role_transitions()
+    assert "follower" in text and "§5.2" in text and len(text.splitlines()) == len(TRANSITIONS)
+
+
+def test_a_transition_missing_from_the_table_is_refused() -> None:
+    node = RawNode(Config(id=1), MemoryStorage())
+    with pytest.raises(RaftError):
+        node.raft._change_role(RoleEvent.VOTE_WON)  # a follower cannot win an election
