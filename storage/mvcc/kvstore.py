@@ -1,0 +1,649 @@
+"""The MVCC store: etcd's keyspace with revisions, over LMDB (etcd's mvcc/kvstore.go and watchable_store.go).
+
+Writes come in batches, one LMDB write transaction each (``with store.write(index, term) as batch: ...``).
+Inside a batch every request is one etcd write transaction in its own nested LMDB transaction: a request
+that fails leaves nothing behind and the batch goes on. On commit the Raft index and term of the last applied
+entry are stored with the data, and the batch's events go out to the watchers.
+
+Reads use LMDB read transactions and never wait for a batch; they see what was committed. The store is meant
+to be driven from one thread (the event loop); a lock keeps it consistent if other threads read too.
+
+Revisions start at 1 on a fresh store, as in etcd. ``compact_revision`` is 0 until the first compaction.
+Quota: a put, a txn that is not read-only, or a lease grant that leaves more than ``quota_bytes`` of pages in
+use is refused with QuotaExceededError and leaves nothing behind; deletes, compactions and lease revokes are
+always allowed, so the space can be won back.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import lmdb
+from etcdpb.etcdserverpb import rpc_pb2
+from etcdpb.mvccpb import kv_pb2
+
+from storage.mvcc import backend as be
+from storage.mvcc.backend import Backend
+from storage.mvcc.crc32c import Crc32c
+from storage.mvcc.errors import (
+    CompactedError,
+    FutureRevisionError,
+    QuotaExceededError,
+    StoreClosedError,
+)
+from storage.mvcc.index import TreeIndex, Undo
+from storage.mvcc.kvstore_txn import KvReader, KvState, LeaseKeys, TxnWrite
+from storage.mvcc.requests import (
+    apply_delete_range,
+    apply_put,
+    apply_range,
+    apply_txn,
+    is_txn_readonly,
+    range_end_of,
+)
+from storage.mvcc.revision import Revision, bytes_to_rev, is_tombstone, rev_to_bytes
+from storage.mvcc.watchable import HistoryChunk, KeyRange, Watcher, WatcherHub
+
+T = TypeVar("T")
+
+KeyValue = kv_pb2.KeyValue
+Event = kv_pb2.Event
+
+
+def default_map_size(quota_bytes: int) -> int:
+    """LMDB's address-space reservation: well above the quota, so the quota is what stops growth."""
+    return quota_bytes + max(quota_bytes, 256 * 1024**2)
+
+
+class MvccStore:
+    """etcd's multi-version keyspace in one LMDB environment directory."""
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, quota_bytes: int = 2 * 1024**3, map_size: int | None = None
+    ) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.quota_bytes = quota_bytes
+        self._map_size = map_size if map_size is not None else default_map_size(quota_bytes)
+        self._mu = threading.RLock()
+        self._batch: WriteBatch | None = None
+        self._closed = False
+        self._state = self._load(Backend(self.path, self._map_size))
+        self._hub = WatcherHub(self)
+
+    def _load(self, backend: Backend) -> KvState:
+        """Rebuild the key index and lease attachments from the stored revisions (etcd's restore)."""
+        index = TreeIndex()
+        lease_keys = LeaseKeys()
+        current = 1
+        txn = backend.begin()
+        try:
+            compact = backend.get_revision(txn, be.FINISHED_COMPACT)
+            consistent_index = backend.get_u64(txn, be.CONSISTENT_INDEX)
+            consistent_term = backend.get_u64(txn, be.CONSISTENT_TERM)
+            for raw_rev, raw_kv in txn.cursor(db=backend.key_db):
+                rev = bytes_to_rev(raw_rev)
+                kv = KeyValue.FromString(raw_kv)
+                tombstone = is_tombstone(raw_rev)
+                index.restore(kv.key, rev, kv.create_revision, kv.version, tombstone)
+                lease_keys.attach(kv.key, 0 if tombstone else kv.lease)
+                current = rev.main
+        finally:
+            txn.abort()
+        # A compaction can remove the newest changes (deletions at or below it): it bounds the revision too.
+        self._current_rev = max(current, compact)
+        self._compact_rev = compact
+        self._consistent_index = consistent_index
+        self._consistent_term = consistent_term
+        return KvState(backend, index, lease_keys)
+
+    def __enter__(self) -> MvccStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- state ---
+    @property
+    def current_revision(self) -> int:
+        """Revision of the last committed change (1 on a fresh store)."""
+        return self._current_rev
+
+    @property
+    def compact_revision(self) -> int:
+        """Revision of the last compaction; 0 if the store was never compacted."""
+        return self._compact_rev
+
+    @property
+    def consistent_index(self) -> int:
+        """Raft index of the last entry applied in a committed batch."""
+        return self._consistent_index
+
+    @property
+    def consistent_term(self) -> int:
+        return self._consistent_term
+
+    @property
+    def watch_buffer_events(self) -> int:
+        """Events a watcher may hold before it falls back to catching up from history."""
+        return self._hub.buffer_events
+
+    @watch_buffer_events.setter
+    def watch_buffer_events(self, value: int) -> None:
+        self._hub.buffer_events = value
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError()
+
+    def _reader(self) -> tuple[KvReader, Any]:
+        """A view of the committed state; the caller aborts the returned LMDB transaction."""
+        self._check_open()
+        with self._mu:
+            txn = self._state.backend.begin()
+            return KvReader(self._state, txn, self._current_rev, self._compact_rev), txn
+
+    # --- reads ---
+    def range(self, req: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
+        """etcd's Range on the committed state; the response header is left for the server to fill."""
+        view, txn = self._reader()
+        try:
+            with self._mu:
+                return apply_range(view, req)
+        finally:
+            txn.abort()
+
+    def txn_read(self, req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
+        """A read-only Txn on the committed state (serializable reads need no Raft round)."""
+        if not is_txn_readonly(req):
+            raise ValueError("txn_read takes only read-only txns")
+        self._check_open()
+        with self._mu:
+            txn = self._state.backend.begin()
+            try:
+                tw = TxnWrite(self._state, txn, self._current_rev, self._compact_rev, [])
+                return apply_txn(tw, req)
+            finally:
+                txn.abort()
+
+    def kv_at(self, key: bytes, rev: int) -> kv_pb2.KeyValue | None:
+        """``key`` as it was at revision ``rev``, or None (absent, compacted away, or in the future)."""
+        view, txn = self._reader()
+        try:
+            with self._mu:
+                if rev < max(view.first_rev, 1) or rev > view.rev:
+                    return None
+                found = self._state.index.get(key, rev)
+                return view.kv_at(found) if found is not None else None
+        finally:
+            txn.abort()
+
+    def read_history(
+        self, start_rev: int, match: Callable[[bytes], bool], max_events: int, max_scan: int
+    ) -> HistoryChunk:
+        """Stored events from ``start_rev`` on, of keys ``match`` accepts: a chunk of whole revisions."""
+        self._check_open()
+        backend = self._state.backend
+        txn = backend.begin()
+        try:
+            compact = backend.get_revision(txn, be.FINISHED_COMPACT)
+            current = max(1, backend.last_revision(txn), compact)
+            chunk = HistoryChunk([], max(start_rev - 1, 0), current, compact)
+            cursor = txn.cursor(db=backend.key_db)
+            if start_rev > current or not cursor.set_range(rev_to_bytes(Revision(max(start_rev, 0)))):
+                chunk.scanned_to = max(chunk.scanned_to, current)
+                return chunk
+            group: list[kv_pb2.Event] = []
+            group_rev = events = scanned = 0
+            for raw_rev, raw_kv in cursor:
+                main = bytes_to_rev(raw_rev).main
+                if main != group_rev:
+                    if group_rev:
+                        if group:
+                            chunk.revisions.append((group_rev, group))
+                            events += len(group)
+                        chunk.scanned_to = group_rev
+                        if events >= max_events or scanned >= max_scan:
+                            return chunk
+                    group_rev, group = main, []
+                scanned += 1
+                kv = KeyValue.FromString(raw_kv)
+                if not match(kv.key):
+                    continue
+                if is_tombstone(raw_rev):
+                    group.append(Event(type=Event.DELETE, kv=KeyValue(key=kv.key, mod_revision=main)))
+                else:
+                    group.append(Event(type=Event.PUT, kv=kv))
+            if group:
+                chunk.revisions.append((group_rev, group))
+            chunk.scanned_to = current
+            return chunk
+        finally:
+            txn.abort()
+
+    def hash(self) -> int:
+        """CRC-32C over each sub-database's name, keys and values but the Raft position (Maintenance.Hash)."""
+        self._check_open()
+        backend = self._state.backend
+        txn = backend.begin()
+        try:
+            h = Crc32c()
+            for name in be.SUB_DBS:
+                h.write(name)
+                for k, v in txn.cursor(db=backend.dbs[name]):
+                    if name == be.META_DB and k in (be.CONSISTENT_INDEX, be.CONSISTENT_TERM):
+                        continue
+                    h.write(k)
+                    h.write(v)
+            return h.value
+        finally:
+            txn.abort()
+
+    def hash_kv(self, revision: int) -> tuple[int, int, int]:
+        """(hash, compact_revision, hash_revision) of the keyspace up to ``revision`` (0: current).
+
+        As etcd's HashByRev: CRC-32C of "key" and of each stored revision key and value at or below
+        ``revision``, leaving out what a compaction at ``revision`` would remove. compact_revision is -1 if
+        the store was never compacted (as etcd reports it); hash_revision is the revision hashed.
+        """
+        self._check_open()
+        with self._mu:
+            compact = self._compact_rev if self._compact_rev > 0 else -1
+            current = self._current_rev
+            if 0 < revision <= compact:
+                raise CompactedError(compact)
+            if revision > current:
+                raise FutureRevisionError(current)
+            if revision <= 0:
+                revision = current
+            keep = self._state.index.keep(revision)
+            txn = self._state.backend.begin()
+        try:
+            upper = Revision(revision + 1)
+            lower = Revision(compact + 1)
+            h = Crc32c()
+            h.write(be.KEY_DB)
+            for k, v in txn.cursor(db=self._state.backend.key_db):
+                rev = bytes_to_rev(k)
+                if rev >= upper:
+                    break
+                # Revisions at or below the compaction that a compaction at `revision` would drop are skipped.
+                if rev < lower and keep and rev not in keep:
+                    continue
+                h.write(k)
+                h.write(v)
+            return h.value, compact, revision
+        finally:
+            txn.abort()
+
+    def db_size(self) -> int:
+        """Size of the database file in bytes."""
+        self._check_open()
+        return self._state.backend.file_size()
+
+    def db_size_in_use(self) -> int:
+        """Bytes of the database file holding data (free pages left out)."""
+        self._check_open()
+        txn = self._state.backend.begin()
+        try:
+            return self._state.backend.in_use_bytes(txn)
+        finally:
+            txn.abort()
+
+    def leases(self) -> list[tuple[int, int]]:
+        """(lease_id, granted_ttl) of every stored lease, by ID."""
+        self._check_open()
+        backend = self._state.backend
+        txn = backend.begin()
+        try:
+            found = [
+                (be.decode_lease_id(k), be.decode_u64(v)) for k, v in txn.cursor(db=backend.lease_db)
+            ]
+        finally:
+            txn.abort()
+        return sorted(found)
+
+    def lease_keys(self, lease_id: int) -> list[bytes]:
+        """Live keys attached to ``lease_id``, in key order."""
+        self._check_open()
+        with self._mu:
+            return self._state.lease_keys.keys_of(lease_id)
+
+    def meta_get(self, bucket: str, key: bytes) -> bytes | None:
+        self._check_open()
+        backend = self._state.backend
+        txn = backend.begin()
+        try:
+            value: bytes | None = txn.get(be.bucket_key(bucket, key), db=backend.bucket_db)
+            return value
+        finally:
+            txn.abort()
+
+    def meta_items(self, bucket: str) -> list[tuple[bytes, bytes]]:
+        """Every (key, value) of ``bucket``, in key order."""
+        self._check_open()
+        backend = self._state.backend
+        prefix = be.bucket_key(bucket, b"")
+        txn = backend.begin()
+        try:
+            items: list[tuple[bytes, bytes]] = []
+            cursor = txn.cursor(db=backend.bucket_db)
+            if cursor.set_range(prefix):
+                for k, v in cursor:
+                    if not k.startswith(prefix):
+                        break
+                    items.append((k[len(prefix) :], v))
+            return items
+        finally:
+            txn.abort()
+
+    # --- watch ---
+    def watch(
+        self,
+        key: bytes,
+        range_end: bytes,
+        start_revision: int,
+        *,
+        prev_kv: bool = False,
+        filter_put: bool = False,
+        filter_delete: bool = False,
+    ) -> Watcher:
+        """Watch [key, range_end) (empty range_end: the key alone; b"\\0": every key from key on) from
+        ``start_revision`` (0: from the next revision). Check ``compacted`` on the returned watcher."""
+        self._check_open()
+        return self._hub.watch(
+            KeyRange(key, range_end_of(range_end)),
+            start_revision,
+            prev_kv=prev_kv,
+            filter_put=filter_put,
+            filter_delete=filter_delete,
+        )
+
+    # --- whole-store operations ---
+    def snapshot_bytes(self) -> bytes:
+        """A consistent, compacted point-in-time copy of the whole store (what the last commit left)."""
+        self._check_open()
+        with tempfile.TemporaryDirectory(prefix="snapshot-", dir=self.path) as tmp:
+            data_file = self._state.backend.copy_to(Path(tmp))
+            return data_file.read_bytes()
+
+    @staticmethod
+    def restore(path: str | os.PathLike[str], data: bytes) -> None:
+        """Make a store directory at ``path`` from snapshot bytes; refuses to overwrite an existing store."""
+        directory = Path(path)
+        if (directory / be.DATA_FILE).exists():
+            raise FileExistsError(f"{directory} already holds a store")
+        tmp = be.write_data_file(directory, data)
+        try:
+            _check_snapshot(tmp)
+        except BaseException:
+            tmp.unlink()
+            raise
+        be.install_data_file(directory, tmp)
+
+    def replace_from_snapshot(self, data: bytes) -> None:
+        """Swap the whole store for a snapshot's (a follower installs a Raft snapshot); watchers catch up."""
+        self._check_open()
+        if self._batch is not None:
+            raise RuntimeError("cannot replace the store while a write batch is open")
+        tmp = be.write_data_file(self.path, data)
+        try:
+            _check_snapshot(tmp)
+        except BaseException:
+            tmp.unlink()
+            raise
+        with self._hub.lock, self._mu:  # watchers read history through the environment being swapped
+            offered_through = self._current_rev
+            self._state.backend.close()
+            try:
+                be.install_data_file(self.path, tmp)
+            finally:
+                self._state = self._load(Backend(self.path, self._map_size))
+        self._hub.resync_all(offered_through)
+
+    def defragment(self) -> None:
+        """Rewrite the database compactly and swap it in; the data stays exactly as it was."""
+        self._check_open()
+        if self._batch is not None:
+            raise RuntimeError("cannot defragment while a write batch is open")
+        work = self.path / "defrag.tmp"
+        be.remove_tree(work)
+        with self._hub.lock, self._mu:
+            try:
+                data_file = self._state.backend.copy_to(work)
+                self._state.backend.close()
+                try:
+                    be.install_data_file(self.path, data_file)
+                finally:
+                    self._state.backend = Backend(self.path, self._map_size)
+            finally:
+                be.remove_tree(work)
+
+    def sync(self) -> None:
+        """Force everything committed onto the disk."""
+        self._check_open()
+        self._state.backend.env.sync(True)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._hub.close()
+        with self._mu:
+            if self._batch is not None:
+                self._batch._abort()
+            self._closed = True
+            self._state.backend.close()
+
+    # --- writes ---
+    def write(self, consistent_index: int, consistent_term: int = 0) -> WriteBatch:
+        """A write batch for the Raft entries up to ``consistent_index``; use it as a context manager."""
+        self._check_open()
+        return WriteBatch(self, consistent_index, consistent_term)
+
+
+def _check_snapshot(data_file: Path) -> None:
+    """Refuse bytes that are not an LMDB database holding the store's sub-databases."""
+    try:
+        env = lmdb.open(str(data_file), subdir=False, readonly=True, lock=False, max_dbs=len(be.SUB_DBS) + 4)
+    except lmdb.Error as e:
+        raise ValueError(f"not a store snapshot: {e}") from e
+    try:
+        with env.begin() as txn:
+            for name in be.SUB_DBS:
+                if txn.get(name) is None:
+                    raise ValueError(f"not a store snapshot: no {name.decode()!r} database")
+    finally:
+        env.close()
+
+
+class WriteBatch:
+    """Writes that commit together on leaving the ``with`` block (and abort on an exception).
+
+    Every request runs as one etcd write transaction in a nested LMDB transaction: if it raises, nothing of
+    it stays and the batch can go on. After the commit its events go to the watchers.
+    """
+
+    def __init__(self, store: MvccStore, consistent_index: int, consistent_term: int) -> None:
+        self._store = store
+        self.consistent_index = consistent_index
+        self.consistent_term = consistent_term
+        self._txn: Any = None
+        self._rev = 0
+        self._compact_rev = 0
+        self._journal: list[Undo] = []
+        self._events: list[tuple[int, list[kv_pb2.Event]]] = []
+        self._compactions: list[int] = []
+
+    def __enter__(self) -> WriteBatch:
+        store = self._store
+        store._check_open()
+        with store._mu:
+            if store._batch is not None:
+                raise RuntimeError("another write batch is open")
+            self._txn = store._state.backend.begin(write=True)
+            store._batch = self
+            self._rev = store._current_rev
+            self._compact_rev = store._compact_rev
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._txn is None:
+            return
+        if exc_type is not None:
+            self._abort()
+            return
+        store = self._store
+        backend = store._state.backend
+        # The watchers' lock is held from the commit until the events are out, so that batches committed by
+        # different threads reach the watchers in revision order (lock order: watchers, then store).
+        with store._hub.lock, store._mu:
+            try:
+                self._txn.put(be.CONSISTENT_INDEX, be.encode_u64(self.consistent_index), db=backend.meta_db)
+                self._txn.put(be.CONSISTENT_TERM, be.encode_u64(self.consistent_term), db=backend.meta_db)
+                self._txn.commit()
+            except lmdb.MapFullError as e:  # map_size set too close to the quota: the whole batch is lost
+                self._abort()
+                raise QuotaExceededError(store.quota_bytes, backend.map_size) from e
+            except BaseException:
+                self._abort()
+                raise
+            self._txn = None
+            for revision in self._compactions:
+                store._state.index.compact(revision)
+            store._current_rev = self._rev
+            store._compact_rev = self._compact_rev
+            store._consistent_index = self.consistent_index
+            store._consistent_term = self.consistent_term
+            store._batch = None
+            store._hub.notify(self._events)
+
+    def _abort(self) -> None:
+        store = self._store
+        with store._mu:
+            if self._txn is not None:
+                self._txn.abort()
+                self._txn = None
+            for undo in reversed(self._journal):
+                undo()
+            self._journal.clear()
+            self._events.clear()
+            if store._batch is self:
+                store._batch = None
+
+    @property
+    def revision(self) -> int:
+        """The store's revision as this batch has left it so far."""
+        return self._rev
+
+    def _check_active(self) -> None:
+        if self._txn is None:
+            raise RuntimeError("the write batch is not open (use it in a with block)")
+
+    def _apply(self, fn: Callable[[TxnWrite], T], *, quota: bool) -> T:
+        """Run ``fn`` as one etcd write transaction, all or nothing."""
+        self._check_active()
+        store = self._store
+        backend = store._state.backend
+        child = backend.begin(write=True, parent=self._txn)
+        journal: list[Undo] = []
+        tw = TxnWrite(store._state, child, self._rev, self._compact_rev, journal)
+        try:
+            with store._mu:
+                result = fn(tw)
+            if quota:
+                in_use = backend.in_use_bytes(child)
+                if in_use > store.quota_bytes:
+                    raise QuotaExceededError(store.quota_bytes, in_use)
+        except BaseException as e:
+            child.abort()
+            with store._mu:
+                for undo in reversed(journal):
+                    undo()
+            if isinstance(e, lmdb.MapFullError):
+                raise QuotaExceededError(store.quota_bytes, backend.map_size) from e
+            raise
+        child.commit()
+        self._journal.extend(journal)
+        if tw.events:
+            self._rev = tw.rev
+            self._events.append((tw.rev, tw.events))
+        return result
+
+    def put(self, req: rpc_pb2.PutRequest) -> rpc_pb2.PutResponse:
+        return self._apply(lambda tw: apply_put(tw, req), quota=True)
+
+    def delete_range(self, req: rpc_pb2.DeleteRangeRequest) -> rpc_pb2.DeleteRangeResponse:
+        return self._apply(lambda tw: apply_delete_range(tw, req), quota=False)
+
+    def txn(self, req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
+        return self._apply(lambda tw: apply_txn(tw, req), quota=not is_txn_readonly(req))
+
+    def range(self, req: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
+        """etcd's Range as this batch has left the store (header left unset)."""
+        self._check_active()
+        store = self._store
+        view = KvReader(store._state, self._txn, self._rev, self._compact_rev)
+        with store._mu:
+            return apply_range(view, req)
+
+    def lease_grant(self, lease_id: int, ttl: int) -> None:
+        self._apply(lambda tw: tw.grant_lease(lease_id, ttl), quota=True)
+
+    def lease_revoke(self, lease_id: int) -> None:
+        """Forget the lease and delete every key attached to it, all at one new revision."""
+        self._apply(lambda tw: tw.revoke_lease(lease_id), quota=False)
+
+    def compact(self, revision: int) -> None:
+        """Drop history below ``revision``: what each key was at ``revision`` stays, deleted keys go."""
+        self._check_active()
+        if revision <= self._compact_rev:
+            raise CompactedError(self._compact_rev)
+        if revision > self._rev:
+            raise FutureRevisionError(self._rev)
+        store = self._store
+        backend = store._state.backend
+        with store._mu:
+            keep = store._state.index.keep(revision)
+            child = backend.begin(write=True, parent=self._txn)
+            try:
+                upper = rev_to_bytes(Revision(revision + 1))
+                cursor = child.cursor(db=backend.key_db)
+                more = cursor.first()
+                while more:
+                    raw = cursor.key()
+                    if raw >= upper:
+                        break
+                    if bytes_to_rev(raw) in keep:
+                        more = cursor.next()
+                    else:
+                        more = cursor.delete() and bool(cursor.key())
+                backend.put_revision(child, be.SCHEDULED_COMPACT, revision)
+                backend.put_revision(child, be.FINISHED_COMPACT, revision)
+            except BaseException:
+                child.abort()
+                raise
+            child.commit()
+        # The index forgets the old revisions when the batch commits; until then reads at or above
+        # `revision` find the kept revisions, and reads below it fail on the new compact revision.
+        self._compact_rev = revision
+        self._compactions.append(revision)
+
+    def meta_put(self, bucket: str, key: bytes, value: bytes) -> None:
+        """Store a value in one of the server's buckets (never refused for quota: alarms must get in)."""
+        self._check_active()
+        try:
+            self._txn.put(be.bucket_key(bucket, key), value, db=self._store._state.backend.bucket_db)
+        except lmdb.BadValsizeError as e:
+            raise ValueError(f"bucket key too long: {len(key)} bytes") from e
+
+    def meta_delete(self, bucket: str, key: bytes) -> None:
+        self._check_active()
+        self._txn.delete(be.bucket_key(bucket, key), db=self._store._state.backend.bucket_db)
