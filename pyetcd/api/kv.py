@@ -1,0 +1,167 @@
+"""The KV service: check each request as etcd's v3rpc layer does, ask the server, fill the header."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+
+from pyetcd import errors
+from pyetcd.api.header import fill_header
+from pyetcd.api.server_api import EtcdServerApi
+
+Interval = tuple[bytes, bytes]
+"""A half-open key interval [begin, end) deleted by a txn operation."""
+
+
+def check_range_request(req: rpc_pb2.RangeRequest) -> None:
+    if not req.key:
+        raise errors.ErrGRPCEmptyKey
+
+
+def check_put_request(req: rpc_pb2.PutRequest) -> None:
+    if not req.key:
+        raise errors.ErrGRPCEmptyKey
+    if req.ignore_value and req.value:
+        raise errors.ErrGRPCValueProvided
+    if req.ignore_lease and req.lease != 0:
+        raise errors.ErrGRPCLeaseProvided
+
+
+def check_delete_request(req: rpc_pb2.DeleteRangeRequest) -> None:
+    if not req.key:
+        raise errors.ErrGRPCEmptyKey
+
+
+def check_txn_request(req: rpc_pb2.TxnRequest, max_txn_ops: int) -> None:
+    """Operation count and per-operation checks, as etcd's checkTxnRequest.
+
+    The limit applies to the largest of the compare, success and failure lists; a nested
+    txn is checked against what is left of the limit after its parent (etcd's rule).
+    """
+    op_count = max(len(req.compare), len(req.success), len(req.failure))
+    if op_count > max_txn_ops:
+        raise errors.ErrGRPCTooManyOps
+    for compare in req.compare:
+        if not compare.key:
+            raise errors.ErrGRPCEmptyKey
+    for op in [*req.success, *req.failure]:
+        check_request_op(op, max_txn_ops - op_count)
+
+
+def check_request_op(op: rpc_pb2.RequestOp, max_txn_ops: int) -> None:
+    kind = op.WhichOneof("request")
+    if kind == "request_range":
+        check_range_request(op.request_range)
+    elif kind == "request_put":
+        check_put_request(op.request_put)
+    elif kind == "request_delete_range":
+        check_delete_request(op.request_delete_range)
+    elif kind == "request_txn":
+        check_txn_request(op.request_txn, max_txn_ops)
+    else:
+        raise errors.ErrGRPCKeyNotFound  # an empty operation: etcd answers "key not found"
+
+
+def _delete_interval(req: rpc_pb2.DeleteRangeRequest) -> Interval:
+    if req.range_end:
+        return req.key, req.range_end
+    return req.key, req.key + b"\x00"  # a single key is the point [key, key\x00)
+
+
+def _deletes_key(deletes: Iterable[Interval], key: bytes) -> bool:
+    # An interval whose end sorts before its begin (e.g. range_end "\x00", "to the end")
+    # covers nothing here, exactly as in etcd's interval tree.
+    return any(begin <= key < end for begin, end in deletes)
+
+
+def check_intervals(ops: Iterable[rpc_pb2.RequestOp]) -> tuple[set[bytes], list[Interval]]:
+    """Refuse a txn branch that writes a key twice (etcd's checkIntervals).
+
+    A key may not be put twice, nor put and deleted, at one level or across nested txns;
+    the success and failure branches of one nested txn exclude each other, so the same
+    key may be put in both. Returns the keys put and intervals deleted, for the parent.
+    """
+    ops = list(ops)
+    deletes = [_delete_interval(op.request_delete_range) for op in ops
+               if op.WhichOneof("request") == "request_delete_range"]
+    puts: set[bytes] = set()
+    for op in ops:
+        if op.WhichOneof("request") != "request_txn":
+            continue
+        puts_then, deletes_then = check_intervals(op.request_txn.success)
+        puts_else, deletes_else = check_intervals(op.request_txn.failure)
+        for key in puts_then:
+            if key in puts or _deletes_key(deletes, key):
+                raise errors.ErrGRPCDuplicateKey
+            puts.add(key)
+        for key in puts_else:
+            if (key in puts and key not in puts_then) or _deletes_key(deletes, key):
+                raise errors.ErrGRPCDuplicateKey
+            puts.add(key)
+        deletes.extend(iv for iv in [*deletes_then, *deletes_else] if iv[1] > b"\x00")
+    for op in ops:
+        if op.WhichOneof("request") != "request_put":
+            continue
+        key = op.request_put.key
+        if key in puts or _deletes_key(deletes, key):
+            raise errors.ErrGRPCDuplicateKey
+        puts.add(key)
+    return puts, deletes
+
+
+class KVServicer(rpc_pb2_grpc.KVServicer):
+    """etcdserverpb.KV: Range, Put, DeleteRange, Txn, Compact."""
+
+    def __init__(self, etcd: EtcdServerApi) -> None:
+        self._etcd = etcd
+
+    async def Range(self, request: rpc_pb2.RangeRequest, context: Any) -> rpc_pb2.RangeResponse:  # noqa: N802
+        try:
+            check_range_request(request)
+            response = await self._etcd.range(request)
+        except Exception as err:
+            await errors.abort_with(context, err)
+        fill_header(response.header, self._etcd)
+        return response
+
+    async def Put(self, request: rpc_pb2.PutRequest, context: Any) -> rpc_pb2.PutResponse:  # noqa: N802
+        try:
+            check_put_request(request)
+            response = await self._etcd.put(request)
+        except Exception as err:
+            await errors.abort_with(context, err)
+        fill_header(response.header, self._etcd)
+        return response
+
+    async def DeleteRange(self, request: rpc_pb2.DeleteRangeRequest,  # noqa: N802
+                          context: Any) -> rpc_pb2.DeleteRangeResponse:
+        try:
+            check_delete_request(request)
+            response = await self._etcd.delete_range(request)
+        except Exception as err:
+            await errors.abort_with(context, err)
+        fill_header(response.header, self._etcd)
+        return response
+
+    async def Txn(self, request: rpc_pb2.TxnRequest, context: Any) -> rpc_pb2.TxnResponse:  # noqa: N802
+        try:
+            check_txn_request(request, self._etcd.config.max_txn_ops)
+            # Overlap checks come after the cheap ones so a huge txn cannot cost quadratic time.
+            check_intervals(request.success)
+            check_intervals(request.failure)
+            response = await self._etcd.txn(request)
+        except Exception as err:
+            await errors.abort_with(context, err)
+        fill_header(response.header, self._etcd)
+        return response
+
+    async def Compact(self, request: rpc_pb2.CompactionRequest,  # noqa: N802
+                      context: Any) -> rpc_pb2.CompactionResponse:
+        try:
+            response = await self._etcd.compact(request)
+        except Exception as err:
+            await errors.abort_with(context, err)
+        fill_header(response.header, self._etcd)
+        return response

@@ -1,0 +1,235 @@
+"""Server processes (real etcd or pyetcd) on ports a test picks, and etcdctl runs against them.
+
+Both binaries take etcd's flags, so one test can drive either and compare what etcdctl
+prints. Every process started here is stopped (SIGTERM, then SIGKILL) by its owner.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+REPO = Path(__file__).resolve().parents[2]
+PYETCD_BINARY = REPO / ".venv" / "bin" / "pyetcd"
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A port the kernel just handed out and released, so nothing else is bound to it right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def pyetcd_built() -> bool:
+    """pyetcd runs once its server and command line exist next to the installed entry point."""
+    return PYETCD_BINARY.exists() and (REPO / "pyetcd" / "server.py").exists() \
+        and (REPO / "pyetcd" / "cli.py").exists()
+
+
+def binary_path(binary: str) -> str:
+    if binary == "pyetcd":
+        return str(PYETCD_BINARY)
+    found = shutil.which(binary)
+    if found is None:
+        raise FileNotFoundError(f"{binary} is not installed")
+    return found
+
+
+def etcdctl_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["ETCDCTL_API"] = "3"
+    for name in list(env):  # a caller's ETCDCTL_* settings must not leak into the test
+        if name.startswith("ETCDCTL_") and name != "ETCDCTL_API":
+            del env[name]
+    return env
+
+
+def run_etcdctl(endpoint: str, *args: str, input: str | bytes | None = None,
+                timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    """Run `etcdctl --endpoints=<endpoint> args...` (API v3) and capture its output as text."""
+    data = input.encode() if isinstance(input, str) else input
+    completed = subprocess.run(
+        ["etcdctl", f"--endpoints={endpoint}", *args], input=data, env=etcdctl_env(),
+        capture_output=True, timeout=timeout)
+    return subprocess.CompletedProcess(
+        completed.args, completed.returncode,
+        completed.stdout.decode(errors="replace"), completed.stderr.decode(errors="replace"))
+
+
+def error_lines(stderr: str) -> list[str]:
+    """etcdctl's own messages, without the client library's JSON retry logs."""
+    return [line for line in stderr.splitlines() if line.strip() and not line.startswith("{")]
+
+
+@dataclass
+class ServerProcess:
+    """One member started with etcd's flags: `binary` is "etcd" or "pyetcd"."""
+
+    binary: str
+    name: str
+    data_dir: Path
+    client_port: int
+    peer_port: int
+    extra_args: Sequence[str] = ()
+    initial_cluster: str | None = None  # default: a cluster of just this member
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    @property
+    def client_url(self) -> str:
+        return f"http://{HOST}:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://{HOST}:{self.peer_port}"
+
+    @property
+    def endpoint(self) -> str:
+        return f"{HOST}:{self.client_port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir.parent / f"{self.data_dir.name}.log"
+
+    def command(self) -> list[str]:
+        return [
+            binary_path(self.binary),
+            f"--name={self.name}",
+            f"--data-dir={self.data_dir}",
+            f"--listen-client-urls={self.client_url}",
+            f"--advertise-client-urls={self.client_url}",
+            f"--listen-peer-urls={self.peer_url}",
+            f"--initial-advertise-peer-urls={self.peer_url}",
+            f"--initial-cluster={self.initial_cluster or f'{self.name}={self.peer_url}'}",
+            *self.extra_args,
+        ]
+
+    def start(self, *, wait: bool = True, timeout: float = 30.0) -> ServerProcess:
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, start_new_session=True)
+        if wait:
+            try:
+                self.wait_healthy(timeout)
+            except BaseException:
+                self.stop()
+                raise
+        return self
+
+    def etcdctl(self, *args: str, input: str | bytes | None = None,
+                timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        return run_etcdctl(self.endpoint, *args, input=input, timeout=timeout)
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        """Until `etcdctl endpoint health` says healthy; fails early if the process dies."""
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            if self.process is None or self.process.poll() is not None:
+                raise RuntimeError(f"{self.binary} exited early:\n{self.log_tail()}")
+            result = self.etcdctl("endpoint", "health", "--command-timeout=2s", timeout=10)
+            last = result.stdout + result.stderr
+            # etcdctl 3.4 prints the verdict on stderr.
+            if result.returncode == 0 and "is healthy" in last:
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"{self.binary} not healthy after {timeout}s: {last}\n{self.log_tail()}")
+
+    def stop(self, grace: float = 10.0) -> int | None:
+        """SIGTERM, then SIGKILL after `grace` seconds; returns the exit code."""
+        process = self.process
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(grace)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(grace)
+        return process.returncode
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class EtcdctlWatch:
+    """`etcdctl watch ...` running in the background; its output lines arrive on a queue."""
+
+    def __init__(self, endpoint: str, *args: str) -> None:
+        self.process = subprocess.Popen(
+            ["etcdctl", f"--endpoints={endpoint}", "watch", *args], env=etcdctl_env(),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._pump, daemon=True)
+        self._reader.start()
+
+    def _pump(self) -> None:
+        assert self.process.stdout is not None
+        for raw in self.process.stdout:
+            line = raw.decode(errors="replace").rstrip("\n")
+            if not line.startswith("{"):  # skip the client library's JSON logs
+                self._lines.put(line)
+        self._lines.put(None)
+
+    def read_lines(self, count: int, timeout: float = 15.0) -> list[str]:
+        """The next `count` lines; fewer if the watch ends or `timeout` passes first."""
+        lines: list[str] = []
+        deadline = time.monotonic() + timeout
+        while len(lines) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                line = self._lines.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            lines.append(line)
+        return lines
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self._reader.join(5)  # the pipe reaches EOF once the process is gone
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+    def __enter__(self) -> EtcdctlWatch:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+StartServer = Callable[..., ServerProcess]
+"""`start(binary="etcd"|"pyetcd", name=..., client_port=..., peer_port=..., extra_args=...)`."""
