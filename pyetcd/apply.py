@@ -1,0 +1,290 @@
+"""The applier: turns committed Raft entries into store, lease, alarm and membership changes.
+
+Every member runs the same entries through this code in the same order, so it must be
+deterministic: no clocks, no randomness, no looking at who is leader. Each entry's outcome
+(a response or an etcd error) is returned for the member that proposed it to hand back.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from etcdpb.etcdserverpb import raft_internal_pb2, rpc_pb2
+from pyetcd import errors
+from pyetcd.membership import (
+    MEMBERS_BUCKET,
+    REMOVED_BUCKET,
+    Member,
+    Membership,
+    member_key,
+)
+from raft.core import ConfChange, ConfChangeType, ConfState, Entry, decode_conf_change
+from storage.mvcc import MvccStore
+
+ALARM_BUCKET = "alarm"
+RAFT_BUCKET = "raft"
+CONF_STATE_KEY = b"conf_state"
+NO_NODE = 0
+
+
+@dataclass(slots=True)
+class ApplyOutcome:
+    """What applying one entry produced: who waits for it, and their answer."""
+
+    request_id: int
+    result: Any = None
+    error: BaseException | None = None
+
+
+@dataclass(slots=True)
+class AppliedBatch:
+    """Outcomes of a batch plus the follow-up work that must wait until the batch is durable."""
+
+    outcomes: list[ApplyOutcome] = field(default_factory=list)
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
+    conf_state: ConfState | None = None
+
+
+class MembershipChanges:
+    """Hooks the server gives the applier for membership side effects outside the store."""
+
+    def __init__(self, apply_to_raft: Callable[[ConfChange], ConfState],
+                 on_member_added: Callable[[Member], None],
+                 on_member_removed: Callable[[int], None],
+                 on_member_updated: Callable[[Member], None]) -> None:
+        self.apply_to_raft = apply_to_raft
+        self.on_member_added = on_member_added
+        self.on_member_removed = on_member_removed
+        self.on_member_updated = on_member_updated
+
+
+def alarm_key(member_id: int, alarm: int) -> bytes:
+    return f"{member_id:x}:{alarm}".encode()
+
+
+def encode_conf_change_context(member: Member, promote: bool = False) -> bytes:
+    """A ConfChange context: the member record, and whether this ADD promotes a learner (etcd's shape)."""
+    return json.dumps({"member": json.loads(member.encode()), "isPromote": promote}, sort_keys=True).encode()
+
+
+def encode_conf_state(conf_state: ConfState) -> bytes:
+    return json.dumps({"voters": list(conf_state.voters), "learners": list(conf_state.learners)}).encode()
+
+
+def decode_conf_state(data: bytes) -> ConfState:
+    raw = json.loads(data)
+    return ConfState(voters=tuple(raw["voters"]), learners=tuple(raw["learners"]))
+
+
+def decode_conf_change_context(data: bytes) -> tuple[Member, bool]:
+    raw = json.loads(data)
+    return Member.decode(json.dumps(raw["member"]).encode()), bool(raw.get("isPromote", False))
+
+
+class Applier:
+    """Applies entries to an MvccStore write batch; owns the alarm list and the membership view."""
+
+    def __init__(self, store: MvccStore, membership: Membership, lessor: Any, min_lease_ttl: int,
+                 changes: MembershipChanges) -> None:
+        self.store = store
+        self.membership = membership
+        self.lessor = lessor
+        self.min_lease_ttl = min_lease_ttl
+        self.changes = changes
+        self.alarms: set[tuple[int, int]] = set()
+        self.reload_alarms()
+
+    # -- state that lives in the store ---------------------------------------------------------
+
+    def reload_alarms(self) -> None:
+        self.alarms = set()
+        for key, _ in self.store.meta_items(ALARM_BUCKET):
+            member_hex, _, alarm = key.decode().partition(":")
+            self.alarms.add((int(member_hex, 16), int(alarm)))
+
+    def no_space(self) -> bool:
+        return any(alarm == rpc_pb2.NOSPACE for _, alarm in self.alarms)
+
+    # -- entries -------------------------------------------------------------------------------
+
+    def apply_entries(self, entries: list[Entry]) -> AppliedBatch:
+        """Apply entries newer than the store's consistent index in one durable write batch."""
+        batch = AppliedBatch()
+        pending = [e for e in entries if e.index > self.store.consistent_index]
+        if not pending:
+            return batch
+        last = pending[-1]
+        with self.store.write(consistent_index=last.index, consistent_term=last.term) as w:
+            for entry in pending:
+                if entry.type == 1:  # EntryType.CONF_CHANGE
+                    batch.outcomes.append(self._apply_conf_change(w, entry, batch))
+                elif entry.data:
+                    batch.outcomes.append(self._apply_request(w, entry, batch))
+            if batch.conf_state is not None:
+                # Raft needs the membership as of the applied index when it restarts.
+                w.meta_put(RAFT_BUCKET, CONF_STATE_KEY, encode_conf_state(batch.conf_state))
+        return batch
+
+    def _apply_request(self, w: Any, entry: Entry, batch: AppliedBatch) -> ApplyOutcome:
+        request = raft_internal_pb2.InternalRaftRequest()
+        try:
+            request.ParseFromString(entry.data)
+        except Exception as err:  # noqa: BLE001 - a foreign entry must not stop the applier
+            return ApplyOutcome(0, error=err)
+        outcome = ApplyOutcome(request.header.ID or request.ID)
+        try:
+            outcome.result = self._dispatch(w, request, batch)
+        except Exception as err:  # noqa: BLE001 - request-level failures go back to the proposer
+            outcome.error = err
+        return outcome
+
+    def _dispatch(self, w: Any, request: Any, batch: AppliedBatch) -> Any:
+        if request.HasField("put"):
+            self._refuse_when_no_space()
+            return w.put(request.put)
+        if request.HasField("delete_range"):
+            return w.delete_range(request.delete_range)
+        if request.HasField("txn"):
+            if txn_writes(request.txn):
+                self._refuse_when_no_space()
+            return w.txn(request.txn)
+        if request.HasField("range"):
+            return w.range(request.range)
+        if request.HasField("compaction"):
+            w.compact(request.compaction.revision)
+            return rpc_pb2.CompactionResponse()
+        if request.HasField("lease_grant"):
+            return self._lease_grant(w, request.lease_grant, batch)
+        if request.HasField("lease_revoke"):
+            return self._lease_revoke(w, request.lease_revoke, batch)
+        if request.HasField("alarm"):
+            return self._alarm(w, request.alarm)
+        if request.HasField("member_attributes_set"):
+            return self._member_attributes(w, request.member_attributes_set, batch)
+        raise errors.ErrNotCapable
+
+    def _refuse_when_no_space(self) -> None:
+        if self.no_space():
+            raise errors.ErrNoSpace
+
+    def _lease_grant(self, w: Any, req: Any, batch: AppliedBatch) -> Any:
+        self._refuse_when_no_space()
+        if any(lease_id == req.ID for lease_id, _ in self.store.leases()) or self.lessor.lookup(req.ID) is not None:
+            raise errors.ErrLeaseExist
+        ttl = max(req.TTL, self.min_lease_ttl)
+        w.lease_grant(req.ID, ttl)
+        batch.after_commit.append(lambda: self.lessor.on_grant(req.ID, ttl))
+        return rpc_pb2.LeaseGrantResponse(ID=req.ID, TTL=ttl)
+
+    def _lease_revoke(self, w: Any, req: Any, batch: AppliedBatch) -> Any:
+        if self.lessor.lookup(req.ID) is None:
+            raise errors.ErrLeaseNotFound
+        w.lease_revoke(req.ID)
+        batch.after_commit.append(lambda: self.lessor.on_revoke(req.ID))
+        return rpc_pb2.LeaseRevokeResponse()
+
+    def _alarm(self, w: Any, req: Any) -> Any:
+        response = rpc_pb2.AlarmResponse()
+        key = (req.memberID, req.alarm)
+        if req.action == rpc_pb2.AlarmRequest.ACTIVATE and req.alarm != rpc_pb2.NONE:
+            if key not in self.alarms:
+                self.alarms.add(key)
+                w.meta_put(ALARM_BUCKET, alarm_key(*key), b"")
+            response.alarms.add(memberID=req.memberID, alarm=req.alarm)
+        elif req.action == rpc_pb2.AlarmRequest.DEACTIVATE:
+            if key in self.alarms:
+                self.alarms.discard(key)
+                w.meta_delete(ALARM_BUCKET, alarm_key(*key))
+                response.alarms.add(memberID=req.memberID, alarm=req.alarm)
+        return response
+
+    def _member_attributes(self, w: Any, req: Any, batch: AppliedBatch) -> Any:
+        member = self.membership.set_attributes(req.member_ID, req.name, tuple(req.client_urls))
+        if member is not None:
+            w.meta_put(MEMBERS_BUCKET, member.store_key(), member.encode())
+            batch.after_commit.append(lambda: self.changes.on_member_updated(member))
+        return None
+
+    # -- membership (etcd's ValidateConfigurationChange, then the change) ---------------------
+
+    def _apply_conf_change(self, w: Any, entry: Entry, batch: AppliedBatch) -> ApplyOutcome:
+        cc = decode_conf_change(entry.data)
+        outcome = ApplyOutcome(cc.id)
+        try:
+            member, promote = self._validate_conf_change(cc)
+        except errors.EtcdError as err:
+            outcome.error = err
+            # The change is void, but Raft still expects to hear that the entry was applied.
+            batch.conf_state = self.changes.apply_to_raft(ConfChange(cc.type, NO_NODE, b"", cc.id))
+            return outcome
+        if cc.type in (ConfChangeType.ADD_NODE, ConfChangeType.ADD_LEARNER_NODE):
+            assert member is not None
+            stored = self.membership.promote(member.id) if promote else None
+            if stored is None:
+                stored = member
+                self.membership.add(stored)
+            w.meta_put(MEMBERS_BUCKET, stored.store_key(), stored.encode())
+            batch.after_commit.append(lambda: self.changes.on_member_added(stored))
+        elif cc.type == ConfChangeType.REMOVE_NODE:
+            self.membership.remove(cc.node_id)
+            w.meta_delete(MEMBERS_BUCKET, member_key(cc.node_id))
+            w.meta_put(REMOVED_BUCKET, member_key(cc.node_id), b"")
+            removed_id = cc.node_id
+            batch.after_commit.append(lambda: self.changes.on_member_removed(removed_id))
+        elif cc.type == ConfChangeType.UPDATE_NODE:
+            assert member is not None
+            current = self.membership.get(cc.node_id)
+            assert current is not None
+            updated = Member(current.id, member.peer_urls, current.name, current.client_urls, current.is_learner)
+            self.membership.update(updated)
+            w.meta_put(MEMBERS_BUCKET, updated.store_key(), updated.encode())
+            batch.after_commit.append(lambda: self.changes.on_member_updated(updated))
+        batch.conf_state = self.changes.apply_to_raft(cc)
+        outcome.result = self.membership.members()
+        return outcome
+
+    def _validate_conf_change(self, cc: ConfChange) -> tuple[Member | None, bool]:
+        if cc.node_id in self.membership.removed:
+            raise errors.ErrMemberRemoved
+        member: Member | None = None
+        promote = False
+        if cc.context:
+            member, promote = decode_conf_change_context(cc.context)
+        existing = self.membership.get(cc.node_id)
+        if cc.type in (ConfChangeType.ADD_NODE, ConfChangeType.ADD_LEARNER_NODE):
+            if member is None:
+                # A bootstrap entry written by Raft without a record: nothing to add.
+                raise errors.ErrMemberBadURLs
+            if promote:
+                if existing is None:
+                    raise errors.ErrMemberNotFound
+                if not existing.is_learner:
+                    raise errors.ErrMemberNotLearner
+                return member, True
+            if existing is not None:
+                raise errors.ErrMemberExist
+            if self.membership.peer_url_in_use(member.peer_urls):
+                raise errors.ErrPeerURLExist
+        elif cc.type == ConfChangeType.REMOVE_NODE:
+            if existing is None:
+                raise errors.ErrMemberNotFound
+        elif cc.type == ConfChangeType.UPDATE_NODE:
+            if existing is None:
+                raise errors.ErrMemberNotFound
+            if member is None or self.membership.peer_url_in_use(member.peer_urls, except_id=cc.node_id):
+                raise errors.ErrPeerURLExist
+        return member, promote
+
+
+def txn_writes(txn: Any) -> bool:
+    """Whether a txn could write in either branch (a read-only txn is allowed under NOSPACE)."""
+    for op in list(txn.success) + list(txn.failure):
+        kind = op.WhichOneof("request")
+        if kind in ("request_put", "request_delete_range"):
+            return True
+        if kind == "request_txn" and txn_writes(op.request_txn):
+            return True
+    return False

@@ -1,0 +1,139 @@
+"""The `pyetcd` command: a server started with etcd's flags, `grpc-proxy start`, and `snapshot restore`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+
+from pyetcd import __version__
+from pyetcd.config import ConfigError, ServerConfig, parse_server_args
+
+log = logging.getLogger("pyetcd")
+
+LEVEL_LETTERS = {"DEBUG": "D", "INFO": "I", "WARNING": "W", "ERROR": "E", "CRITICAL": "C"}
+
+
+class EtcdStyleFormatter(logging.Formatter):
+    """Lines like etcd 3.4's: `2026-01-02 15:04:05.000000 I | etcdserver: message`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = datetime.fromtimestamp(record.created).strftime("%Y-%m-%d %H:%M:%S.%f")
+        package = record.name.split(".")[-1]
+        line = f"{stamp} {LEVEL_LETTERS.get(record.levelname, 'I')} | {package}: {record.getMessage()}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(EtcdStyleFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel({"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
+                   "error": logging.ERROR}.get(level, logging.INFO))
+
+
+def print_version() -> None:
+    from pyetcd.server import SERVER_VERSION
+
+    print(f"pyetcd Version: {__version__}")
+    print(f"etcd API compatible with: {SERVER_VERSION}")
+    print(f"Python Version: {sys.version.split()[0]}")
+
+
+def fatal(message: str) -> int:
+    """Report a start-up failure the way etcdmain does, and give the exit status etcd gives."""
+    stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S.%f")
+    print(f"{stamp} C | etcdmain: {message}", file=sys.stderr)
+    return 1
+
+
+async def run_server(config: ServerConfig) -> int:
+    from pyetcd.errors import StartupError
+    from pyetcd.server import EtcdServer
+
+    server = EtcdServer(config)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, server.stopped.set)
+    try:
+        await server.start()
+    except StartupError as err:
+        await server.stop()
+        return fatal(str(err))
+    await server.stopped.wait()
+    log.info("shutting down: %s", server.stop_reason or "received a signal")
+    await server.stop()
+    return 0
+
+
+def run_async(main: asyncio.Future[int] | object) -> int:
+    import uvloop
+
+    result: int = uvloop.run(main)  # type: ignore[arg-type]
+    return result
+
+
+def proxy_main(argv: Sequence[str]) -> int:
+    from pyetcd.proxy import add_proxy_arguments, proxy_config_from_args, serve_proxy
+
+    parser = argparse.ArgumentParser(prog="pyetcd grpc-proxy start",
+                                     description="Start the stateless etcd v3 gRPC L7 reverse proxy.")
+    add_proxy_arguments(parser)
+    args = parser.parse_args(list(argv))
+    config = proxy_config_from_args(args)
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await serve_proxy(config, stop=stop)
+        return 0
+
+    return run_async(main())
+
+
+def snapshot_main(argv: Sequence[str]) -> int:
+    from pyetcd.restore import add_restore_arguments, restore_snapshot
+
+    parser = argparse.ArgumentParser(prog="pyetcd snapshot", description="Snapshot tools.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    restore = sub.add_parser("restore", help="Restore a snapshot file into a new data directory.")
+    add_restore_arguments(restore)
+    args = parser.parse_args(list(argv))
+    try:
+        restore_snapshot(args)
+    except (ConfigError, OSError, ValueError) as err:
+        print(f"Error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:2] == ["grpc-proxy", "start"]:
+        return proxy_main(args[2:])
+    if args[:1] == ["snapshot"]:
+        return snapshot_main(args[1:])
+    try:
+        config = parse_server_args(args, on_version=print_version)
+    except ConfigError as err:
+        print(str(err), file=sys.stderr)
+        print("Try 'pyetcd --help' for more information.", file=sys.stderr)
+        return 2
+    if config is None:
+        return 0
+    setup_logging(config.log_level)
+    log.info("pyetcd %s starting member %s (data dir %s)", __version__, config.name, config.data_dir)
+    return run_async(run_server(config))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
