@@ -132,6 +132,7 @@ class EtcdServer:
         self.stopped = asyncio.Event()
         self.stop_reason = ""
         self._published = False
+        self._initial_peers: list[Member] = []
 
     # -- start-up ------------------------------------------------------------------------------
 
@@ -164,7 +165,7 @@ class EtcdServer:
                                        is_removed=lambda peer: peer in self.membership.removed,
                                        on_removed=lambda: self._shut_down_removed())
         self.transport.add_services(self._register_peer_service)
-        for member in self.membership.members():
+        for member in self.membership.members() + self._initial_peers:
             if member.id != self.member_id:
                 self.transport.add_peer(member.id, list(member.peer_urls))
         node_config = NodeConfig(member_id=self.member_id, heartbeat_ms=config.heartbeat_ms,
@@ -175,10 +176,17 @@ class EtcdServer:
         await self.node.start(bootstrap_peers=bootstrap)
         identity.save(config)
         self.node.add_leader_listener(self._on_leader_change)
-        self._tasks = [asyncio.create_task(self._apply_loop(), name="apply"),
-                       asyncio.create_task(self._publish_attributes(), name="publish"),
+        publish = asyncio.create_task(self._publish_attributes(), name="publish")
+        self._tasks = [asyncio.create_task(self._apply_loop(), name="apply"), publish,
                        asyncio.create_task(self._lease_expiry_loop(), name="lease-expiry"),
                        asyncio.create_task(self._auto_compaction_loop(), name="auto-compaction")]
+        # Like etcd (ReadyNotify), serve clients only once our name and client URLs are in the
+        # log: before that, members would be listed without them.
+        stopped = asyncio.create_task(self.stopped.wait())
+        await asyncio.wait([publish, stopped], return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if self.stopped.is_set():
+            return
         await self._serve_clients()
         log.info("pyetcd member %s serving clients on %s (cluster %s)", format_id(self.member_id),
                  ",".join(config.listen_client_urls), format_id(self.cluster_id))
@@ -215,9 +223,10 @@ class EtcdServer:
                                           "(this member's peer URLs are not in the cluster it was told to join)")
             if me.id in answer.removed_ids:
                 raise errors.StartupError(REMOVED_MESSAGE)
-            self.membership = Membership(answer.cluster_id, members, set(answer.removed_ids))
-            # The replicated members bucket is rebuilt from the log or a snapshot; this view only
-            # lets the transport reach the peers meanwhile.
+            # The membership itself is rebuilt by replaying the log (or from a snapshot); the
+            # remote view only lets the transport reach the peers until then.
+            self.membership = Membership(answer.cluster_id, removed=set(answer.removed_ids))
+            self._initial_peers = [m for m in members if m.id != me.id]
             return Identity(me.id, answer.cluster_id)
         raise errors.StartupError("cannot fetch cluster info from peer urls: could not retrieve cluster "
                                   "information from the given URLs")
