@@ -194,11 +194,10 @@ class Applier:
                 self.alarms.add(key)
                 w.meta_put(ALARM_BUCKET, alarm_key(*key), b"")
             response.alarms.add(memberID=req.memberID, alarm=req.alarm)
-        elif req.action == rpc_pb2.AlarmRequest.DEACTIVATE:
-            if key in self.alarms:
-                self.alarms.discard(key)
-                w.meta_delete(ALARM_BUCKET, alarm_key(*key))
-                response.alarms.add(memberID=req.memberID, alarm=req.alarm)
+        elif req.action == rpc_pb2.AlarmRequest.DEACTIVATE and key in self.alarms:
+            self.alarms.discard(key)
+            w.meta_delete(ALARM_BUCKET, alarm_key(*key))
+            response.alarms.add(memberID=req.memberID, alarm=req.alarm)
         return response
 
     def _member_attributes(self, w: Any, req: Any, batch: AppliedBatch) -> Any:

@@ -87,7 +87,11 @@ def proxy_main(argv: Sequence[str]) -> int:
                                      description="Start the stateless etcd v3 gRPC L7 reverse proxy.")
     add_proxy_arguments(parser)
     args = parser.parse_args(list(argv))
-    config = proxy_config_from_args(args)
+    try:
+        config = proxy_config_from_args(args)
+    except ConfigError as err:
+        return fatal(str(err))
+    setup_logging("debug" if config.debug else "info")
 
     async def main() -> int:
         stop = asyncio.Event()

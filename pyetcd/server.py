@@ -10,6 +10,7 @@ reach it; serializable reads read the local store at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import json
 import logging
@@ -17,7 +18,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import grpc
@@ -259,17 +260,11 @@ class EtcdServer:
         if getattr(self, "node", None) is not None and self.node.is_leader and len(self.membership.voters()) > 1:
             target = self._best_transferee()
             if target:
-                try:
+                with contextlib.suppress(TimeoutError, ProposalDropped):
                     await self.node.transfer_leadership(target, timeout=self.config.election_ms / 1000)
-                except (asyncio.TimeoutError, ProposalDropped):
-                    pass
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                pass
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if getattr(self, "node", None) is not None:
             await self.node.stop()
         if getattr(self, "transport", None) is not None:
@@ -394,7 +389,7 @@ class EtcdServer:
                 await self._propose_and_wait(request, timeout=self.config.election_ms / 1000 * 5)
                 self._published = True
                 return
-            except (errors.EtcdError, ProposalDropped, asyncio.TimeoutError):
+            except (TimeoutError, errors.EtcdError, ProposalDropped):
                 await asyncio.sleep(self.config.heartbeat_ms / 1000 * 2)
 
     # -- proposing -----------------------------------------------------------------------------
@@ -423,7 +418,7 @@ class EtcdServer:
                 raise errors.ErrNoLeader from None
             try:
                 outcome = await asyncio.wait_for(future, timeout or self.request_timeout())
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise errors.ErrTimeout from None
         finally:
             self._waiters.pop(request_id, None)
@@ -444,7 +439,7 @@ class EtcdServer:
                 raise errors.ErrNoLeader from None
             try:
                 outcome = await asyncio.wait_for(future, self.request_timeout())
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise errors.ErrTimeout from None
         finally:
             self._waiters.pop(request_id, None)
@@ -459,7 +454,7 @@ class EtcdServer:
             index = await self.node.read_index()
         except ProposalDropped:
             raise errors.ErrNoLeader from None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise errors.ErrTimeout from None
         await asyncio.wait_for(self._applied.wait_for(index), self.request_timeout())
 
@@ -534,7 +529,10 @@ class EtcdServer:
         """Keep-alive: only the leader tracks expiry, so followers forward (etcd forwards too)."""
         for _ in range(3):
             if self.node.is_leader:
-                return int(self.lessor.renew(lease_id))
+                try:
+                    return await self.lessor.arenew(lease_id)
+                except errors.NotPrimaryError:
+                    continue  # lost leadership while waiting: ask the new leader
             stub = await self._leader_stub()
             try:
                 answer = await stub.LeaseRenew(peer_pb2.LeaseRenewRequest(id=lease_id), timeout=self.request_timeout())
@@ -635,10 +633,8 @@ class EtcdServer:
                 target = old[-1] if old else 0
                 history = [(at, rev) for at, rev in history if at > now - retention * 3600 - interval]
             if target > self.store.compact_revision:
-                try:
+                with contextlib.suppress(errors.EtcdError):
                     await self.compact(rpc_pb2.CompactionRequest(revision=target))
-                except errors.EtcdError:
-                    pass
 
     # -- cluster -------------------------------------------------------------------------------
 
@@ -699,20 +695,16 @@ class EtcdServer:
                 raise errors.ErrNotEnoughStartedMembers
             voters = self.membership.voters()
             active = self._peers_connected_since(time.monotonic() - HEALTH_INTERVAL_S, voters)
-            if req.ID != self.member_id and self.transport.active_since(req.ID) is not None:
-                active -= 1
-            elif req.ID == self.member_id:
+            if self.member_id != req.ID and self.transport.active_since(req.ID) is not None or self.member_id == req.ID:
                 active -= 1
             if active < (len(voters) - 1) // 2 + 1:
                 raise errors.ErrUnhealthy
-        if req.ID == self.member_id and self.node.is_leader and len(self.membership.voters()) > 1:
+        if self.member_id == req.ID and self.node.is_leader and len(self.membership.voters()) > 1:
             # A leader that is being removed hands over first, so the cluster is never leaderless.
             transferee = self._best_transferee()
             if transferee:
-                try:
+                with contextlib.suppress(TimeoutError, ProposalDropped):
                     await self.node.transfer_leadership(transferee, timeout=self.request_timeout())
-                except (asyncio.TimeoutError, ProposalDropped):
-                    pass
         members = await self._propose_conf_change_and_wait(ConfChangeType.REMOVE_NODE, req.ID)
         response = rpc_pb2.MemberRemoveResponse()
         response.members.extend(self._members_proto(members))
@@ -777,8 +769,7 @@ class EtcdServer:
         return response
 
     def _alarm_error_strings(self) -> list[str]:
-        names = {rpc_pb2.NOSPACE: "NOSPACE", rpc_pb2.CORRUPT: "CORRUPT"}
-        return [f"memberID:{member_id} alarm:{names.get(alarm, alarm)} "
+        return [f"memberID:{member_id} alarm:{rpc_pb2.AlarmType.Name(cast(Any, alarm))} "
                 for member_id, alarm in sorted(self.applier.alarms)]
 
     async def defragment(self) -> Any:
@@ -827,7 +818,7 @@ class EtcdServer:
             raise errors.ErrBadLeaderTransferee
         try:
             await self.node.transfer_leadership(req.targetID, timeout=self.request_timeout())
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise errors.ErrTimeoutLeaderTransfer from None
         return rpc_pb2.MoveLeaderResponse(header=self.header())
 
@@ -843,7 +834,7 @@ class EtcdServer:
         peer_pb2_grpc.add_PeerServicer_to_server(PeerService(self), server)
 
 
-class PeerService(peer_pb2_grpc.PeerServicer):  # type: ignore[misc]
+class PeerService(peer_pb2_grpc.PeerServicer):
     """Member-to-member calls: the cluster for joiners, and leader-only lease and promote calls."""
 
     def __init__(self, server: EtcdServer) -> None:
@@ -861,8 +852,8 @@ class PeerService(peer_pb2_grpc.PeerServicer):  # type: ignore[misc]
         if not self.server.node.is_leader:
             await errors.abort_with(context, errors.ErrNotLeader)
         try:
-            ttl = self.server.lessor.renew(request.id)
-        except errors.EtcdError as err:
+            ttl = await self.server.lessor.arenew(request.id)
+        except Exception as err:  # noqa: BLE001 - every failure goes back as etcd's error
             await errors.abort_with(context, err)
         return peer_pb2.LeaseRenewResponse(ttl=ttl)
 
@@ -874,7 +865,7 @@ class PeerService(peer_pb2_grpc.PeerServicer):  # type: ignore[misc]
     async def MemberPromote(self, request: Any, context: Any) -> Any:  # noqa: N802
         try:
             return await self.server.member_promote(request)
-        except errors.EtcdError as err:
+        except Exception as err:  # noqa: BLE001
             await errors.abort_with(context, err)
 
 

@@ -21,8 +21,8 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import grpc
-from etcdpb.raftpb import raft_pb2, raft_pb2_grpc
 
+from etcdpb.raftpb import raft_pb2, raft_pb2_grpc
 from raft.core.types import (
     ConfState,
     Entry,
@@ -238,7 +238,7 @@ class _Peer:
 
     async def _stream(self, target: str) -> None:
         async with grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS) as channel:
-            stub = raft_pb2_grpc.RaftStub(channel)  # type: ignore[no-untyped-call]
+            stub = raft_pb2_grpc.RaftStub(channel)
             call = stub.Stream(metadata=self.transport.call_metadata())
             metadata = await call.initial_metadata()
             if metadata is None or ACCEPTED_KEY not in dict(metadata):
@@ -272,7 +272,7 @@ class _Peer:
             snapshot = self.transport.snapshot_to_send(message)
             message = dataclasses.replace(message, snapshot=snapshot)
             async with grpc.aio.insecure_channel(self._target(), options=_CHANNEL_OPTIONS) as channel:
-                stub = raft_pb2_grpc.RaftStub(channel)  # type: ignore[no-untyped-call]
+                stub = raft_pb2_grpc.RaftStub(channel)
                 ack = await stub.SendSnapshot(_snapshot_chunks(message),
                                               metadata=self.transport.call_metadata())
             failed = ack.received_bytes != len(snapshot.data)
@@ -398,7 +398,7 @@ class GrpcTransport:
 
     async def start(self) -> None:
         server = grpc.aio.server(options=_SERVER_OPTIONS)
-        raft_pb2_grpc.add_RaftServicer_to_server(_RaftServicer(self), server)  # type: ignore[no-untyped-call]
+        raft_pb2_grpc.add_RaftServicer_to_server(_RaftServicer(self), server)
         for register in self._registrars:
             register(server)
         for url in self.listen_urls:

@@ -19,12 +19,13 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf.descriptor import Descriptor
+
 from etcdpb.authpb import auth_pb2
 from etcdpb.etcdserverpb import raft_internal_pb2, rpc_pb2, rpc_pb2_grpc
 from etcdpb.mvccpb import kv_pb2
 from etcdpb.v3electionpb import v3election_pb2
 from etcdpb.v3lockpb import v3lock_pb2
-from google.protobuf.descriptor import Descriptor
 
 REPO = Path(__file__).resolve().parent.parent
 PROTO_ROOT = REPO / "proto"

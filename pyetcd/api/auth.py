@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
-
 from pyetcd import errors
 from pyetcd.api.header import fill_header
 from pyetcd.api.server_api import EtcdServerApi

@@ -7,7 +7,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
-
 from pyetcd import errors
 from pyetcd.api.header import fill_header_without_revision
 from pyetcd.api.server_api import EtcdServerApi

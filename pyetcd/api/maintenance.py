@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
-
 from pyetcd import errors
 from pyetcd.api.header import fill_header
 from pyetcd.api.server_api import EtcdServerApi

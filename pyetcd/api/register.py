@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any
 
 from etcdpb.etcdserverpb import rpc_pb2_grpc
-
 from pyetcd.api.auth import AuthServicer
 from pyetcd.api.cluster import ClusterServicer
 from pyetcd.api.kv import KVServicer

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
-
 from pyetcd import errors
 from pyetcd.api.server_api import EtcdServerApi
 

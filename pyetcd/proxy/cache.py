@@ -11,7 +11,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from etcdpb.etcdserverpb import rpc_pb2
-
 from pyetcd.errors import ErrGRPCCompacted
 
 DEFAULT_MAX_ENTRIES = 2048

@@ -11,8 +11,8 @@ import socket
 from typing import Any
 
 import grpc.aio
-from etcdpb.etcdserverpb import rpc_pb2
 
+from etcdpb.etcdserverpb import rpc_pb2
 from pyetcd.proxy.register import ProxyResolver
 from pyetcd.proxy.upstream import Upstream, fail_call, forwarded_metadata, remaining_timeout
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import grpc.aio
-from etcdpb.etcdserverpb import rpc_pb2
 
+from etcdpb.etcdserverpb import rpc_pb2
 from pyetcd.errors import EtcdError
 from pyetcd.proxy.cache import RangeCache
 from pyetcd.proxy.namespace import Namespace

@@ -15,8 +15,8 @@ from typing import Any
 
 import grpc
 import grpc.aio
-from etcdpb.etcdserverpb import rpc_pb2
 
+from etcdpb.etcdserverpb import rpc_pb2
 from pyetcd.proxy.upstream import Metadata, Upstream, fail_call, forwarded_metadata, is_unavailable
 
 log = logging.getLogger("pyetcd.grpcproxy")

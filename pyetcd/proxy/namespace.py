@@ -11,7 +11,6 @@ from etcdpb.etcdserverpb import rpc_pb2
 from etcdpb.mvccpb import kv_pb2
 from etcdpb.v3electionpb import v3election_pb2
 from etcdpb.v3lockpb import v3lock_pb2
-
 from pyetcd.errors import ErrGRPCEmptyKey
 
 END_OF_KEYSPACE = b"\x00"

@@ -15,9 +15,9 @@ import logging
 import socket
 
 import grpc.aio
+
 from etcdpb.etcdserverpb import rpc_pb2
 from etcdpb.mvccpb import kv_pb2
-
 from pyetcd.proxy.namespace import prefix_end
 from pyetcd.proxy.upstream import Upstream
 

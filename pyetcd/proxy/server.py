@@ -8,10 +8,10 @@ from pathlib import Path
 
 import grpc
 import grpc.aio
+
 from etcdpb.etcdserverpb import rpc_pb2
 from etcdpb.v3electionpb import v3election_pb2
 from etcdpb.v3lockpb import v3lock_pb2
-
 from pyetcd.proxy.cache import RangeCache
 from pyetcd.proxy.cluster import MemberListProxy
 from pyetcd.proxy.config import ProxyConfig

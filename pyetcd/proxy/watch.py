@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc.aio
-from etcdpb.etcdserverpb import rpc_pb2
 
+from etcdpb.etcdserverpb import rpc_pb2
 from pyetcd.proxy.namespace import Namespace
 from pyetcd.proxy.upstream import Metadata, Upstream, forwarded_metadata
 from pyetcd.proxy.watch_broadcast import BroadcastKey, Receiver, WatchHub

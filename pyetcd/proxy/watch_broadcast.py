@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 
 import grpc
 import grpc.aio
+
 from etcdpb.etcdserverpb import rpc_pb2
 from etcdpb.mvccpb import kv_pb2
-
 from pyetcd.proxy.upstream import Metadata, Upstream
 
 log = logging.getLogger("pyetcd.grpcproxy")

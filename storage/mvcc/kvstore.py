@@ -25,9 +25,9 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import lmdb
+
 from etcdpb.etcdserverpb import rpc_pb2
 from etcdpb.mvccpb import kv_pb2
-
 from storage.mvcc import backend as be
 from storage.mvcc.backend import Backend
 from storage.mvcc.crc32c import Crc32c

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from etcdpb.mvccpb import kv_pb2
-
 from storage.mvcc.backend import Backend, encode_lease_id, encode_u64
 from storage.mvcc.errors import CompactedError, FutureRevisionError, LeaseExistsError, LeaseNotFoundError
 from storage.mvcc.index import TreeIndex, Undo

@@ -13,7 +13,6 @@ from operator import attrgetter
 
 from etcdpb.etcdserverpb import rpc_pb2
 from etcdpb.mvccpb import kv_pb2
-
 from storage.mvcc.errors import (
     CompactedError,
     FutureRevisionError,

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from etcdpb.mvccpb import kv_pb2
-
 from storage.mvcc.errors import CompactedError
 
 Event = kv_pb2.Event

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 
 def netns_available() -> bool:
@@ -23,10 +23,8 @@ def _ip(*args: str) -> None:
 def _kill_everything_in(namespace: str) -> None:
     listed = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True)
     for pid in listed.stdout.split():
-        try:
+        with suppress(ProcessLookupError, ValueError):
             os.kill(int(pid), signal.SIGKILL)
-        except (ProcessLookupError, ValueError):
-            pass
 
 
 @contextmanager

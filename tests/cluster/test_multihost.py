@@ -42,22 +42,25 @@ def wait_until(check: object, timeout: float = 30.0) -> bool:
     return False
 
 
+def start_member(namespace: str, index: int, address: str, cluster: str, workdir: str) -> subprocess.Popen[bytes]:
+    """pyetcd on the host's ports 2379/2380, listening on every address and advertising its own."""
+    argv = ["ip", "netns", "exec", namespace, PYETCD, "--name", f"h{index}",
+            "--data-dir", os.path.join(workdir, f"h{index}.etcd"),
+            "--listen-client-urls", "http://0.0.0.0:2379", "--advertise-client-urls", f"http://{address}:2379",
+            "--listen-peer-urls", "http://0.0.0.0:2380", "--initial-advertise-peer-urls", f"http://{address}:2380",
+            "--initial-cluster-token", "multi-host", "--initial-cluster", cluster, "--initial-cluster-state", "new"]
+    with open(os.path.join(workdir, f"h{index}.log"), "wb") as log:
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+
+
 @pytest.fixture
 def three_hosts() -> Iterator[tuple[list[tuple[str, str]], list[subprocess.Popen[bytes]]]]:
     with bridged_hosts(3) as hosts, tempfile.TemporaryDirectory() as workdir:
         cluster = ",".join(f"h{i}=http://{addr}:2380" for i, (_, addr) in enumerate(hosts))
-        processes = []
+        processes: list[subprocess.Popen[bytes]] = []
         try:
             for i, (namespace, addr) in enumerate(hosts):
-                log = open(os.path.join(workdir, f"h{i}.log"), "wb")
-                processes.append(subprocess.Popen(
-                    ["ip", "netns", "exec", namespace, PYETCD, "--name", f"h{i}",
-                     "--data-dir", os.path.join(workdir, f"h{i}.etcd"),
-                     "--listen-client-urls", "http://0.0.0.0:2379", "--advertise-client-urls", f"http://{addr}:2379",
-                     "--listen-peer-urls", "http://0.0.0.0:2380", "--initial-advertise-peer-urls",
-                     f"http://{addr}:2380", "--initial-cluster-token", "multi-host",
-                     "--initial-cluster", cluster, "--initial-cluster-state", "new"],
-                    stdout=log, stderr=subprocess.STDOUT))
+                processes.append(start_member(namespace, i, addr, cluster, workdir))
             yield hosts, processes
         finally:
             for process in processes:
@@ -69,12 +72,18 @@ def three_hosts() -> Iterator[tuple[list[tuple[str, str]], list[subprocess.Popen
                     process.kill()
 
 
-def test_cluster_on_three_hosts_forms_serves_and_survives_a_host_cut_off(three_hosts: tuple) -> None:  # type: ignore[type-arg]
+Hosts = tuple[list[tuple[str, str]], list[subprocess.Popen[bytes]]]
+
+
+def test_cluster_on_three_hosts_forms_serves_and_survives_a_host_cut_off(three_hosts: Hosts) -> None:
     hosts, _ = three_hosts
     endpoints = [f"{addr}:2379" for _, addr in hosts]
     for namespace, addr in hosts:
-        assert wait_until(lambda ns=namespace, a=addr: etcdctl(ns, f"{a}:2379", "endpoint", "health").returncode == 0), \
-            f"{addr} never became healthy"
+        def healthy_now(ns: str = namespace, a: str = addr) -> bool:
+            return etcdctl(ns, f"{a}:2379", "endpoint", "health").returncode == 0
+
+        healthy = wait_until(healthy_now)
+        assert healthy, f"{addr} never became healthy"
     listing = etcdctl(hosts[0][0], endpoints[0], "member", "list")
     assert listing.returncode == 0, listing.stderr
     for _, addr in hosts:

@@ -15,8 +15,8 @@ from typing import Any
 
 import grpc
 import pytest
-from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
+from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from pyetcd.proxy import GrpcProxy
 
 

@@ -12,9 +12,9 @@ from typing import Any
 import grpc
 import grpc.aio
 import pytest
+
 from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdpb.mvccpb import kv_pb2
-
 from pyetcd.proxy import ProxyConfig, serve_proxy
 from pyetcd.proxy.handlers import service_handler
 from tests.proxy.real_etcd import EtcdCluster, ProxyFactory, etcdctl, etcdctl_watch, free_port, stub

@@ -6,9 +6,9 @@ import argparse
 import json
 
 import pytest
+
 from etcdpb.etcdserverpb import rpc_pb2
 from etcdpb.mvccpb import kv_pb2
-
 from pyetcd.config import ConfigError
 from pyetcd.errors import ErrGRPCCompacted, ErrGRPCEmptyKey
 from pyetcd.proxy import add_proxy_arguments, proxy_config_from_args

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
+from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from pyetcd import errors
 from pyetcd.api.register import add_services, grpc_server_options
 from pyetcd.lease import Lessor

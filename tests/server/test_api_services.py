@@ -8,8 +8,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from etcdpb.etcdserverpb import rpc_pb2
 
+from etcdpb.etcdserverpb import rpc_pb2
 from pyetcd import errors
 from pyetcd.api.cluster import valid_peer_urls
 from pyetcd.api.kv import check_intervals, check_txn_request

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from etcdpb.etcdserverpb import rpc_pb2
 from etcdpb.mvccpb import kv_pb2
-
 from pyetcd.api.watch import ERR_DUPLICATE_WATCH_ID, PROGRESS_WATCH_ID, fragment_response
 from tests.server.fake_etcd import CLUSTER_ID, MEMBER_ID, Api, FakeConfig, serve_api
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import grpc
 import pytest
-from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from google.protobuf.message import Message
 
+from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from storage.mvcc import (
     CompactedError,
     FutureRevisionError,

@@ -9,11 +9,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-from etcdpb.etcdserverpb import rpc_pb2
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from etcdpb.etcdserverpb import rpc_pb2
 from storage.mvcc import CompactedError, FutureRevisionError, MvccStore
 
 KEYS = [b"a", b"a/1", b"a/2", b"b", b"c"]

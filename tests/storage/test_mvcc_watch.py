@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from etcdpb.etcdserverpb import rpc_pb2
 from etcdpb.mvccpb import kv_pb2
-
 from storage.mvcc import CompactedError, MvccStore, Watcher
 
 Event = kv_pb2.Event
