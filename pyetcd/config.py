@@ -114,6 +114,8 @@ FLAGS: tuple[FlagSpec, ...] = (
     FlagSpec("experimental-enable-lease-checkpoint", "false", "bool"),
     FlagSpec("experimental-compaction-batch-limit", "1000", "int"),
     FlagSpec("experimental-watch-progress-notify-interval", "10m", "duration"),
+    FlagSpec("experimental-snapshot-catchup-entries", "5000", "int",
+             help="Entries kept after a snapshot for slow followers to catch up from (etcd 3.5's flag)."),
     FlagSpec("experimental-warning-apply-duration", "100ms", "duration"),
     FlagSpec("force-new-cluster", "false", "bool", supported=False),
     FlagSpec("debug", "false", "bool"),
@@ -130,6 +132,7 @@ class ServerConfig:
     data_dir: str = "default.etcd"
     wal_dir: str = ""
     snapshot_count: int = 100000
+    snapshot_catchup_entries: int = 5000
     heartbeat_ms: int = 100
     election_ms: int = 1000
     listen_peer_urls: tuple[str, ...] = ("http://localhost:2380",)
@@ -372,6 +375,7 @@ def resolve(args: argparse.Namespace, environ: dict[str, str] | None = None) -> 
         data_dir=data_dir,
         wal_dir=get("wal-dir"),
         snapshot_count=int(get("snapshot-count")),
+        snapshot_catchup_entries=int(get("experimental-snapshot-catchup-entries")),
         heartbeat_ms=heartbeat_ms,
         election_ms=election_ms,
         listen_peer_urls=parse_urls(get("listen-peer-urls"), "listen-peer-urls"),

@@ -35,7 +35,7 @@ from pyetcd.membership import MEMBERS_BUCKET, REMOVED_BUCKET, Member, Membership
 from raft.core import ConfChange, ConfChangeType, ConfState, ProposalDropped, Snapshot, SnapshotMetadata
 from raft.node import ApplyBatch, NodeConfig, RaftNode
 from raft.transport import GrpcTransport
-from storage.mvcc import MvccStore
+from storage.mvcc import MvccStore, QuotaExceededError
 from storage.raftlog import DurableLog
 
 log = logging.getLogger("pyetcd.server")
@@ -170,7 +170,8 @@ class EtcdServer:
             if member.id != self.member_id:
                 self.transport.add_peer(member.id, list(member.peer_urls))
         node_config = NodeConfig(member_id=self.member_id, heartbeat_ms=config.heartbeat_ms,
-                                 election_ms=config.election_ms, pre_vote=config.pre_vote)
+                                 election_ms=config.election_ms, pre_vote=config.pre_vote,
+                                 snapshot_catchup_entries=config.snapshot_catchup_entries)
         self.node = RaftNode(node_config, log_store, self.transport, applied_index=self.store.consistent_index,
                              snapshot_provider=self._snapshot_for_follower)
         await self.transport.start()
@@ -281,7 +282,9 @@ class EtcdServer:
             return
         self.stop_reason = REMOVED_MESSAGE
         log.warning(REMOVED_MESSAGE)
-        self.stopped.set()
+        # A removed leader's core hands over with TIMEOUT_NOW (thesis §4.2.2); let the Ready that
+        # carries it reach the transport before we stop, or the rest wait an election timeout.
+        asyncio.get_running_loop().call_later(2 * self.config.heartbeat_ms / 1000, self.stopped.set)
 
     def _best_transferee(self) -> int:
         status = self.node.status()
@@ -314,6 +317,8 @@ class EtcdServer:
             for action in applied.after_commit:
                 action()
             for outcome in applied.outcomes:
+                if isinstance(outcome.error, QuotaExceededError) and self.node.is_leader:
+                    self.raise_no_space_alarm()
                 waiter = self._waiters.pop(outcome.request_id, None)
                 if waiter is not None and not waiter.done():
                     waiter.set_result(outcome)
@@ -691,25 +696,42 @@ class EtcdServer:
         if target is None:
             raise errors.ErrMemberNotFound
         if self.config.strict_reconfig_check and not target.is_learner:
-            if not self.membership.ready_to_remove_voter(req.ID):
-                raise errors.ErrNotEnoughStartedMembers
-            voters = self.membership.voters()
-            active = self._peers_connected_since(time.monotonic() - HEALTH_INTERVAL_S, voters)
-            if self.member_id != req.ID and self.transport.active_since(req.ID) is not None or self.member_id == req.ID:
-                active -= 1
-            if active < (len(voters) - 1) // 2 + 1:
-                raise errors.ErrUnhealthy
-        if self.member_id == req.ID and self.node.is_leader and len(self.membership.voters()) > 1:
-            # A leader that is being removed hands over first, so the cluster is never leaderless.
-            transferee = self._best_transferee()
-            if transferee:
-                with contextlib.suppress(TimeoutError, ProposalDropped):
-                    await self.node.transfer_leadership(transferee, timeout=self.request_timeout())
+            self._check_removal_keeps_quorum(req.ID)
+        await self._move_leadership_away_from(req.ID)
         members = await self._propose_conf_change_and_wait(ConfChangeType.REMOVE_NODE, req.ID)
         response = rpc_pb2.MemberRemoveResponse()
         response.members.extend(self._members_proto(members))
         response.header.CopyFrom(self.header())
         return response
+
+    async def _move_leadership_away_from(self, member_id: int) -> None:
+        """Before the leader is removed, hand leadership to another voter (thesis §3.10).
+
+        Waiting for the removed leader to hand over after the fact races with the others
+        applying the removal (they then refuse its messages), leaving an election timeout
+        without a leader; moving first keeps the cluster writable throughout.
+        """
+        if self.node.leader_id != member_id or len(self.membership.voters()) < 2:
+            return
+        if member_id == self.member_id:
+            transferee = self._best_transferee()
+        else:
+            me = self.membership.get(self.member_id)
+            transferee = self.member_id if me is not None and not me.is_learner else 0
+        if transferee:
+            with contextlib.suppress(TimeoutError, ProposalDropped):
+                await self.node.transfer_leadership(transferee, timeout=self.config.election_ms / 1000 * 2)
+
+    def _check_removal_keeps_quorum(self, member_id: int) -> None:
+        """etcd's mayRemoveMember: never remove a connected voter if the rest would lose quorum."""
+        if not self.membership.ready_to_remove_voter(member_id):
+            raise errors.ErrNotEnoughStartedMembers
+        if member_id != self.member_id and self.transport.active_since(member_id) is None:
+            return  # a member that is down is not part of the active quorum
+        voters = self.membership.voters()
+        active = self._peers_connected_since(time.monotonic() - HEALTH_INTERVAL_S, voters)
+        if active - 1 < 1 + (len(voters) - 1) // 2:
+            raise errors.ErrUnhealthy
 
     async def member_update(self, req: Any) -> Any:
         current = self.membership.get(req.ID)
