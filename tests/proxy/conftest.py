@@ -12,20 +12,24 @@ from pyetcd.proxy import GrpcProxy, ProxyConfig
 from tests.proxy.real_etcd import EtcdCluster, ProxyFactory, start_etcd_cluster
 
 
-@pytest.fixture(scope="module")
-def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
-    """One real etcd member shared by a module's tests (each test uses its own keys)."""
-    cluster = start_etcd_cluster(tmp_path_factory.mktemp("etcd"), 1)
+BACKENDS = ["etcd", "pyetcd"]
+"""The proxy must behave the same in front of real etcd and in front of pyetcd."""
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def etcd(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
+    """One member shared by a module's tests (each test uses its own keys)."""
+    cluster = start_etcd_cluster(tmp_path_factory.mktemp("etcd"), 1, request.param)
     try:
         yield cluster
     finally:
         cluster.kill()
 
 
-@pytest.fixture
-def etcd3(tmp_path: Path) -> Iterator[EtcdCluster]:
-    """A fresh three-member real etcd cluster."""
-    cluster = start_etcd_cluster(tmp_path, 3)
+@pytest.fixture(params=BACKENDS)
+def etcd3(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EtcdCluster]:
+    """A fresh three-member cluster."""
+    cluster = start_etcd_cluster(tmp_path, 3, request.param)
     try:
         yield cluster
     finally:

@@ -1,4 +1,4 @@
-"""Real etcd members for the grpc-proxy tests, on ports the tests pick, and etcdctl runs against them."""
+"""Cluster members for the grpc-proxy tests (real etcd or pyetcd), on ports the tests pick, and etcdctl runs."""
 
 from __future__ import annotations
 
@@ -67,10 +67,14 @@ class EtcdCluster:
             member.kill()
 
 
-def start_etcd_cluster(base: Path, size: int) -> EtcdCluster:
-    """Start `size` real etcd members forming one new cluster, and wait until each sees a leader."""
-    if shutil.which("etcd") is None:
-        pytest.skip("etcd binary not installed")
+PYETCD_BINARY = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "pyetcd")
+
+
+def start_etcd_cluster(base: Path, size: int, binary: str = "etcd") -> EtcdCluster:
+    """Start `size` members of `binary` ("etcd" or "pyetcd") forming one new cluster; wait for a leader."""
+    program = PYETCD_BINARY if binary == "pyetcd" else shutil.which("etcd")
+    if program is None or not os.path.exists(program):
+        pytest.skip(f"{binary} is not installed")
     token = f"proxy-test-{base.name}"
     cluster = EtcdCluster([EtcdMember(f"m{i}", free_port(), free_port(), base / f"m{i}")
                            for i in range(size)])
@@ -78,7 +82,7 @@ def start_etcd_cluster(base: Path, size: int) -> EtcdCluster:
     try:
         for member in cluster.members:
             member.process = subprocess.Popen(
-                ["etcd", "--name", member.name, "--data-dir", str(member.data_dir),
+                [program, "--name", member.name, "--data-dir", str(member.data_dir),
                  "--listen-client-urls", f"http://{member.endpoint}",
                  "--advertise-client-urls", f"http://{member.endpoint}",
                  "--listen-peer-urls", member.peer_url, "--initial-advertise-peer-urls", member.peer_url,
