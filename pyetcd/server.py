@@ -261,6 +261,8 @@ class EtcdServer:
         if getattr(self, "node", None) is not None and self.node.is_leader and len(self.membership.voters()) > 1:
             target = self._best_transferee()
             if target:
+                log.info("leader %s transfers leadership to %s before shutting down",
+                         format_id(self.member_id), format_id(target))
                 with contextlib.suppress(TimeoutError, ProposalDropped):
                     await self.node.transfer_leadership(target, timeout=self.config.election_ms / 1000)
         for task in self._tasks:

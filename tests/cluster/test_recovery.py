@@ -75,3 +75,16 @@ def test_joining_an_existing_cluster_that_cannot_be_reached_fails_fast(tmp_path:
         capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "could not retrieve cluster information from the given URLs" in result.stderr
+
+
+def test_leader_stopped_with_sigterm_hands_over_before_it_exits(cluster: MakeCluster) -> None:
+    members = cluster(3)
+    leader = members.leader()
+    leader_id = members.member_id(leader)
+    members.stop_member(leader)  # SIGTERM
+    assert leader.process is not None and leader.process.returncode == 0
+    assert "transfers leadership to" in leader.log_tail(50)
+    others = members.running()
+    new_leader = members.leader_id()
+    assert new_leader not in (0, leader_id)
+    assert run_etcdctl(members.endpoints(others), "put", "/after-handover", "ok").stdout.strip() == "OK"
