@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -411,16 +411,30 @@ class EtcdServer:
         return 5.0 + 2 * self.config.election_ms / 1000
 
     async def _propose_and_wait(self, request: Any, timeout: float | None = None) -> Any:
+        """Propose an InternalRaftRequest and wait until this member has applied it."""
         request_id = self._ids.next()
         request.header.ID = request_id
         data = request.SerializeToString()
         if len(data) > self.config.max_request_bytes:
             raise errors.ErrRequestTooLarge
+        return await self._wait_for_applied(request_id, lambda: self.node.propose(data), timeout)
+
+    async def _propose_conf_change_and_wait(self, cc_type: ConfChangeType, node_id: int,
+                                            context: bytes = b"") -> list[Member]:
+        """Propose a membership change; the answer is the member list once it is applied."""
+        request_id = self._ids.next()
+        cc = ConfChange(cc_type, node_id, context, request_id)
+        members: list[Member] = await self._wait_for_applied(request_id, lambda: self.node.propose_conf_change(cc))
+        return members
+
+    async def _wait_for_applied(self, request_id: int, propose: Callable[[], None],
+                                timeout: float | None = None) -> Any:
+        """Register a waiter before proposing (the entry may apply at once), then wait for its outcome."""
         future: asyncio.Future[ApplyOutcome] = asyncio.get_running_loop().create_future()
         self._waiters[request_id] = future
         try:
             try:
-                self.node.propose(data)
+                propose()
             except ProposalDropped:
                 raise errors.ErrNoLeader from None
             try:
@@ -432,28 +446,6 @@ class EtcdServer:
         if outcome.error is not None:
             raise outcome.error
         return outcome.result
-
-    async def _propose_conf_change_and_wait(self, cc_type: ConfChangeType, node_id: int,
-                                            context: bytes = b"") -> list[Member]:
-        request_id = self._ids.next()
-        cc = ConfChange(cc_type, node_id, context, request_id)
-        future: asyncio.Future[ApplyOutcome] = asyncio.get_running_loop().create_future()
-        self._waiters[request_id] = future
-        try:
-            try:
-                self.node.propose_conf_change(cc)
-            except ProposalDropped:
-                raise errors.ErrNoLeader from None
-            try:
-                outcome = await asyncio.wait_for(future, self.request_timeout())
-            except TimeoutError:
-                raise errors.ErrTimeout from None
-        finally:
-            self._waiters.pop(request_id, None)
-        if outcome.error is not None:
-            raise outcome.error
-        members: list[Member] = outcome.result
-        return members
 
     async def linearizable_barrier(self) -> None:
         """ReadIndex (thesis §6.4): learn the commit index the leader confirmed, then wait to apply it."""
