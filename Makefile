@@ -38,6 +38,9 @@ lint: install
 sim: install
 	$(PY) -m raft.sim --seeds $(SEEDS)
 
+bench: install etcd-binaries
+	$(PY) -m benchmarks.compare --mode $(or $(MODE),quick)
+
 cluster: install
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/honcho -f Procfile start
 

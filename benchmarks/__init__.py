@@ -1,0 +1,1 @@
+"""Benchmarks: the Raft core alone (`raft_core_bench.py`) and pyetcd beside real etcd (`compare/`)."""

@@ -1,0 +1,149 @@
+"""`python -m benchmarks.compare`: runs a mode's plan and writes latest.md, latest.json and the plots."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from benchmarks.compare.plan import (
+    BASE_VALUE_SIZE,
+    MODES,
+    Mode,
+    Workload,
+    build_mode,
+    grid,
+    ordered,
+    value_size_sweep,
+)
+from benchmarks.compare.runner import Outcome, Settings, run_plan
+from benchmarks.compare.servers import PYETCD_BINARY, REPO, binary
+
+DEFAULT_OUT = REPO / "benchmarks" / "results"
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.compare", description=__doc__)
+    parser.add_argument("--mode", choices=MODES, default="quick",
+                        help="tiny: a smoke run; quick: a few minutes; full: every workload and the value sweep")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where latest.md, latest.json and PNGs go")
+    parser.add_argument("--processes", type=int, default=max(2, os.cpu_count() or 1),
+                        help="load-generator processes (default: one per core, at least 2)")
+    parser.add_argument("--workloads", type=lambda text: [Workload(name) for name in text.split(",")],
+                        help="comma-separated subset of: " + ", ".join(Workload))
+    parser.add_argument("--members", type=lambda text: [int(n) for n in text.split(",")], help="e.g. 1,3")
+    parser.add_argument("--clients", type=lambda text: [int(n) for n in text.split(",")], help="e.g. 1,16,256")
+    parser.add_argument("--rounds", type=int, help="A/B rounds per point (default: the mode's)")
+    parser.add_argument("--warmup", type=float, help="seconds of load before each window")
+    parser.add_argument("--duration", type=float, help="seconds in each measured window")
+    parser.add_argument("--watch-put-rate", type=float, default=100.0, help="puts/s under the watched prefix")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNGs")
+    return parser.parse_args(argv)
+
+
+def customized(mode: Mode, args: argparse.Namespace) -> Mode:
+    """The mode with any of its plan and timings replaced from the command line."""
+    if args.workloads or args.members or args.clients:
+        workloads = tuple(args.workloads or dict.fromkeys(point.workload for point in mode.points))
+        members = tuple(args.members or sorted({point.members for point in mode.points}))
+        clients = tuple(args.clients or sorted({point.clients for point in mode.points}))
+        points = grid(workloads, members, clients)
+        if Workload.PUT in workloads and any(point.value_size != BASE_VALUE_SIZE for point in mode.points):
+            points += value_size_sweep(members)  # the mode sweeps value sizes: keep doing so
+        mode = dataclasses.replace(mode, points=ordered(points), reference_clients=max(clients))
+    return dataclasses.replace(
+        mode, rounds=args.rounds or mode.rounds,
+        warmup_s=mode.warmup_s if args.warmup is None else args.warmup,
+        duration_s=args.duration or mode.duration_s)
+
+
+def command_output(command: list[str]) -> str:
+    try:
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=10, cwd=REPO)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    lines = completed.stdout.strip().splitlines()
+    return lines[0] if completed.returncode == 0 and lines else "unknown"
+
+
+def machine_context() -> dict[str, str]:
+    """Where and on what the numbers were taken, for the report's header."""
+    model = "unknown cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    commit = command_output(["git", "rev-parse", "--short", "HEAD"])
+    dirty = command_output(["git", "status", "--porcelain", "--untracked-files=no"])
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{os.cpu_count()} x {model}",
+        "etcd": command_output([binary("etcd"), "--version"]).removeprefix("etcd Version: "),
+        "pyetcd": commit + (" (with local changes)" if dirty not in ("", "unknown") else ""),
+        "python": platform.python_version(),
+    }
+
+
+def write_results(out_dir: Path, mode: Mode, settings: Settings, outcome: Outcome, context: dict[str, str],
+                  plots: bool) -> Path:
+    from benchmarks.compare.report import render
+    from benchmarks.compare.results import summarize
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = out_dir / "latest.md"
+    report.write_text(render(mode, settings, outcome, context))
+    raw = {"mode": dataclasses.asdict(mode), "settings": dataclasses.asdict(settings), "context": context,
+           "runs": [dataclasses.asdict(run) for run in outcome.runs], "notes": outcome.notes}
+    (out_dir / "latest.json").write_text(json.dumps(raw, indent=1) + "\n")
+    if plots:
+        from benchmarks.compare.plots import write_plots
+
+        write_plots(summarize(outcome.runs), out_dir)
+    return report
+
+
+def stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds like Ctrl-C, so every server and worker is stopped
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    if not PYETCD_BINARY.exists():
+        log(f"{PYETCD_BINARY} is missing: run `make install` first")
+        return 2
+    if shutil.which("etcd") is None:
+        log("etcd is not installed: run `make etcd-binaries` first")
+        return 2
+    mode = customized(build_mode(args.mode), args)
+    settings = Settings(processes=args.processes, watch_put_rate=args.watch_put_rate, seed=args.seed)
+    context = machine_context()
+    log(f"{mode.name} mode: {len(mode.points)} points x {mode.rounds} rounds, "
+        f"{mode.warmup_s:g}s warm-up + {mode.duration_s:g}s each, {settings.processes} load processes")
+    try:
+        outcome = run_plan(mode, settings, log)
+    except KeyboardInterrupt:
+        log("interrupted: every server and load process has been stopped")
+        return 130
+    report = write_results(args.out, mode, settings, outcome, context, plots=not args.no_plots)
+    print(report.read_text())
+    log(f"wrote {report}")
+    return 0 if outcome.runs else 1

@@ -1,0 +1,47 @@
+"""CPU seconds and peak RSS of a process, read from /proc, and the whole machine's busy time.
+
+The harness reads these around each measurement window so a run reports what each server
+and the load generator cost, and how much of the machine other work took meanwhile.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds the process has used so far (all its threads)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # The command name (field 2) may hold spaces; the fields after its closing ")" are fixed.
+    fields = stat[stat.rindex(")") + 2:].split()
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / CLOCK_TICKS
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """The resident set's high-water mark (VmHWM) since start or since the last reset."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Restart VmHWM from the current RSS (writing 5 to clear_refs); False where /proc forbids it."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent not idle since boot (the "cpu" line of /proc/stat)."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal (guest time is already counted in user)
+    busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6] + fields[7]
+    return busy / CLOCK_TICKS

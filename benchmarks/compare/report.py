@@ -1,0 +1,148 @@
+"""The markdown report: ratios per point first, then the reference row, then every figure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from benchmarks.compare.clients import CLIENTS_PER_CONN
+from benchmarks.compare.plan import KEYSPACE, REFERENCE, SERVERS, Mode, Point, Workload
+from benchmarks.compare.results import Summary, ratio, summarize
+from benchmarks.compare.runner import Outcome, Settings
+
+MIB = 1024 * 1024
+SATURATED = 0.9  # machine busy share from which a throughput is marked as bounded by the machine
+
+
+def number(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def errors(counts: Mapping[str, int]) -> str:
+    if not counts:
+        return "0"
+    return ", ".join(f"{name} {count}" for name, count in sorted(counts.items()))
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def ops(summary: Summary) -> str:
+    """Throughput, marked when every core was busy: then the machine, not the server, set it."""
+    return number(summary.throughput) + (" *" if summary.machine_busy_share >= SATURATED else "")
+
+
+def point_cells(point: Point) -> list[str]:
+    return [str(point.workload), str(point.members), str(point.clients), f"{point.value_size}"]
+
+
+def summary_table(summaries: Mapping[tuple[Point, str], Summary], points: tuple[Point, ...]) -> list[str]:
+    rows = []
+    for point in points:
+        etcd, pyetcd = summaries.get((point, "etcd")), summaries.get((point, "pyetcd"))
+        if etcd is None or pyetcd is None:
+            continue
+        rows.append(point_cells(point) + [
+            ops(etcd), ops(pyetcd), times(ratio(pyetcd.throughput, etcd.throughput)),
+            number(etcd.p99_ms, 2), number(pyetcd.p99_ms, 2), times(ratio(pyetcd.p99_ms, etcd.p99_ms)),
+            f"{errors(etcd.errors)} / {errors(pyetcd.errors)}",
+        ])
+    return table(["workload", "members", "clients", "value B", "etcd ops/s", "pyetcd ops/s", "ops/s ratio",
+                  "etcd p99 ms", "pyetcd p99 ms", "p99 ratio", "errors etcd / pyetcd"], rows)
+
+
+def reference_table(summaries: Mapping[tuple[Point, str], Summary], point: Point) -> list[str]:
+    reference, pyetcd = summaries.get((point, REFERENCE)), summaries.get((point, "pyetcd"))
+    if reference is None or pyetcd is None:
+        return []
+    rows = [point_cells(point) + [
+        ops(reference), ops(pyetcd), times(ratio(pyetcd.throughput, reference.throughput)),
+        number(reference.p99_ms, 2), number(pyetcd.p99_ms, 2), times(ratio(pyetcd.p99_ms, reference.p99_ms)),
+        number(reference.gen_cpu_us_per_op, 1),
+    ]]
+    return table(["workload", "members", "clients", "value B", "reference ops/s", "pyetcd ops/s", "ops/s ratio",
+                  "reference p99 ms", "pyetcd p99 ms", "p99 ratio", "gen CPU µs/op at reference"], rows)
+
+
+def detail_table(summaries: Mapping[tuple[Point, str], Summary]) -> list[str]:
+    rows = []
+    for (point, server), s in sorted(summaries.items(), key=lambda item: (item[0][0], order(item[0][1]))):
+        rows.append(point_cells(point) + [
+            server, ops(s), number(s.p50_ms, 2), number(s.p99_ms, 2), number(s.p999_ms, 2),
+            errors(s.errors), number(s.server_cpu_s, 2), number(s.server_cpu_us_per_op, 0),
+            number(s.peak_rss / MIB, 0), number(s.gen_cpu_us_per_op, 0), number(s.gen_cpu_share * 100, 0),
+            number(s.other_cpu_share * 100, 0), number(s.machine_busy_share * 100, 0),
+        ])
+    return table(["workload", "members", "clients", "value B", "server", "ops/s", "p50 ms", "p99 ms", "p99.9 ms",
+                  "errors", "server CPU s", "server CPU µs/op", "peak RSS MiB", "gen CPU µs/op", "gen CPU %",
+                  "other CPU %", "machine busy %"], rows)
+
+
+def order(server: str) -> int:
+    return (*SERVERS, REFERENCE).index(server)
+
+
+def render(mode: Mode, settings: Settings, outcome: Outcome, context: Mapping[str, str]) -> str:
+    """The whole report; `context` says where and on what it ran (machine, versions, date)."""
+    summaries = summarize(outcome.runs)
+    reference_point = mode.reference_point()
+    lines = [
+        f"# pyetcd vs etcd: {mode.name} mode",
+        "",
+        " · ".join(f"{name}: {value}" for name, value in context.items()),
+        "",
+        f"Each point ran {mode.rounds} rounds per server, alternating (etcd, pyetcd, etcd, pyetcd, ...), "
+        f"each a {mode.warmup_s:g}s warm-up then a {mode.duration_s:g}s measured window, with the same seeds "
+        f"for both. Figures are medians over the rounds; ratios are pyetcd / etcd (ops/s: higher is better "
+        f"for pyetcd, p99: lower is). Load: {settings.processes} load-generator processes of grpc.aio clients, "
+        f"spread round-robin over the members, {CLIENTS_PER_CONN} clients per connection; 8-byte keys from a "
+        f"{KEYSPACE:,}-key keyspace (every key written before the first read workload).",
+        "",
+        "## pyetcd / etcd",
+        "",
+        *summary_table(summaries, mode.points),
+        "",
+        f"`*`: every core was at least {SATURATED:.0%} busy in the median window (servers, load generator and "
+        "anything else on the machine), so the machine rather than that server set the pace.",
+    ]
+    if reference_point is not None and (reference := reference_table(summaries, reference_point)):
+        lines += [
+            "",
+            "## pyetcd / a do-nothing grpc.aio servicer",
+            "",
+            "The reference answers every Put at once with a fixed response (same gRPC stack and event loop as "
+            "pyetcd, same load generator), measured in the same rounds: the most any Python server could do here.",
+            "",
+            *reference,
+        ]
+    lines += [
+        "",
+        "## Every figure",
+        "",
+        *detail_table(summaries),
+        "",
+        "## Reading the figures",
+        "",
+        f"- `{Workload.WATCH}`: clients are watchers on one prefix while a writer puts under it at "
+        f"{settings.watch_put_rate:g}/s; ops/s are events delivered per second (all watchers), latencies run "
+        "from the put being sent to the event arriving. A server that keeps up delivers watchers x rate events/s; "
+        "more means it was still working off a backlog from the warm-up, less that it fell behind.",
+        f"- `{Workload.LEASE_KEEPALIVE}`: one lease and one keep-alive stream per client; an op is one "
+        f"keep-alive round trip. `{Workload.TXN}`: compare mod_revision, then put. `{Workload.MIXED}`: 90% "
+        "linearizable range, 10% put.",
+        "- errors: gRPC status counts over the whole run, warm-up included; nothing is retried.",
+        "- server CPU s: all members together, inside the window; server CPU µs/op divides it by the ops. "
+        "peak RSS: the largest member's high-water mark over the run.",
+        "- gen CPU µs/op: the load generator's CPU per operation; gen CPU %: its share of all cores; "
+        "other CPU %: the share taken by everything else on the machine (a noisy neighbour shows here); "
+        "machine busy %: all of it together.",
+    ]
+    if outcome.notes:
+        lines += ["", "## Problems during the run", "", *(f"- {note}" for note in outcome.notes)]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,59 @@
+"""The etcd-vs-pyetcd harness, end to end in its tiny mode: both servers are started, driven with
+the same put load in alternating rounds, and the report comes out with a ratio per point.
+
+Nothing here looks at the numbers themselves: on a shared machine they mean little in a test.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.servers import REPO, pyetcd_built
+
+pytestmark = [
+    pytest.mark.skipif(not pyetcd_built(), reason="pyetcd's server is not built yet"),
+    pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd is not installed (make etcd-binaries)"),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bench")
+    completed = subprocess.run([sys.executable, "-m", "benchmarks.compare", "--mode", "tiny", "--out", str(out)],
+                               cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    return out
+
+
+def test_report_has_a_ratio_per_point(tiny_run: Path) -> None:
+    report = (tiny_run / "latest.md").read_text()
+    header = next(line for line in report.splitlines() if line.startswith("| workload") and "ops/s ratio" in line)
+    columns = [cell.strip() for cell in header.strip("|").split("|")]
+    rows = [line for line in report.split("## pyetcd / etcd", 1)[1].split("##", 1)[0].splitlines()
+            if line.startswith("| put ")]
+    assert len(rows) == 1
+    cells = dict(zip(columns, (cell.strip() for cell in rows[0].strip("|").split("|")), strict=True))
+    assert cells["members"] == "1"
+    assert re.fullmatch(r"\d+\.\d\dx", cells["ops/s ratio"])
+    assert re.fullmatch(r"\d+\.\d\dx", cells["p99 ratio"])
+
+
+def test_servers_alternate_round_by_round_with_the_reference_alongside(tiny_run: Path) -> None:
+    runs = json.loads((tiny_run / "latest.json").read_text())["runs"]
+    assert [(run["server"], run["round"]) for run in runs] == [
+        ("etcd", 1), ("pyetcd", 1), ("reference", 1), ("etcd", 2), ("pyetcd", 2), ("reference", 2)]
+    for run in runs:
+        assert run["ops"] > 0, run
+        assert len(run["server_cpu_s"]) == 1 and len(run["server_peak_rss"]) == 1
+
+
+def test_plots_are_written(tiny_run: Path) -> None:
+    for name in ("throughput.png", "p99_latency.png"):
+        assert (tiny_run / name).read_bytes().startswith(b"\x89PNG")
