@@ -14,10 +14,11 @@ Layout (one LMDB environment per store directory, file ``data.mdb``):
 ``bucket``
     the server's own small tables (members, alarms, ...): bucket name, NUL, key -> value.
 
-Durability: LMDB commits by writing pages then the meta page; we keep ``sync`` on and turn ``metasync`` off.
-A committed transaction is in the OS page cache before commit returns, so kill -9 never loses it; on power
-loss LMDB keeps the database intact and may undo at most the last transaction(s), whose Raft entries are
-still in the durable Raft log above consistent_index and are applied again.
+Durability: LMDB commits by writing pages then the meta page; ``metasync`` is off, and ``sync`` (an fsync
+per commit) is the opener's choice. Either way a committed transaction is in the OS page cache before commit
+returns, so kill -9 never loses it. On power loss LMDB may undo the transactions not yet flushed, whose Raft
+entries are still in the durable Raft log above consistent_index and are applied again: a server that keeps
+its Raft log until the store is synced (see ``MvccStore.sync``) can skip the per-commit fsync.
 """
 
 from __future__ import annotations
@@ -75,13 +76,13 @@ def bucket_key(bucket: str, key: bytes) -> bytes:
     return name + b"\x00" + key
 
 
-def open_env(path: Path, map_size: int) -> Any:
+def open_env(path: Path, map_size: int, sync_commits: bool = True) -> Any:
     return lmdb.open(
         str(path),
         map_size=map_size,
         subdir=True,
         max_dbs=len(SUB_DBS) + 4,
-        sync=True,
+        sync=sync_commits,
         metasync=False,
         writemap=False,
         lock=True,
@@ -91,10 +92,10 @@ def open_env(path: Path, map_size: int) -> Any:
 class Backend:
     """An open LMDB environment with the store's sub-databases."""
 
-    def __init__(self, path: Path, map_size: int) -> None:
+    def __init__(self, path: Path, map_size: int, sync_commits: bool = True) -> None:
         self.path = path
         self.map_size = map_size
-        self.env = open_env(path, map_size)
+        self.env = open_env(path, map_size, sync_commits)
         with self.env.begin(write=True) as txn:
             dbs = {name: self.env.open_db(name, txn=txn) for name in SUB_DBS}
         self.key_db = dbs[KEY_DB]

@@ -65,16 +65,19 @@ class MvccStore:
     """etcd's multi-version keyspace in one LMDB environment directory."""
 
     def __init__(
-        self, path: str | os.PathLike[str], *, quota_bytes: int = 2 * 1024**3, map_size: int | None = None
+        self, path: str | os.PathLike[str], *, quota_bytes: int = 2 * 1024**3, map_size: int | None = None,
+        sync_commits: bool = True,
     ) -> None:
+        """`sync_commits=False` skips the fsync per write batch; the caller then calls `sync()` itself."""
         self.path = Path(path)
+        self._sync_commits = sync_commits
         self.path.mkdir(parents=True, exist_ok=True)
         self.quota_bytes = quota_bytes
         self._map_size = map_size if map_size is not None else default_map_size(quota_bytes)
         self._mu = threading.RLock()
         self._batch: WriteBatch | None = None
         self._closed = False
-        self._state = self._load(Backend(self.path, self._map_size))
+        self._state = self._load(Backend(self.path, self._map_size, self._sync_commits))
         self._hub = WatcherHub(self)
 
     def _load(self, backend: Backend) -> KvState:
@@ -404,7 +407,7 @@ class MvccStore:
             try:
                 be.install_data_file(self.path, tmp)
             finally:
-                self._state = self._load(Backend(self.path, self._map_size))
+                self._state = self._load(Backend(self.path, self._map_size, self._sync_commits))
         self._hub.resync_all(offered_through)
 
     def defragment(self) -> None:
@@ -421,7 +424,7 @@ class MvccStore:
                 try:
                     be.install_data_file(self.path, data_file)
                 finally:
-                    self._state.backend = Backend(self.path, self._map_size)
+                    self._state.backend = Backend(self.path, self._map_size, self._sync_commits)
             finally:
                 be.remove_tree(work)
 
