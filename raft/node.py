@@ -26,6 +26,7 @@ from raft.core import (
     HardState,
     LogStore,
     Message,
+    MessageType,
     ProposalDropped,
     RaftError,
     RawNode,
@@ -40,6 +41,11 @@ logger = logging.getLogger(__name__)
 
 LeaderListener = Callable[[int, int], None]
 """Called with (leader_id, term) whenever the known leader changes (0: no leader)."""
+
+
+LEADER_MESSAGES = frozenset({MessageType.APP, MessageType.HEARTBEAT, MessageType.SNAP, MessageType.TIMEOUT_NOW,
+                             MessageType.READ_INDEX_RESP})
+"""What a leader sends that acknowledges nothing of its own log, so it may leave before the leader's fsync."""
 
 
 @dataclass(frozen=True)
@@ -192,6 +198,7 @@ class RaftNode:
                     task.cancel()
 
     async def _handle_ready(self, ready: Ready) -> None:
+        persisted = self._hard_state
         if ready.hard_state is not None:
             self._hard_state = ready.hard_state
         if ready.soft_state is not None:
@@ -201,6 +208,15 @@ class RaftNode:
             if waiter is not None and not waiter.done():
                 waiter.set_result(read_state.index)
         has_snapshot = ready.snapshot is not None and not ready.snapshot.is_empty
+        same_term_and_vote = ready.hard_state is None or (
+            (ready.hard_state.term, ready.hard_state.vote) == (persisted.term, persisted.vote))
+        early = (self._role is StateRole.LEADER and same_term_and_vote
+                 and all(m.type in LEADER_MESSAGES for m in ready.messages))
+        if early and ready.messages:
+            # thesis §10.2.1: the leader replicates in parallel with its own disk write. Safe because
+            # whatever a commit makes visible (applying, answering, the commit index reaching
+            # followers) comes out in a later Ready, after this save has completed.
+            self.transport.send(ready.messages)
         if ready.hard_state is not None or ready.entries or has_snapshot:
             # Persist before sending: a vote or an append acknowledged must survive a crash (§5, Figure 2).
             await asyncio.get_running_loop().run_in_executor(
@@ -208,7 +224,7 @@ class RaftNode:
                 ready.snapshot if has_snapshot else None, ready.must_sync)
             self.saves += 1
             self.saved_entries += len(ready.entries)
-        if ready.messages:
+        if ready.messages and not early:
             self.transport.send(ready.messages)
         if has_snapshot or ready.committed_entries:
             self.apply_queue.put_nowait(ApplyBatch(entries=list(ready.committed_entries),
