@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from pyetcd import __version__
-from pyetcd.config import ConfigError, ServerConfig, parse_server_args
+from pyetcd.config import ConfigError, FatalConfigError, FlagSyntaxError, ServerConfig, parse_server_args
 
 log = logging.getLogger("pyetcd")
 
@@ -47,11 +47,22 @@ def print_version() -> None:
     print(f"Python Version: {sys.version.split()[0]}")
 
 
-def fatal(message: str) -> int:
+def fatal(message: str, *, level: str = "C", package: str = "etcdmain") -> int:
     """Report a start-up failure the way etcdmain does, and give the exit status etcd gives."""
     stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S.%f")
-    print(f"{stamp} C | etcdmain: {message}", file=sys.stderr)
+    print(f"{stamp} {level} | {package}: {message}", file=sys.stderr)
     return 1
+
+
+def refuse_configuration(err: ConfigError) -> int:
+    """etcd's three ways to refuse a configuration, with their words and exit statuses."""
+    if isinstance(err, FlagSyntaxError):  # Go's flag package: the message, usage, exit 2
+        print(str(err), file=sys.stderr)
+        print("Try 'pyetcd --help' for more information.", file=sys.stderr)
+        return 2
+    if isinstance(err, FatalConfigError):
+        return fatal(str(err), package=err.package)
+    return fatal(f"error verifying flags, {err}. See 'pyetcd --help'.", level="E")
 
 
 async def run_server(config: ServerConfig) -> int:
@@ -127,14 +138,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args[:1] == ["snapshot"]:
         return snapshot_main(args[1:])
     try:
-        config = parse_server_args(args, on_version=print_version)
+        config = parse_server_args(args, on_version=print_version, refuse_shadowed_env=True)
     except ConfigError as err:
-        print(str(err), file=sys.stderr)
-        print("Try 'pyetcd --help' for more information.", file=sys.stderr)
-        return 2
+        return refuse_configuration(err)
     if config is None:
         return 0
     setup_logging(config.log_level)
+    for level, notice in config.notices:
+        logging.getLogger("pyetcd.flags").log(level, "%s", notice)
     log.info("pyetcd %s starting member %s (data dir %s)", __version__, config.name, config.data_dir)
     return run_async(run_server(config))
 

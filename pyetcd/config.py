@@ -7,6 +7,7 @@ flags win over environment variables, which win over defaults.
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -16,6 +17,14 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from pyetcd.flagvalues import (
+    PARSE_ERROR,
+    parse_go_bool,
+    parse_go_duration,
+    parse_go_int,
+    split_urls,
+    url_problem,
+)
 from pyetcd.ids import cluster_id as derive_cluster_id
 from pyetcd.ids import member_id as derive_member_id
 
@@ -26,7 +35,23 @@ MAX_QUOTA_BYTES = 8 * 1024 * 1024 * 1024
 
 
 class ConfigError(Exception):
-    """A flag, variable or config file value that etcd would refuse; the message is etcd's where it has one."""
+    """A flag, variable or config file value that etcd refuses when it verifies its configuration.
+
+    The message is etcd's where it has one. etcd reports these as "error verifying flags" and
+    exits 1; the subclasses below are the other two ways etcd refuses a configuration.
+    """
+
+
+class FlagSyntaxError(ConfigError):
+    """Go's flag package refuses the command line itself (unknown flag, unparsable value): exit 2."""
+
+
+class FatalConfigError(ConfigError):
+    """Flags that parse and verify, but that etcd stops on while starting (a fatal log, exit 1)."""
+
+    def __init__(self, message: str, package: str = "etcdmain") -> None:
+        super().__init__(message)
+        self.package = package
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +60,7 @@ class FlagSpec:
 
     name: str
     default: str
-    kind: str = "str"  # str | int | bool | urls | duration | choice
+    kind: str = "str"  # str | int | uint | bool | urls | duration | choice | list
     choices: tuple[str, ...] = ()
     supported: bool = True  # flags we accept but whose non-default values we refuse
     help: str = ""
@@ -45,19 +70,19 @@ FLAGS: tuple[FlagSpec, ...] = (
     FlagSpec("name", DEFAULT_NAME, help="Human-readable name for this member."),
     FlagSpec("data-dir", "${name}.etcd", help="Path to the data directory."),
     FlagSpec("wal-dir", "", help="Path to the dedicated Raft log directory."),
-    FlagSpec("snapshot-count", "100000", "int", help="Committed entries between Raft snapshots."),
-    FlagSpec("heartbeat-interval", "100", "int", help="Time (in milliseconds) of a heartbeat interval."),
-    FlagSpec("election-timeout", "1000", "int", help="Time (in milliseconds) for an election to timeout."),
+    FlagSpec("snapshot-count", "100000", "uint", help="Committed entries between Raft snapshots."),
+    FlagSpec("heartbeat-interval", "100", "uint", help="Time (in milliseconds) of a heartbeat interval."),
+    FlagSpec("election-timeout", "1000", "uint", help="Time (in milliseconds) for an election to timeout."),
     FlagSpec("initial-election-tick-advance", "true", "bool"),
     FlagSpec("listen-peer-urls", "http://localhost:2380", "urls", help="URLs to listen on for peer traffic."),
     FlagSpec("listen-client-urls", "http://localhost:2379", "urls", help="URLs to listen on for client traffic."),
-    FlagSpec("max-snapshots", "5", "int"),
-    FlagSpec("max-wals", "5", "int"),
+    FlagSpec("max-snapshots", "5", "uint"),
+    FlagSpec("max-wals", "5", "uint"),
     FlagSpec("quota-backend-bytes", "0", "int", help="Raise alarms when backend size exceeds the given quota."),
     FlagSpec("backend-batch-interval", ""),
     FlagSpec("backend-batch-limit", "0", "int"),
-    FlagSpec("max-txn-ops", "128", "int", help="Maximum number of operations permitted in a transaction."),
-    FlagSpec("max-request-bytes", "1572864", "int", help="Maximum client request size in bytes."),
+    FlagSpec("max-txn-ops", "128", "uint", help="Maximum number of operations permitted in a transaction."),
+    FlagSpec("max-request-bytes", "1572864", "uint", help="Maximum client request size in bytes."),
     FlagSpec("max-concurrent-streams", "math.MaxUint32"),
     FlagSpec("grpc-keepalive-min-time", "5s", "duration"),
     FlagSpec("grpc-keepalive-interval", "2h", "duration"),
@@ -79,7 +104,8 @@ FLAGS: tuple[FlagSpec, ...] = (
              help="Reject reconfiguration requests that would cause quorum loss."),
     FlagSpec("pre-vote", "true", "bool", help="Enable the Raft Pre-Vote algorithm (thesis §9.6)."),
     FlagSpec("auto-compaction-retention", "0", help="Auto compaction retention (hours, or revisions)."),
-    FlagSpec("auto-compaction-mode", "periodic", "choice", ("periodic", "revision")),
+    FlagSpec("auto-compaction-mode", "periodic", help="periodic (retention is a duration, in hours without a unit) "
+             "or revision (retention is a number of revisions)."),
     FlagSpec("enable-v2", "false", "bool", supported=False),
     FlagSpec("cert-file", "", supported=False),
     FlagSpec("key-file", "", supported=False),
@@ -100,13 +126,13 @@ FLAGS: tuple[FlagSpec, ...] = (
     FlagSpec("cors", "*"),
     FlagSpec("host-whitelist", "*"),
     FlagSpec("auth-token", "simple"),
-    FlagSpec("bcrypt-cost", "10", "int"),
-    FlagSpec("auth-token-ttl", "300", "int"),
+    FlagSpec("bcrypt-cost", "10", "uint"),
+    FlagSpec("auth-token-ttl", "300", "uint"),
     FlagSpec("enable-pprof", "false", "bool"),
     FlagSpec("metrics", "basic", "choice", ("basic", "extensive")),
     FlagSpec("listen-metrics-urls", "", "urls", help="Extra URLs to serve /metrics and /health on."),
-    FlagSpec("logger", "zap", "choice", ("zap", "capnslog")),
-    FlagSpec("log-outputs", "default"),
+    FlagSpec("logger", "zap"),
+    FlagSpec("log-outputs", "default", "list"),
     FlagSpec("log-level", "info", "choice", ("debug", "info", "warn", "error", "panic", "fatal")),
     FlagSpec("proxy", "off", "choice", ("off", "readonly", "on")),
     FlagSpec("experimental-initial-corrupt-check", "false", "bool"),
@@ -149,11 +175,15 @@ class ServerConfig:
     pre_vote: bool = True
     auto_compaction_mode: str = "periodic"
     auto_compaction_retention: str = "0"
+    auto_compaction_retention_value: float = 0.0
+    """The retention as etcd reads it: revisions (revision mode) or seconds (periodic mode); 0 is off."""
     log_level: str = "info"
     listen_metrics_urls: tuple[str, ...] = ()
     watch_progress_notify_interval_s: float = 600.0
     grpc_keepalive_min_time_s: float = 5.0
     extra: dict[str, str] = field(default_factory=dict)
+    notices: tuple[tuple[int, str], ...] = ()
+    """What etcd logs while reading its configuration (environment variables used or unknown, ...)."""
 
     @property
     def election_ticks(self) -> int:
@@ -192,52 +222,14 @@ class ServerConfig:
         return derive_cluster_id(list(self.initial_member_ids().values()))
 
 
-def _parse_bool(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("1", "t", "true"):
-        return True
-    if lowered in ("0", "f", "false"):
-        return False
-    raise ValueError("parse error")
-
-
-def _parse_duration(value: str) -> float:
-    """A Go duration such as 10m, 5s, 100ms, 2h or 1h30m, in seconds."""
-    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-    text = value.strip()
-    if text in ("0", ""):
-        return 0.0
-    total, number = 0.0, ""
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch.isdigit() or ch == ".":
-            number += ch
-            i += 1
-            continue
-        unit = next((u for u in ("ns", "us", "µs", "ms", "s", "m", "h") if text.startswith(u, i)), None)
-        if unit is None or not number:
-            raise ValueError("parse error")
-        total += float(number) * units[unit]
-        number = ""
-        i += len(unit)
-    if number:
-        raise ValueError("parse error")
-    return total
-
-
 def parse_urls(value: str, flag: str) -> tuple[str, ...]:
-    """A comma-separated URL list; each must be http(s)://host:port as etcd requires."""
-    urls = tuple(u.strip() for u in value.split(",") if u.strip())
+    """A comma-separated URL list; each must be http(s)://host:port (or unix) as etcd requires."""
+    urls = split_urls(value)
     for url in urls:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https", "unix", "unixs") or not parts.netloc:
-            raise ConfigError(f'invalid value "{value}" for flag -{flag}: URL scheme must be http, https, '
-                              f"unix, or unixs: {url}")
-        if parts.scheme in ("http", "https") and parts.port is None:
-            raise ConfigError(f'invalid value "{value}" for flag -{flag}: URL address does not have the form '
-                              f'"host:port": {url}')
-        if parts.scheme == "https":
+        problem = url_problem(url)
+        if problem is not None:
+            raise FlagSyntaxError(f'invalid value "{value}" for flag -{flag}: {problem}')
+        if urlsplit(url).scheme == "https":
             raise ConfigError(f"--{flag}: TLS is not supported by pyetcd ({url})")
     return urls
 
@@ -251,37 +243,70 @@ def parse_initial_cluster(value: str) -> tuple[tuple[str, str], ...]:
             continue
         name, sep, url = item.partition("=")
         if not sep:
-            raise ConfigError(f"error setting up initial cluster: invalid --initial-cluster entry {item!r}")
-        parse_urls(url, "initial-cluster")
+            raise FatalConfigError(f"error setting up initial cluster: invalid --initial-cluster entry {item!r}")
+        problem = url_problem(url)
+        if problem is not None:
+            raise FatalConfigError(f"error setting up initial cluster: {problem}")
         pairs.append((name, url))
     return tuple(pairs)
 
 
-def _check_value(spec: FlagSpec, value: str) -> None:
-    """Refuse a value the way Go's flag package does (`invalid value "x" for flag -y: parse error`)."""
+def parse_compaction_retention(mode: str, retention: str) -> float:
+    """--auto-compaction-retention as etcd reads it: a plain number is revisions in revision mode
+    and hours in periodic mode; anything else must be a Go duration (periodic). Seconds or revisions."""
     try:
-        if spec.kind == "int":
-            try:
-                int(value)
-            except ValueError:
-                raise ValueError("parse error") from None
-        elif spec.kind == "bool":
-            _parse_bool(value)
-        elif spec.kind == "duration":
-            _parse_duration(value)
-        elif spec.kind == "choice" and value not in spec.choices:
-            raise ValueError("invalid value")
+        number = int(retention)
+    except ValueError:
+        number = -1
+    if number >= 0:
+        return float(number) if mode == "revision" else number * 3600.0
+    try:
+        return parse_go_duration(retention)
     except ValueError as err:
-        raise ConfigError(f'invalid value "{value}" for flag -{spec.name}: {err}') from None
+        raise FatalConfigError(f"error parsing CompactionRetention: {err}") from None
+
+
+def _value_problem(spec: FlagSpec, value: str) -> str | None:
+    """Why Go's flag package (or etcd's flag type) refuses `value` for `spec`, or None."""
+    try:
+        if spec.kind in ("int", "uint"):
+            parse_go_int(value, unsigned=spec.kind == "uint")
+        elif spec.kind == "bool":
+            parse_go_bool(value)
+        elif spec.kind == "duration":
+            parse_go_duration(value)
+        elif spec.kind == "choice" and value not in spec.choices:
+            return "invalid value"
+        elif spec.kind == "urls":
+            return next(filter(None, (url_problem(url) for url in split_urls(value))), None)
+    except ValueError:
+        return PARSE_ERROR
+    return None
+
+
+def _check_flag_value(spec: FlagSpec, value: str) -> None:
+    problem = _value_problem(spec, value)
+    if problem is None:
+        return
+    if spec.kind == "bool":
+        raise FlagSyntaxError(f'invalid boolean value "{value}" for -{spec.name}: {problem}')
+    raise FlagSyntaxError(f'invalid value "{value}" for flag -{spec.name}: {problem}')
+
+
+def env_name(flag: str) -> str:
+    """etcd's flags.FlagToEnv: ETCD_ and the flag in upper case with underscores."""
+    return "ETCD_" + flag.upper().replace("-", "_")
 
 
 class _GoFlagParser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:
         prefix = "unrecognized arguments: "
         if message.startswith(prefix):
-            flag = message[len(prefix):].split()[0].lstrip("-").split("=")[0]
-            raise ConfigError(f"flag provided but not defined: -{flag}")
-        raise ConfigError(message)
+            token = message[len(prefix):].split()[0]
+            if not token.startswith("-"):
+                raise ConfigError(f"'{token}' is not a valid flag")
+            raise FlagSyntaxError(f"flag provided but not defined: -{token.lstrip('-').split('=')[0]}")
+        raise FlagSyntaxError(message)
 
 
 def build_flag_parser(prog: str = "pyetcd") -> argparse.ArgumentParser:
@@ -301,81 +326,180 @@ def build_flag_parser(prog: str = "pyetcd") -> argparse.ArgumentParser:
     return parser
 
 
-def _raw_values(args: argparse.Namespace, environ: dict[str, str]) -> dict[str, str]:
-    """Flag name -> raw string value, from the config file or from flags over environment."""
-    values: dict[str, str] = {}
-    config_file = args.config_file or environ.get("ETCD_CONFIG_FILE")
-    if config_file:
-        try:
-            with open(config_file, encoding="utf-8") as fh:
-                loaded = yaml.safe_load(fh) or {}
-        except OSError as err:
-            raise ConfigError(f"error loading config file: {err}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"error loading config file {config_file!r}: not a mapping")
-        for key, value in loaded.items():
-            if key not in FLAGS_BY_NAME:
-                continue  # etcd ignores keys it does not map to a flag it knows
-            values[key] = _yaml_scalar(value)
-        return values
-    for spec in FLAGS:
-        env_name = "ETCD_" + spec.name.upper().replace("-", "_")
-        if env_name in environ:
-            values[spec.name] = environ[env_name]
-    for spec in FLAGS:
-        given = getattr(args, spec.name.replace("-", "_"))
-        if given is not None:
-            values[spec.name] = given
-    return values
+@dataclass(slots=True)
+class RawValues:
+    """Flag name -> value as text, where each came from, and what etcd logs about the environment."""
+
+    values: dict[str, str] = field(default_factory=dict)
+    notices: list[tuple[int, str]] = field(default_factory=list)
 
 
-def _yaml_scalar(value: object) -> str:
+# Go type of each flag's field in etcd's YAML config, where it is not a string.
+_YAML_GO_TYPES = {"int": "int64", "uint": "uint", "bool": "bool", "duration": "time.Duration", "list": "[]string"}
+_YAML_GO_TYPE_OVERRIDES = {"snapshot-count": "uint64", "max-snapshots": "uint", "max-wals": "uint",
+                           "backend-batch-limit": "int", "experimental-compaction-batch-limit": "int"}
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return "string"
+
+
+def _yaml_value(spec: FlagSpec, value: object) -> str | None:
+    """A YAML value as flag text, typed as strictly as etcd's YAML-to-JSON-to-struct decoding."""
+    if value is None:
+        return None  # JSON null leaves the field at its default
+    go_type = _YAML_GO_TYPE_OVERRIDES.get(spec.name, _YAML_GO_TYPES.get(spec.kind, "string"))
+    kind = _json_kind(value)
+    expected = {"bool": "bool", "[]string": "array", "string": "string"}.get(go_type, "number")
+    if kind != expected or (expected == "number" and not isinstance(value, int)):
+        raise ConfigError("error unmarshaling JSON: while decoding JSON: json: cannot unmarshal "
+                          f"{kind} into Go struct field configYAML.{spec.name} of type {go_type}")
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list):
-        return ",".join(str(v) for v in value)
-    return "" if value is None else str(value)
+        return ",".join(str(item) for item in value)
+    if go_type == "time.Duration":
+        return f"{value}ns"  # etcd's YAML durations are nanoseconds
+    return str(value)
 
 
-def resolve(args: argparse.Namespace, environ: dict[str, str] | None = None) -> ServerConfig:
-    """Turn parsed flags (plus env and config file) into a validated ServerConfig."""
+def _values_from_file(path: str) -> RawValues:
+    """--config-file: etcd's YAML keys; flags and environment are then ignored, as in etcd."""
+    raw = RawValues()
+    raw.notices.append((logging.INFO, f'Loading server configuration from "{path}". Other configuration command '
+                                      "line flags and environment variables will be ignored if provided."))
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as err:
+        raise ConfigError(f"open {path}: {(err.strerror or str(err)).lower()}") from None
+    try:
+        loaded = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"error converting YAML to JSON: yaml: {err}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError("error unmarshaling JSON: while decoding JSON: json: cannot unmarshal "
+                          f"{_json_kind(loaded)} into Go value of type embed.configYAML")
+    for key, value in loaded.items():
+        spec = FLAGS_BY_NAME.get(str(key))
+        if spec is None:
+            continue  # etcd ignores keys that name no field
+        text_value = _yaml_value(spec, value)
+        if text_value is None:
+            continue
+        problem = _value_problem(spec, text_value)
+        if problem is not None:
+            raise ConfigError(f'invalid value "{text_value}" for {key}: {problem}')
+        raw.values[spec.name] = text_value
+    return raw
+
+
+def _values_from_command_line(args: argparse.Namespace, environ: dict[str, str],
+                              refuse_shadowed_env: bool) -> RawValues:
+    """Flags over ETCD_* variables (etcd's flags.SetFlagsFromEnv)."""
+    raw = RawValues()
+    for spec in FLAGS:
+        given = getattr(args, spec.name.replace("-", "_"))
+        if given is not None:
+            _check_flag_value(spec, given)
+            raw.values[spec.name] = given
+    known = {env_name(spec.name): spec for spec in FLAGS}
+    known[env_name("config-file")] = FlagSpec("config-file", "")
+    for variable in sorted(environ):
+        if not variable.startswith("ETCD_"):
+            continue
+        found = known.get(variable)
+        if found is None:
+            raw.notices.append((logging.WARNING,
+                                f"unrecognized environment variable {variable}={environ[variable]}"))
+            continue
+        spec = found
+        if spec.name == "config-file":
+            continue
+        if spec.name in raw.values:
+            if refuse_shadowed_env:
+                raise FatalConfigError(
+                    f'conflicting environment variable "{variable}" is shadowed by corresponding command-line '
+                    "flag (either unset environment variable or disable flag)", package="pkg/flags")
+            continue
+        value = environ[variable]
+        problem = _value_problem(spec, value)
+        if problem is not None:
+            raise ConfigError(f'invalid value "{value}" for {variable}: {problem}')
+        raw.values[spec.name] = value
+        raw.notices.append((logging.INFO, f"recognized and used environment variable {variable}={value}"))
+    return raw
+
+
+def _raw_values(args: argparse.Namespace, environ: dict[str, str], refuse_shadowed_env: bool) -> RawValues:
+    config_file = args.config_file or environ.get(env_name("config-file"))
+    if config_file:
+        return _values_from_file(config_file)
+    return _values_from_command_line(args, environ, refuse_shadowed_env)
+
+
+def resolve(args: argparse.Namespace, environ: dict[str, str] | None = None, *,
+            refuse_shadowed_env: bool = False) -> ServerConfig:
+    """Turn parsed flags (plus env and config file) into a validated ServerConfig.
+
+    A variable that a flag also sets is ignored, unless `refuse_shadowed_env`: then, as etcd 3.4
+    does, the conflict stops start-up.
+    """
     env = dict(os.environ if environ is None else environ)
-    raw = _raw_values(args, env)
-    for name, value in raw.items():
+    raw = _raw_values(args, env, refuse_shadowed_env)
+    for name, value in raw.values.items():
         spec = FLAGS_BY_NAME[name]
-        _check_value(spec, value)
         if not spec.supported and value != spec.default:
             raise ConfigError(f"--{name} is not supported by pyetcd")
 
     def get(name: str) -> str:
-        return raw.get(name, FLAGS_BY_NAME[name].default)
+        return raw.values.get(name, FLAGS_BY_NAME[name].default)
+
+    def get_int(name: str) -> int:
+        return parse_go_int(get(name), unsigned=FLAGS_BY_NAME[name].kind == "uint")
 
     name = get("name")
     initial_cluster_text = get("initial-cluster")
     # etcd: a custom --name with the default --initial-cluster means "a cluster of just me".
-    if "initial-cluster" not in raw and name != DEFAULT_NAME:
+    if "initial-cluster" not in raw.values and name != DEFAULT_NAME:
         initial_cluster_text = ",".join(f"{name}={u}" for u in get("initial-advertise-peer-urls").split(","))
     data_dir = get("data-dir")
     if data_dir == "${name}.etcd":
         data_dir = f"{name}.etcd"
-    quota = int(get("quota-backend-bytes"))
+    quota = get_int("quota-backend-bytes")
     if quota <= 0:
         quota = DEFAULT_QUOTA_BYTES
-    heartbeat_ms = int(get("heartbeat-interval"))
-    election_ms = int(get("election-timeout"))
+    heartbeat_ms = get_int("heartbeat-interval")
+    election_ms = get_int("election-timeout")
     if heartbeat_ms <= 0:
-        raise ConfigError("--heartbeat-interval must be positive")
+        raise ConfigError(f"--heartbeat-interval must be >0 (set to {heartbeat_ms}ms)")
+    if election_ms <= 0:
+        raise ConfigError(f"--election-timeout must be >0 (set to {election_ms}ms)")
     if 5 * heartbeat_ms > election_ms:
         raise ConfigError(f"--election-timeout[{election_ms}ms] should be at least as 5 times as "
                           f"--heartbeat-interval[{heartbeat_ms}ms]")
     if election_ms > 50000:
-        raise ConfigError(f"--election-timeout[{election_ms}ms] is too long, and should be set less than 50 seconds")
+        raise ConfigError(f"--election-timeout[{election_ms}ms] is too long, and should be set less than 50000ms")
+    compaction_mode = get("auto-compaction-mode")
+    if compaction_mode not in ("periodic", "revision"):
+        raise ConfigError(f'unknown auto-compaction-mode "{compaction_mode}"')
+    if get("logger") not in ("zap", "capnslog"):
+        raise ConfigError(f'unknown logger option "{get("logger")}"')
+    compaction_retention = get("auto-compaction-retention")
     config = ServerConfig(
         name=name,
         data_dir=data_dir,
         wal_dir=get("wal-dir"),
-        snapshot_count=int(get("snapshot-count")),
-        snapshot_catchup_entries=int(get("experimental-snapshot-catchup-entries")),
+        snapshot_count=get_int("snapshot-count"),
+        snapshot_catchup_entries=get_int("experimental-snapshot-catchup-entries"),
         heartbeat_ms=heartbeat_ms,
         election_ms=election_ms,
         listen_peer_urls=parse_urls(get("listen-peer-urls"), "listen-peer-urls"),
@@ -386,16 +510,18 @@ def resolve(args: argparse.Namespace, environ: dict[str, str] | None = None) -> 
         initial_cluster_state=get("initial-cluster-state"),
         initial_cluster_token=get("initial-cluster-token"),
         quota_backend_bytes=quota,
-        max_txn_ops=int(get("max-txn-ops")),
-        max_request_bytes=int(get("max-request-bytes")),
-        strict_reconfig_check=_parse_bool(get("strict-reconfig-check")),
-        pre_vote=_parse_bool(get("pre-vote")),
-        auto_compaction_mode=get("auto-compaction-mode"),
-        auto_compaction_retention=get("auto-compaction-retention"),
+        max_txn_ops=get_int("max-txn-ops"),
+        max_request_bytes=get_int("max-request-bytes"),
+        strict_reconfig_check=parse_go_bool(get("strict-reconfig-check")),
+        pre_vote=parse_go_bool(get("pre-vote")),
+        auto_compaction_mode=compaction_mode,
+        auto_compaction_retention=compaction_retention,
+        auto_compaction_retention_value=parse_compaction_retention(compaction_mode, compaction_retention),
         log_level=get("log-level"),
         listen_metrics_urls=parse_urls(get("listen-metrics-urls"), "listen-metrics-urls"),
-        watch_progress_notify_interval_s=_parse_duration(get("experimental-watch-progress-notify-interval")),
-        grpc_keepalive_min_time_s=_parse_duration(get("grpc-keepalive-min-time")),
+        watch_progress_notify_interval_s=parse_go_duration(get("experimental-watch-progress-notify-interval")),
+        grpc_keepalive_min_time_s=parse_go_duration(get("grpc-keepalive-min-time")),
+        notices=tuple(raw.notices),
     )
     validate_cluster_flags(config)
     return config
@@ -405,11 +531,11 @@ def validate_cluster_flags(config: ServerConfig) -> None:
     """etcd's start-up checks on --name, --initial-cluster and --initial-advertise-peer-urls."""
     peers = config.initial_peer_urls()
     if config.name not in peers:
-        raise ConfigError(f'couldn\'t find local name "{config.name}" in the initial cluster configuration')
+        raise FatalConfigError(f'couldn\'t find local name "{config.name}" in the initial cluster configuration')
     mine = sorted(peers[config.name])
     advertised = sorted(config.initial_advertise_peer_urls)
     if mine != advertised:
-        raise ConfigError(
+        raise FatalConfigError(
             f"--initial-cluster has {config.name}={','.join(mine)} but missing from "
             f"--initial-advertise-peer-urls={','.join(config.initial_advertise_peer_urls)} "
             f'(resolved urls: "{",".join(advertised)}" != "{",".join(mine)}")')
@@ -417,21 +543,20 @@ def validate_cluster_flags(config: ServerConfig) -> None:
     for name, urls in peers.items():
         for url in urls:
             if url in seen and seen[url] != name:
-                raise ConfigError(f"--initial-cluster has duplicate url {url}")
+                raise FatalConfigError(f"--initial-cluster has duplicate url {url}")
             seen[url] = name
-    if config.max_request_bytes <= 0:
-        raise ConfigError("--max-request-bytes must be positive")
 
 
 def parse_server_args(argv: Sequence[str], environ: dict[str, str] | None = None,
-                      on_version: Callable[[], None] | None = None) -> ServerConfig | None:
+                      on_version: Callable[[], None] | None = None, *,
+                      refuse_shadowed_env: bool = False) -> ServerConfig | None:
     """Parse argv; returns None when --version was handled."""
     args = build_flag_parser().parse_args(list(argv))
     if args.version:
         if on_version is not None:
             on_version()
         return None
-    return resolve(args, environ)
+    return resolve(args, environ, refuse_shadowed_env=refuse_shadowed_env)
 
 
 def configured_member_id(config: ServerConfig) -> int:

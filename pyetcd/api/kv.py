@@ -13,10 +13,97 @@ from pyetcd.api.server_api import EtcdServerApi
 Interval = tuple[bytes, bytes]
 """A half-open key interval [begin, end) deleted by a txn operation."""
 
+MAX_TXN_NESTING = 48
+"""How deep txns may nest. A deeper one, wrapped in its Raft entry, would pass the 100 message
+levels the protobuf decoder accepts, and no member could apply it. etcd's own bound comes from
+--max-txn-ops (each level uses up one operation); past either bound the answer is the same."""
+
+SORT_ORDERS = frozenset(rpc_pb2.RangeRequest.SortOrder.values())
+SORT_TARGETS = frozenset(rpc_pb2.RangeRequest.SortTarget.values())
+
+
+TXN_BRANCH_FIELDS = (rpc_pb2.TxnRequest.SUCCESS_FIELD_NUMBER, rpc_pb2.TxnRequest.FAILURE_FIELD_NUMBER)
+REQUEST_TXN_FIELD = rpc_pb2.RequestOp.REQUEST_TXN_FIELD_NUMBER
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+        if byte < 0x80:
+            return value, pos
+
+
+def encoded_txn_nesting(raw: bytes) -> int:
+    """How deep txns nest in an encoded TxnRequest, read from the wire format alone.
+
+    The protobuf decoder refuses messages nested past its limit without saying why; this
+    tells a too-deep txn (etcd: "too many operations") from bytes that are simply corrupt.
+    Returns -1 when the bytes are not a well-formed message.
+    """
+    deepest = 0
+    pending = [(raw, 0, False)]  # (bytes, txn depth, is a RequestOp)
+    while pending:
+        data, depth, is_op = pending.pop()
+        deepest = max(deepest, depth)
+        pos = 0
+        try:
+            while pos < len(data):
+                tag, pos = _read_varint(data, pos)
+                field, wire_type = tag >> 3, tag & 7
+                if wire_type == 0:
+                    _, pos = _read_varint(data, pos)
+                elif wire_type in (1, 5):
+                    pos += 8 if wire_type == 1 else 4
+                elif wire_type == 2:
+                    length, pos = _read_varint(data, pos)
+                    body = data[pos:pos + length]
+                    pos += length
+                    if not is_op and field in TXN_BRANCH_FIELDS:
+                        pending.append((body, depth, True))
+                    elif is_op and field == REQUEST_TXN_FIELD:
+                        pending.append((body, depth + 1, False))
+                else:
+                    return -1
+        except ValueError:
+            return -1
+        if pos > len(data):
+            return -1
+    return deepest
+
+
+def explain_undecodable_txn(raw: bytes) -> errors.EtcdError | None:
+    """etcd's answer for a txn our decoder refused because it nests too deep, if that is why."""
+    return errors.ErrGRPCTooManyOps if encoded_txn_nesting(raw) > MAX_TXN_NESTING else None
+
 
 def check_range_request(req: rpc_pb2.RangeRequest) -> None:
     if not req.key:
         raise errors.ErrGRPCEmptyKey
+
+
+def normalize_sort(req: rpc_pb2.RangeRequest) -> None:
+    """An unknown sort order or target means "unsorted": the answer comes in key order.
+
+    etcd skips sorting for an order it does not know; for a target it does not know it
+    would sort with no comparator and crash, so that case is answered unsorted too.
+    """
+    if req.sort_order not in SORT_ORDERS or req.sort_target not in SORT_TARGETS:
+        req.sort_order = rpc_pb2.RangeRequest.NONE
+        req.sort_target = rpc_pb2.RangeRequest.KEY
+
+
+def normalize_txn_sorts(req: rpc_pb2.TxnRequest) -> None:
+    for op in [*req.success, *req.failure]:
+        kind = op.WhichOneof("request")
+        if kind == "request_range":
+            normalize_sort(op.request_range)
+        elif kind == "request_txn":
+            normalize_txn_sorts(op.request_txn)
 
 
 def check_put_request(req: rpc_pb2.PutRequest) -> None:
@@ -33,23 +120,24 @@ def check_delete_request(req: rpc_pb2.DeleteRangeRequest) -> None:
         raise errors.ErrGRPCEmptyKey
 
 
-def check_txn_request(req: rpc_pb2.TxnRequest, max_txn_ops: int) -> None:
+def check_txn_request(req: rpc_pb2.TxnRequest, max_txn_ops: int, depth: int = 0) -> None:
     """Operation count and per-operation checks, as etcd's checkTxnRequest.
 
     The limit applies to the largest of the compare, success and failure lists; a nested
-    txn is checked against what is left of the limit after its parent (etcd's rule).
+    txn is checked against what is left of the limit after its parent (etcd's rule), and
+    may be at most MAX_TXN_NESTING levels below the outermost one.
     """
     op_count = max(len(req.compare), len(req.success), len(req.failure))
-    if op_count > max_txn_ops:
+    if op_count > max_txn_ops or depth > MAX_TXN_NESTING:
         raise errors.ErrGRPCTooManyOps
     for compare in req.compare:
         if not compare.key:
             raise errors.ErrGRPCEmptyKey
     for op in [*req.success, *req.failure]:
-        check_request_op(op, max_txn_ops - op_count)
+        check_request_op(op, max_txn_ops - op_count, depth)
 
 
-def check_request_op(op: rpc_pb2.RequestOp, max_txn_ops: int) -> None:
+def check_request_op(op: rpc_pb2.RequestOp, max_txn_ops: int, depth: int = 0) -> None:
     kind = op.WhichOneof("request")
     if kind == "request_range":
         check_range_request(op.request_range)
@@ -58,7 +146,7 @@ def check_request_op(op: rpc_pb2.RequestOp, max_txn_ops: int) -> None:
     elif kind == "request_delete_range":
         check_delete_request(op.request_delete_range)
     elif kind == "request_txn":
-        check_txn_request(op.request_txn, max_txn_ops)
+        check_txn_request(op.request_txn, max_txn_ops, depth + 1)
     else:
         raise errors.ErrGRPCKeyNotFound  # an empty operation: etcd answers "key not found"
 
@@ -119,6 +207,7 @@ class KVServicer(rpc_pb2_grpc.KVServicer):
     async def Range(self, request: rpc_pb2.RangeRequest, context: Any) -> rpc_pb2.RangeResponse:  # noqa: N802
         try:
             check_range_request(request)
+            normalize_sort(request)
             response = await self._etcd.range(request)
         except Exception as err:
             await errors.abort_with(context, err)
@@ -150,6 +239,7 @@ class KVServicer(rpc_pb2_grpc.KVServicer):
             # Overlap checks come after the cheap ones so a huge txn cannot cost quadratic time.
             check_intervals(request.success)
             check_intervals(request.failure)
+            normalize_txn_sorts(request)
             response = await self._etcd.txn(request)
         except Exception as err:
             await errors.abort_with(context, err)

@@ -1,25 +1,27 @@
-"""Puts every etcd v3 service on a grpc.aio server."""
+"""Puts every etcd v3 service on a grpc.aio server, behind etcd's checks (see handlers.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from etcdpb.etcdserverpb import rpc_pb2_grpc
+import grpc
+
+from etcdpb.etcdserverpb import rpc_pb2
 from pyetcd.api.auth import AuthServicer
 from pyetcd.api.cluster import ClusterServicer
+from pyetcd.api.handlers import UnknownMethodHandler, service_handlers, transport_receive_limit
 from pyetcd.api.kv import KVServicer
 from pyetcd.api.lease import LeaseServicer
 from pyetcd.api.maintenance import MaintenanceServicer
 from pyetcd.api.server_api import EtcdServerApi
-from pyetcd.api.watch import GRPC_OVERHEAD_BYTES, WatchServicer
+from pyetcd.api.watch import WatchServicer
 
 
 def grpc_server_options(max_request_bytes: int) -> list[tuple[str, int]]:
     """etcd's client-facing gRPC limits: requests up to --max-request-bytes plus gRPC's
-    overhead allowance, answers of any size."""
+    overhead allowance (the handlers refuse larger ones), answers of any size."""
     return [
-        ("grpc.max_receive_message_length", max_request_bytes + GRPC_OVERHEAD_BYTES),
+        ("grpc.max_receive_message_length", transport_receive_limit(max_request_bytes)),
         ("grpc.max_send_message_length", 2**31 - 1),
     ]
 
@@ -28,15 +30,22 @@ def add_services(server: Any, etcd: EtcdServerApi, *, watch_progress_interval: f
     """Add KV, Watch, Lease, Cluster, Maintenance and Auth, each answering from `etcd`.
 
     `watch_progress_interval` overrides the config's watch progress-notify interval (seconds).
+    Calls to any other method get grpc-go's UNIMPLEMENTED answer, so services added to the same
+    server later must use registered method handlers (as generated `add_*_to_server` code does).
     """
-    adders: list[tuple[Callable[[Any, Any], None], Any]] = [
-        (rpc_pb2_grpc.add_KVServicer_to_server, KVServicer(etcd)),
-        (rpc_pb2_grpc.add_WatchServicer_to_server,
-         WatchServicer(etcd, progress_interval=watch_progress_interval)),
-        (rpc_pb2_grpc.add_LeaseServicer_to_server, LeaseServicer(etcd)),
-        (rpc_pb2_grpc.add_ClusterServicer_to_server, ClusterServicer(etcd)),
-        (rpc_pb2_grpc.add_MaintenanceServicer_to_server, MaintenanceServicer(etcd)),
-        (rpc_pb2_grpc.add_AuthServicer_to_server, AuthServicer(etcd)),
-    ]
-    for add, servicer in adders:
-        add(servicer, server)
+    servicers: dict[str, Any] = {
+        "KV": KVServicer(etcd),
+        "Watch": WatchServicer(etcd, progress_interval=watch_progress_interval),
+        "Lease": LeaseServicer(etcd),
+        "Cluster": ClusterServicer(etcd),
+        "Maintenance": MaintenanceServicer(etcd),
+        "Auth": AuthServicer(etcd),
+    }
+    known: set[str] = set()
+    for name, servicer in servicers.items():
+        service = rpc_pb2.DESCRIPTOR.services_by_name[name]
+        handlers = service_handlers(service, servicer, etcd)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+        server.add_registered_method_handlers(service.full_name, handlers)
+        known.add(service.full_name)
+    server.add_generic_rpc_handlers((UnknownMethodHandler(known),))

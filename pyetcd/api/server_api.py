@@ -25,6 +25,19 @@ class ServerConfigLike(Protocol):
     def watch_progress_notify_interval_s(self) -> float: ...
 
 
+class MemberLike(Protocol):
+    """What the servicers read of a member."""
+
+    @property
+    def is_learner(self) -> bool: ...
+
+
+class MembershipLike(Protocol):
+    """The cluster's members, as far as the servicers look them up."""
+
+    def get(self, member_id: int) -> MemberLike | None: ...
+
+
 class EtcdServerApi(Protocol):
     """The server the servicers ask. Every async method may raise an EtcdError or a storage/raft
     exception; servicers turn them into etcd's gRPC errors with errors.to_etcd_error."""
@@ -37,6 +50,9 @@ class EtcdServerApi(Protocol):
 
     @property
     def store(self) -> Any: ...
+
+    @property
+    def membership(self) -> MembershipLike: ...
 
     def header(self) -> rpc_pb2.ResponseHeader: ...
 

@@ -83,6 +83,8 @@ class ServerProcess:
     peer_port: int
     extra_args: Sequence[str] = ()
     initial_cluster: str | None = None  # default: a cluster of just this member
+    flags_as_environment: bool = False  # pass the member's flags as ETCD_* variables instead
+    extra_environment: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -101,24 +103,38 @@ class ServerProcess:
     def log_path(self) -> Path:
         return self.data_dir.parent / f"{self.data_dir.name}.log"
 
+    def member_flags(self) -> dict[str, str]:
+        """The flags that make this member: name, data dir, URLs and initial cluster."""
+        return {
+            "name": self.name,
+            "data-dir": str(self.data_dir),
+            "listen-client-urls": self.client_url,
+            "advertise-client-urls": self.client_url,
+            "listen-peer-urls": self.peer_url,
+            "initial-advertise-peer-urls": self.peer_url,
+            "initial-cluster": self.initial_cluster or f"{self.name}={self.peer_url}",
+        }
+
     def command(self) -> list[str]:
-        return [
-            binary_path(self.binary),
-            f"--name={self.name}",
-            f"--data-dir={self.data_dir}",
-            f"--listen-client-urls={self.client_url}",
-            f"--advertise-client-urls={self.client_url}",
-            f"--listen-peer-urls={self.peer_url}",
-            f"--initial-advertise-peer-urls={self.peer_url}",
-            f"--initial-cluster={self.initial_cluster or f'{self.name}={self.peer_url}'}",
-            *self.extra_args,
-        ]
+        if self.flags_as_environment:
+            return [binary_path(self.binary), *self.extra_args]
+        return [binary_path(self.binary), *(f"--{flag}={value}" for flag, value in self.member_flags().items()),
+                *self.extra_args]
+
+    def environment(self) -> dict[str, str]:
+        env = {name: value for name, value in os.environ.items() if not name.startswith("ETCD_")}
+        if self.flags_as_environment:
+            env.update({"ETCD_" + flag.upper().replace("-", "_"): value
+                        for flag, value in self.member_flags().items()})
+        env.update(self.extra_environment)
+        return env
 
     def start(self, *, wait: bool = True, timeout: float = 30.0) -> ServerProcess:
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
+                                            stdin=subprocess.DEVNULL, start_new_session=True,
+                                            env=self.environment())
         if wait:
             try:
                 self.wait_healthy(timeout)
@@ -160,6 +176,16 @@ class ServerProcess:
                 process.wait(grace)
         return process.returncode
 
+    def kill(self) -> int | None:
+        """SIGKILL at once, as a crash would: nothing gets flushed or handed over."""
+        process = self.process
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        return process.returncode
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -177,11 +203,12 @@ class ServerProcess:
 class EtcdctlWatch:
     """`etcdctl watch ...` running in the background; its output lines arrive on a queue."""
 
-    def __init__(self, endpoint: str, *args: str) -> None:
+    def __init__(self, endpoint: str, *args: str, interactive: bool = False) -> None:
+        """`interactive` runs `etcdctl watch -i`: send() it commands such as `watch k` or `progress`."""
         self.process = subprocess.Popen(
-            ["etcdctl", f"--endpoints={endpoint}", "watch", *args], env=etcdctl_env(),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
+            ["etcdctl", f"--endpoints={endpoint}", "watch", *(["-i"] if interactive else []), *args],
+            env=etcdctl_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.PIPE if interactive else subprocess.DEVNULL, start_new_session=True)
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._reader = threading.Thread(target=self._pump, daemon=True)
         self._reader.start()
@@ -190,7 +217,7 @@ class EtcdctlWatch:
         assert self.process.stdout is not None
         for raw in self.process.stdout:
             line = raw.decode(errors="replace").rstrip("\n")
-            if not line.startswith("{"):  # skip the client library's JSON logs
+            if not line.startswith('{"level":'):  # skip the client library's JSON logs, not `-w json` output
                 self._lines.put(line)
         self._lines.put(None)
 
@@ -211,7 +238,15 @@ class EtcdctlWatch:
             lines.append(line)
         return lines
 
+    def send(self, command: str) -> None:
+        """One line to an interactive watch."""
+        assert self.process.stdin is not None, "not an interactive watch"
+        self.process.stdin.write(command.encode() + b"\n")
+        self.process.stdin.flush()
+
     def stop(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
         if self.process.poll() is None:
             self.process.terminate()
             try:

@@ -19,6 +19,7 @@ from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from pyetcd import errors
 from pyetcd.api.register import add_services, grpc_server_options
 from pyetcd.lease import Lessor
+from pyetcd.membership import Member, Membership
 from storage.mvcc import MvccStore, WriteBatch
 
 MEMBER_ID = 0x8E9E05C52164694D
@@ -33,6 +34,12 @@ class FakeConfig:
     watch_progress_notify_interval_s: float = 600.0
 
 
+def fake_membership(*, is_learner: bool) -> Membership:
+    """The fake's one-member cluster; a learner member when `is_learner`."""
+    member = Member(MEMBER_ID, ("http://127.0.0.1:2380",), "fake", ("http://127.0.0.1:2379",), is_learner)
+    return Membership(CLUSTER_ID, [member])
+
+
 @dataclass
 class FakeEtcd:
     """Applies every request straight to the store, as a one-member cluster would after commit."""
@@ -42,6 +49,7 @@ class FakeEtcd:
     member_id: int = MEMBER_ID
     cluster_id: int = CLUSTER_ID
     lessor: Lessor = field(default_factory=lambda: Lessor(min_ttl=2))
+    membership: Membership = field(default_factory=lambda: fake_membership(is_learner=False))
     snapshot_chunk_bytes: int = 1000
     _index: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _lease_ids: Iterator[int] = field(default_factory=lambda: itertools.count(0x1000))
