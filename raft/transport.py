@@ -172,6 +172,10 @@ def _approx_size(message: Message) -> int:
 # --------------------------------------------------------------------- sending
 
 
+class _StreamEnded:
+    """Put on a peer's queue when its stream ends, to wake the writer so it reconnects."""
+
+
 class _Peer:
     """The outbound side of one peer: a queue, a stream task with reconnect, snapshot sends."""
 
@@ -179,8 +183,9 @@ class _Peer:
         self.transport = transport
         self.peer_id = peer_id
         self.targets = [url_to_target(u) for u in urls]
-        self.queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=OUTBOUND_QUEUE_SIZE)
+        self.queue: asyncio.Queue[Message | _StreamEnded] = asyncio.Queue(maxsize=OUTBOUND_QUEUE_SIZE)
         self.active_since: float | None = None
+        self._stream_was_up = False
         self._task: asyncio.Task[None] | None = None
         self._snapshot_tasks: set[asyncio.Task[None]] = set()
         self._next_target = 0
@@ -231,7 +236,9 @@ class _Peer:
                 self._on_stream_error(target, None, repr(err))
             if self.active_since is not None:
                 logger.info("peer %x became inactive", self.peer_id)
-                backoff = BACKOFF_INITIAL
+            if self._stream_was_up:
+                backoff = BACKOFF_INITIAL  # a working stream broke: try again soon
+                self._stream_was_up = False
             self.active_since = None
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
@@ -245,18 +252,41 @@ class _Peer:
                 await call  # raises the receiver's rejection
                 return
             self.active_since = time.monotonic()
+            self._stream_was_up = True
             logger.info("peer %x became active at %s", self.peer_id, target)
+            ended = _StreamEnded()
+            call.add_done_callback(lambda _call: self._on_call_done(ended))
             while True:
-                batch = [await self.queue.get()]
-                size = _approx_size(batch[0])
+                first = await self.queue.get()
+                if isinstance(first, _StreamEnded):
+                    if first is ended:
+                        raise ConnectionResetError("the peer ended the stream")
+                    continue  # left over from an earlier stream
+                batch = [first]
+                size = _approx_size(first)
                 while len(batch) < MAX_BATCH_MESSAGES and size < MAX_BATCH_BYTES and not self.queue.empty():
-                    batch.append(self.queue.get_nowait())
-                    size += _approx_size(batch[-1])
+                    item = self.queue.get_nowait()
+                    if isinstance(item, _StreamEnded):
+                        continue  # the write below finds out whether this stream still works
+                    batch.append(item)
+                    size += _approx_size(item)
                 try:
                     await call.write(raft_pb2.MessageBatch(messages=[message_to_pb(m) for m in batch]))
                 except BaseException:
                     self.transport.report_unreachable(self.peer_id)
                     raise
+
+    def _on_call_done(self, ended: _StreamEnded) -> None:
+        """The stream ended (the peer went away, or we stopped): say so now, not at the next send.
+
+        A follower sends nothing to other followers, so without this it would go on counting a
+        vanished peer as connected (etcd's health checks before reconfiguration rely on it).
+        """
+        if self.active_since is not None:
+            logger.info("peer %x became inactive", self.peer_id)
+        self.active_since = None
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(ended)
 
     def _on_stream_error(self, target: str, code: grpc.StatusCode | None, details: str) -> None:
         if code == grpc.StatusCode.PERMISSION_DENIED and details == ERR_MEMBER_REMOVED:

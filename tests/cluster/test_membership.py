@@ -96,6 +96,9 @@ def test_reconfiguration_that_would_risk_quorum_is_refused_as_unhealthy(cluster:
     down_id = members.member_id(down)
     members.stop_member(down)
     alive = members.running()
+    # The others notice the stopped member when its stream breaks on their next send.
+    assert wait_until(lambda: run_etcdctl(alive[0].endpoint, "put", "/noticed", "x").returncode == 0)
+    time.sleep(1.0)
     added = run_etcdctl(members.endpoints(alive), "member", "add", "extra", "--peer-urls=http://127.0.0.1:1")
     assert added.returncode != 0 and "etcdserver: unhealthy cluster" in added.stderr
     # Removing a running member now would leave one of three: refused too.

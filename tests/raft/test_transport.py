@@ -182,6 +182,25 @@ async def test_stream_reconnects_to_a_restarted_peer(make_member: MakeMember) ->
     assert one.transport.active_since(2) is not None
 
 
+async def test_quiet_stream_notices_a_vanished_peer_and_reconnects_without_sending(
+        make_member: MakeMember) -> None:
+    # A follower sends nothing to another follower, yet must know whether it is connected
+    # (etcd refuses reconfiguration unless every peer has been connected for a while).
+    one, two = await make_member(1), await make_member(2)
+    port = two.transport.bound_ports[0]
+    one.transport.add_peer(2, [two.url])
+
+    async def until(condition: Callable[[], bool]) -> None:
+        while not condition():
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(until(lambda: one.transport.active_since(2) is not None), 10)
+    await two.transport.stop()
+    await asyncio.wait_for(until(lambda: one.transport.active_since(2) is None), 10)
+    await make_member(2, port=port)
+    await asyncio.wait_for(until(lambda: one.transport.active_since(2) is not None), 10)
+
+
 async def test_other_cluster_is_rejected(make_member: MakeMember) -> None:
     one, stranger = await make_member(1), await make_member(2, cluster_id=0xBAD)
     stranger.transport.add_peer(1, [one.url])
