@@ -40,7 +40,7 @@ def setup_logging(level: str) -> None:
 
 
 def print_version() -> None:
-    from pyetcd.server import SERVER_VERSION
+    from pyetcd.maintenance import SERVER_VERSION
 
     print(f"pyetcd Version: {__version__}")
     print(f"etcd API compatible with: {SERVER_VERSION}")

@@ -222,6 +222,12 @@ class ServerConfig:
         return derive_cluster_id(list(self.initial_member_ids().values()))
 
 
+def host_port(url: str) -> str:
+    """`http://host:port` -> `host:port` for gRPC."""
+    parts = urlsplit(url)
+    return parts.netloc if parts.netloc else url
+
+
 def parse_urls(value: str, flag: str) -> tuple[str, ...]:
     """A comma-separated URL list; each must be http(s)://host:port (or unix) as etcd requires."""
     urls = split_urls(value)

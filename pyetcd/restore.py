@@ -95,7 +95,7 @@ def restore_snapshot(args: argparse.Namespace) -> None:
     finally:
         raft_log.close()
 
-    from pyetcd.server import Identity
+    from pyetcd.identity import Identity
 
     identity = Identity(me.id, cluster)
     identity_config = argparse.Namespace(member_dir=member_dir)

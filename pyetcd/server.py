@@ -11,15 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
-import json
 import logging
 import os
-import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Any, cast
-from urllib.parse import urlsplit
+from typing import Any
 
 import grpc
 
@@ -28,11 +22,17 @@ from etcdpb.serverpb import peer_pb2, peer_pb2_grpc
 from pyetcd import errors
 from pyetcd.apply import Applier, ApplyOutcome, MembershipChanges, encode_conf_change_context, txn_writes
 from pyetcd.compactor import new_compactor
-from pyetcd.config import ServerConfig, configured_member_id
+from pyetcd.config import ServerConfig, configured_member_id, host_port
+from pyetcd.identity import Identity
 from pyetcd.ids import RequestIdGenerator, format_id
 from pyetcd.ids import member_id as derive_member_id
 from pyetcd.lease import Lessor
+from pyetcd.leasing import LeaseService
+from pyetcd.maintenance import SERVER_VERSION, MaintenanceService
 from pyetcd.membership import MEMBERS_BUCKET, REMOVED_BUCKET, Member, Membership
+from pyetcd.peer_service import PeerService
+from pyetcd.proposals import AppliedIndexWaiters
+from pyetcd.reconfigure import MembershipService
 from raft.core import ConfChange, ConfChangeType, ConfState, ProposalDropped, Snapshot, SnapshotMetadata
 from raft.node import ApplyBatch, NodeConfig, RaftNode
 from raft.transport import GrpcTransport
@@ -41,78 +41,20 @@ from storage.raftlog import DurableLog
 
 log = logging.getLogger("pyetcd.server")
 
-SERVER_VERSION = "3.4.23"
-"""The etcd server version whose API pyetcd speaks (clients gate features on it)."""
 CLUSTER_VERSION = "3.4.0"
-HEALTH_INTERVAL_S = 5.0
-"""etcd refuses a reconfiguration unless peers have been connected this long (HealthInterval)."""
 GRPC_OVERHEAD_BYTES = 512 * 1024
 STORE_FLUSH_INTERVAL_S = 1.0
 REMOVED_MESSAGE = "the member has been permanently removed from the cluster"
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """Who this member is; kept beside the data, never replicated."""
-
-    member_id: int
-    cluster_id: int
-
-    @staticmethod
-    def path(config: ServerConfig) -> str:
-        return os.path.join(config.member_dir, "identity.json")
-
-    @staticmethod
-    def load(config: ServerConfig) -> Identity | None:
-        try:
-            with open(Identity.path(config), encoding="utf-8") as fh:
-                raw = json.load(fh)
-        except FileNotFoundError:
-            return None
-        return Identity(int(raw["member_id"], 16), int(raw["cluster_id"], 16))
-
-    def save(self, config: ServerConfig) -> None:
-        os.makedirs(config.member_dir, exist_ok=True)
-        tmp = Identity.path(config) + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump({"member_id": format_id(self.member_id), "cluster_id": format_id(self.cluster_id)}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, Identity.path(config))
 
 
-class AppliedIndexWaiters:
-    """Futures waiting for the apply loop to reach an index (linearizable reads)."""
-
-    def __init__(self) -> None:
-        self.applied_index = 0
-        self._heap: list[tuple[int, int, asyncio.Future[None]]] = []
-        self._seq = 0
-
-    async def wait_for(self, index: int) -> None:
-        if index <= self.applied_index:
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._seq += 1
-        heapq.heappush(self._heap, (index, self._seq, future))
-        await future
-
-    def advance(self, index: int) -> None:
-        self.applied_index = max(self.applied_index, index)
-        while self._heap and self._heap[0][0] <= self.applied_index:
-            _, _, future = heapq.heappop(self._heap)
-            if not future.done():
-                future.set_result(None)
 
 
-def host_port(url: str) -> str:
-    """`http://host:port` -> `host:port` for gRPC."""
-    parts = urlsplit(url)
-    return parts.netloc if parts.netloc else url
 
 
-class EtcdServer:
-    """One pyetcd member."""
+class EtcdServer(MembershipService, MaintenanceService, LeaseService):
+    """One pyetcd member: start-up and shut-down, the apply loop, KV, and the background loops."""
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
@@ -294,15 +236,6 @@ class EtcdServer:
         # carries it reach the transport before we stop, or the rest wait an election timeout.
         asyncio.get_running_loop().call_later(2 * self.config.heartbeat_ms / 1000, self.stopped.set)
 
-    def _best_transferee(self) -> int:
-        status = self.node.status()
-        progress = getattr(status, "progress", {}) or {}
-        voters = {m.id for m in self.membership.voters()} - {self.member_id}
-        best, best_match = 0, -1
-        for peer, pr in progress.items():
-            if peer in voters and pr.match > best_match:
-                best, best_match = peer, pr.match
-        return best
 
     # -- the apply loop ------------------------------------------------------------------------
 
@@ -407,63 +340,11 @@ class EtcdServer:
 
     # -- proposing -----------------------------------------------------------------------------
 
-    def header(self, revision: int | None = None) -> Any:
-        return rpc_pb2.ResponseHeader(cluster_id=self.cluster_id, member_id=self.member_id,
-                                      revision=self.store.current_revision if revision is None else revision,
-                                      raft_term=self.node.term)
 
-    def request_timeout(self) -> float:
-        """etcd's ReqTimeout: 5 s plus twice the election timeout."""
-        return 5.0 + 2 * self.config.election_ms / 1000
 
-    async def _propose_and_wait(self, request: Any, timeout: float | None = None) -> Any:
-        """Propose an InternalRaftRequest and wait until this member has applied it."""
-        request_id = self._ids.next()
-        request.header.ID = request_id
-        data = request.SerializeToString()
-        if len(data) > self.config.max_request_bytes:
-            raise errors.ErrRequestTooLarge
-        return await self._wait_for_applied(request_id, lambda: self.node.propose(data), timeout)
 
-    async def _propose_conf_change_and_wait(self, cc_type: ConfChangeType, node_id: int,
-                                            context: bytes = b"") -> list[Member]:
-        """Propose a membership change; the answer is the member list once it is applied."""
-        request_id = self._ids.next()
-        cc = ConfChange(cc_type, node_id, context, request_id)
-        members: list[Member] = await self._wait_for_applied(request_id, lambda: self.node.propose_conf_change(cc))
-        return members
 
-    async def _wait_for_applied(self, request_id: int, propose: Callable[[], None],
-                                timeout: float | None = None) -> Any:
-        """Register a waiter before proposing (the entry may apply at once), then wait for its outcome."""
-        future: asyncio.Future[ApplyOutcome] = asyncio.get_running_loop().create_future()
-        self._waiters[request_id] = future
-        try:
-            try:
-                propose()
-            except ProposalDropped:
-                raise errors.ErrNoLeader from None
-            try:
-                # asyncio.timeout, unlike wait_for, starts no extra task per request.
-                async with asyncio.timeout(timeout or self.request_timeout()):
-                    outcome = await future
-            except TimeoutError:
-                raise errors.ErrTimeout from None
-        finally:
-            self._waiters.pop(request_id, None)
-        if outcome.error is not None:
-            raise outcome.error
-        return outcome.result
 
-    async def linearizable_barrier(self) -> None:
-        """ReadIndex (thesis §6.4): learn the commit index the leader confirmed, then wait to apply it."""
-        try:
-            index = await self.node.read_index()
-        except ProposalDropped:
-            raise errors.ErrNoLeader from None
-        except TimeoutError:
-            raise errors.ErrTimeout from None
-        await asyncio.wait_for(self._applied.wait_for(index), self.request_timeout())
 
     # -- KV ------------------------------------------------------------------------------------
 
@@ -511,104 +392,17 @@ class EtcdServer:
             self.store.sync()
         return self._with_header(response)
 
-    def _with_header(self, response: Any) -> Any:
-        revision = response.header.revision if response.header.revision else None
-        response.header.CopyFrom(self.header(revision))
-        return response
 
     # -- leases --------------------------------------------------------------------------------
 
-    async def lease_grant(self, req: Any) -> Any:
-        if req.TTL > Lessor.MAX_TTL:
-            raise errors.ErrLeaseTTLTooLarge
-        request = raft_internal_pb2.InternalRaftRequest()
-        request.lease_grant.CopyFrom(req)
-        if request.lease_grant.ID == 0:
-            request.lease_grant.ID = self._ids.next() & ((1 << 63) - 1)
-        return self._with_header(await self._propose_and_wait(request))
 
-    async def lease_revoke(self, req: Any) -> Any:
-        request = raft_internal_pb2.InternalRaftRequest()
-        request.lease_revoke.CopyFrom(req)
-        return self._with_header(await self._propose_and_wait(request))
 
-    async def lease_renew(self, lease_id: int) -> int:
-        """Keep-alive: only the leader tracks expiry, so followers forward (etcd forwards too)."""
-        for _ in range(3):
-            if self.node.is_leader:
-                try:
-                    return await self.lessor.arenew(lease_id)
-                except errors.NotPrimaryError:
-                    continue  # lost leadership while waiting: ask the new leader
-            stub = await self._leader_stub()
-            try:
-                answer = await stub.LeaseRenew(peer_pb2.LeaseRenewRequest(id=lease_id), timeout=self.request_timeout())
-                return int(answer.ttl)
-            except grpc.aio.AioRpcError as err:
-                if err.code() == grpc.StatusCode.NOT_FOUND:
-                    raise errors.ErrLeaseNotFound from None
-                await asyncio.sleep(self.config.heartbeat_ms / 1000)
-        raise errors.ErrNoLeader
 
-    async def lease_time_to_live(self, req: Any) -> Any:
-        if not self.node.is_leader:
-            stub = await self._leader_stub()
-            try:
-                answer = await stub.LeaseTimeToLive(req, timeout=self.request_timeout())
-            except grpc.aio.AioRpcError as err:
-                raise errors.from_rpc_error(err) from None
-            return self._with_header(answer)
-        granted, remaining = self.lessor.time_to_live(req.ID)
-        response = rpc_pb2.LeaseTimeToLiveResponse(ID=req.ID, TTL=remaining, grantedTTL=granted)
-        if granted < 0:
-            response.TTL = -1
-        elif req.keys:
-            response.keys.extend(self.store.lease_keys(req.ID))
-        return self._with_header(response)
 
-    async def lease_leases(self) -> Any:
-        response = rpc_pb2.LeaseLeasesResponse()
-        for lease_id, _ in sorted(self.store.leases()):
-            response.leases.add(ID=lease_id)
-        return self._with_header(response)
 
-    async def _lease_expiry_loop(self) -> None:
-        """The leader alone decides a lease expired, then revokes it through the log so all members agree."""
-        while True:
-            await asyncio.sleep(0.5)
-            if not self.node.is_leader:
-                continue
-            now = time.monotonic()
-            for lease_id in self.lessor.expired():
-                if self._revoking.get(lease_id, 0.0) > now:
-                    continue
-                self._revoking[lease_id] = now + self.request_timeout()
-                asyncio.ensure_future(self._revoke_expired(lease_id))
 
-    async def _revoke_expired(self, lease_id: int) -> None:
-        try:
-            await self.lease_revoke(rpc_pb2.LeaseRevokeRequest(ID=lease_id))
-        except errors.EtcdError:
-            pass
-        finally:
-            self._revoking.pop(lease_id, None)
 
-    def _on_leader_change(self, leader_id: int, term: int) -> None:
-        if leader_id == self.member_id:
-            self.lessor.promote(extend=self.config.election_ms / 1000)
-        else:
-            self.lessor.demote()
 
-    async def _leader_stub(self) -> peer_pb2_grpc.PeerStub:
-        leader = self.node.leader_id
-        member = self.membership.get(leader) if leader else None
-        if member is None:
-            raise errors.ErrNoLeader
-        channel = self._peer_channels.get(leader)
-        if channel is None:
-            channel = grpc.aio.insecure_channel(host_port(member.peer_urls[0]))
-            self._peer_channels[leader] = channel
-        return peer_pb2_grpc.PeerStub(channel)
 
     # -- auto compaction -----------------------------------------------------------------------
 
@@ -631,212 +425,28 @@ class EtcdServer:
 
     # -- cluster -------------------------------------------------------------------------------
 
-    def _member_proto(self, member: Member) -> Any:
-        return rpc_pb2.Member(ID=member.id, name=member.name, peerURLs=list(member.peer_urls),
-                              clientURLs=list(member.client_urls), isLearner=member.is_learner)
 
-    def _members_proto(self, members: list[Member]) -> list[Any]:
-        return [self._member_proto(m) for m in members]
 
-    def _peers_connected_since(self, since: float, members: list[Member]) -> int:
-        connected = 0
-        for member in members:
-            if member.id == self.member_id:
-                connected += 1
-                continue
-            active = self.transport.active_since(member.id)
-            if active is not None and active <= since:
-                connected += 1
-        return connected
 
-    async def member_list(self, req: Any) -> Any:
-        if getattr(req, "linearizable", False):
-            await self.linearizable_barrier()
-        response = rpc_pb2.MemberListResponse()
-        response.members.extend(self._members_proto(self.membership.members()))
-        response.header.CopyFrom(self.header())
-        return response
 
-    async def member_add(self, req: Any) -> Any:
-        urls = tuple(req.peerURLs)
-        if self.membership.peer_url_in_use(urls):
-            raise errors.ErrPeerURLExist
-        if req.isLearner:
-            if len(self.membership.learners()) >= 1:
-                raise errors.ErrTooManyLearners
-        elif self.config.strict_reconfig_check:
-            if not self.membership.ready_to_add_voter():
-                raise errors.ErrNotEnoughStartedMembers
-            voters = self.membership.voters()
-            since = time.monotonic() - HEALTH_INTERVAL_S
-            if self._peers_connected_since(since, voters) < len(voters):
-                raise errors.ErrUnhealthy
-        member = Member(derive_member_id(list(urls), "", int(time.time())), urls, is_learner=req.isLearner)
-        cc_type = ConfChangeType.ADD_LEARNER_NODE if req.isLearner else ConfChangeType.ADD_NODE
-        members = await self._propose_conf_change_and_wait(cc_type, member.id, encode_conf_change_context(member))
-        response = rpc_pb2.MemberAddResponse(member=self._member_proto(member))
-        response.members.extend(self._members_proto(members))
-        response.header.CopyFrom(self.header())
-        return response
 
-    async def member_remove(self, req: Any) -> Any:
-        target = self.membership.get(req.ID)
-        if target is None:
-            raise errors.ErrMemberNotFound
-        if self.config.strict_reconfig_check and not target.is_learner:
-            self._check_removal_keeps_quorum(req.ID)
-        await self._move_leadership_away_from(req.ID)
-        members = await self._propose_conf_change_and_wait(ConfChangeType.REMOVE_NODE, req.ID)
-        response = rpc_pb2.MemberRemoveResponse()
-        response.members.extend(self._members_proto(members))
-        response.header.CopyFrom(self.header())
-        return response
 
-    async def _move_leadership_away_from(self, member_id: int) -> None:
-        """Before the leader is removed, hand leadership to another voter (thesis §3.10).
 
-        Waiting for the removed leader to hand over after the fact races with the others
-        applying the removal (they then refuse its messages), leaving an election timeout
-        without a leader; moving first keeps the cluster writable throughout.
-        """
-        if self.node.leader_id != member_id or len(self.membership.voters()) < 2:
-            return
-        if member_id == self.member_id:
-            transferee = self._best_transferee()
-        else:
-            me = self.membership.get(self.member_id)
-            transferee = self.member_id if me is not None and not me.is_learner else 0
-        if transferee:
-            with contextlib.suppress(TimeoutError, ProposalDropped):
-                await self.node.transfer_leadership(transferee, timeout=self.config.election_ms / 1000 * 2)
 
-    def _check_removal_keeps_quorum(self, member_id: int) -> None:
-        """etcd's mayRemoveMember: never remove a connected voter if the rest would lose quorum."""
-        if not self.membership.ready_to_remove_voter(member_id):
-            raise errors.ErrNotEnoughStartedMembers
-        if member_id != self.member_id and self.transport.active_since(member_id) is None:
-            return  # a member that is down is not part of the active quorum
-        voters = self.membership.voters()
-        active = self._peers_connected_since(time.monotonic() - HEALTH_INTERVAL_S, voters)
-        if active - 1 < 1 + (len(voters) - 1) // 2:
-            raise errors.ErrUnhealthy
 
-    async def member_update(self, req: Any) -> Any:
-        current = self.membership.get(req.ID)
-        if current is None:
-            raise errors.ErrMemberNotFound
-        updated = Member(current.id, tuple(req.peerURLs), current.name, current.client_urls, current.is_learner)
-        members = await self._propose_conf_change_and_wait(ConfChangeType.UPDATE_NODE, req.ID,
-                                                           encode_conf_change_context(updated))
-        response = rpc_pb2.MemberUpdateResponse()
-        response.members.extend(self._members_proto(members))
-        response.header.CopyFrom(self.header())
-        return response
 
-    async def member_promote(self, req: Any) -> Any:
-        if not self.node.is_leader:
-            stub = await self._leader_stub()
-            try:
-                return await stub.MemberPromote(req, timeout=self.request_timeout())
-            except grpc.aio.AioRpcError as err:
-                raise errors.from_rpc_error(err) from None
-        member = self.membership.get(req.ID)
-        if member is None:
-            raise errors.ErrMemberNotFound
-        if not member.is_learner:
-            raise errors.ErrMemberNotLearner
-        if not self._learner_ready(req.ID):
-            raise errors.ErrLearnerNotReady
-        promoted = Member(member.id, member.peer_urls, member.name, member.client_urls, is_learner=False)
-        members = await self._propose_conf_change_and_wait(ConfChangeType.ADD_NODE, req.ID,
-                                                           encode_conf_change_context(promoted, promote=True))
-        response = rpc_pb2.MemberPromoteResponse()
-        response.members.extend(self._members_proto(members))
-        response.header.CopyFrom(self.header())
-        return response
-
-    def _learner_ready(self, learner_id: int) -> bool:
-        """etcd's isLearnerReady: the learner's match index is within 90% of the leader's."""
-        status = self.node.status()
-        progress = getattr(status, "progress", {}) or {}
-        learner = progress.get(learner_id)
-        leader = progress.get(self.member_id)
-        if learner is None or leader is None:
-            return False
-        return bool(learner.match >= 0.9 * leader.match)
 
     # -- maintenance ---------------------------------------------------------------------------
 
-    async def status(self) -> Any:
-        status = self.node.status()
-        me = self.membership.get(self.member_id)
-        response = rpc_pb2.StatusResponse(
-            version=SERVER_VERSION, dbSize=self.store.db_size(), leader=self.node.leader_id,
-            raftIndex=status.commit, raftTerm=status.term, raftAppliedIndex=self.store.consistent_index,
-            dbSizeInUse=self.store.db_size_in_use(), isLearner=bool(me and me.is_learner))
-        response.errors.extend(self._alarm_error_strings())
-        response.header.CopyFrom(self.header())
-        return response
 
-    def _alarm_error_strings(self) -> list[str]:
-        return [f"memberID:{member_id} alarm:{rpc_pb2.AlarmType.Name(cast(Any, alarm))} "
-                for member_id, alarm in sorted(self.applier.alarms)]
 
-    async def defragment(self) -> Any:
-        await asyncio.get_running_loop().run_in_executor(None, self.store.defragment)
-        return rpc_pb2.DefragmentResponse(header=self.header())
 
-    async def hash(self) -> Any:
-        return rpc_pb2.HashResponse(header=self.header(), hash=self.store.hash())
 
-    async def hash_kv(self, req: Any) -> Any:
-        value, compact_revision, hash_revision = self.store.hash_kv(req.revision)
-        return rpc_pb2.HashKVResponse(header=self.header(hash_revision), hash=value,
-                                      compact_revision=compact_revision)
 
-    async def alarm(self, req: Any) -> Any:
-        if req.action == rpc_pb2.AlarmRequest.GET:
-            response = rpc_pb2.AlarmResponse(header=self.header())
-            for member_id, alarm in sorted(self.applier.alarms):
-                if req.alarm in (rpc_pb2.NONE, alarm) and req.memberID in (0, member_id):
-                    response.alarms.add(memberID=member_id, alarm=alarm)
-            return response
-        request = raft_internal_pb2.InternalRaftRequest()
-        request.alarm.CopyFrom(req)
-        return self._with_header(await self._propose_and_wait(request))
 
-    def raise_no_space_alarm(self) -> None:
-        """The store refused a write for lack of space: tell every member through the log (etcd does too)."""
-        if self.applier.no_space():
-            return
-        request = rpc_pb2.AlarmRequest(action=rpc_pb2.AlarmRequest.ACTIVATE, memberID=self.member_id,
-                                       alarm=rpc_pb2.NOSPACE)
-        asyncio.ensure_future(self._quietly(self.alarm(request)))
 
-    @staticmethod
-    async def _quietly(coro: Any) -> None:
-        try:
-            await coro
-        except Exception:  # noqa: BLE001
-            log.warning("background request failed", exc_info=True)
 
-    async def move_leader(self, req: Any) -> Any:
-        if not self.node.is_leader:
-            raise errors.ErrNotLeader
-        target = self.membership.get(req.targetID)
-        if target is None or target.is_learner:
-            raise errors.ErrBadLeaderTransferee
-        try:
-            await self.node.transfer_leadership(req.targetID, timeout=self.request_timeout())
-        except TimeoutError:
-            raise errors.ErrTimeoutLeaderTransfer from None
-        return rpc_pb2.MoveLeaderResponse(header=self.header())
 
-    async def snapshot_chunks(self) -> AsyncIterator[bytes]:
-        data = await asyncio.get_running_loop().run_in_executor(None, self.store.snapshot_bytes)
-        chunk = 32 * 1024
-        for offset in range(0, len(data), chunk):
-            yield data[offset:offset + chunk]
 
     # -- the peer service ----------------------------------------------------------------------
 
@@ -844,39 +454,6 @@ class EtcdServer:
         peer_pb2_grpc.add_PeerServicer_to_server(PeerService(self), server)
 
 
-class PeerService(peer_pb2_grpc.PeerServicer):
-    """Member-to-member calls: the cluster for joiners, and leader-only lease and promote calls."""
-
-    def __init__(self, server: EtcdServer) -> None:
-        self.server = server
-
-    async def Cluster(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC method name
-        membership = self.server.membership
-        answer = peer_pb2.ClusterResponse(cluster_id=self.server.cluster_id, removed_ids=sorted(membership.removed))
-        for m in membership.members():
-            answer.members.add(id=m.id, name=m.name, peer_urls=list(m.peer_urls), client_urls=list(m.client_urls),
-                               is_learner=m.is_learner)
-        return answer
-
-    async def LeaseRenew(self, request: Any, context: Any) -> Any:  # noqa: N802
-        if not self.server.node.is_leader:
-            await errors.abort_with(context, errors.ErrNotLeader)
-        try:
-            ttl = await self.server.lessor.arenew(request.id)
-        except Exception as err:  # noqa: BLE001 - every failure goes back as etcd's error
-            await errors.abort_with(context, err)
-        return peer_pb2.LeaseRenewResponse(ttl=ttl)
-
-    async def LeaseTimeToLive(self, request: Any, context: Any) -> Any:  # noqa: N802
-        if not self.server.node.is_leader:
-            await errors.abort_with(context, errors.ErrNotLeader)
-        return await self.server.lease_time_to_live(request)
-
-    async def MemberPromote(self, request: Any, context: Any) -> Any:  # noqa: N802
-        try:
-            return await self.server.member_promote(request)
-        except Exception as err:  # noqa: BLE001
-            await errors.abort_with(context, err)
 
 
 def _txn_is_read_only(req: Any) -> bool:
@@ -888,3 +465,6 @@ def _txn_all_serializable(req: Any) -> bool:
     return bool(ops) and all(op.WhichOneof("request") == "request_range" and op.request_range.serializable
                              for op in ops)
 
+
+
+__all__ = ["SERVER_VERSION", "EtcdServer", "Identity"]

@@ -1,0 +1,102 @@
+"""Leases: grant and revoke through the log; keep-alive and expiry on the leader, as etcd does."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import grpc
+
+from etcdpb.etcdserverpb import raft_internal_pb2, rpc_pb2
+from etcdpb.serverpb import peer_pb2
+from pyetcd import errors
+from pyetcd.lease import Lessor
+from pyetcd.proposals import ServerCore
+
+
+class LeaseService(ServerCore):
+    """LeaseGrant/Revoke/KeepAlive/TimeToLive/Leases and the leader's expiry loop."""
+
+    _revoking: dict[int, float]
+
+    async def lease_grant(self, req: Any) -> Any:
+        if req.TTL > Lessor.MAX_TTL:
+            raise errors.ErrLeaseTTLTooLarge
+        request = raft_internal_pb2.InternalRaftRequest()
+        request.lease_grant.CopyFrom(req)
+        if request.lease_grant.ID == 0:
+            request.lease_grant.ID = self._ids.next() & ((1 << 63) - 1)
+        return self._with_header(await self._propose_and_wait(request))
+
+    async def lease_revoke(self, req: Any) -> Any:
+        request = raft_internal_pb2.InternalRaftRequest()
+        request.lease_revoke.CopyFrom(req)
+        return self._with_header(await self._propose_and_wait(request))
+
+    async def lease_renew(self, lease_id: int) -> int:
+        """Keep-alive: only the leader tracks expiry, so followers forward (etcd forwards too)."""
+        for _ in range(3):
+            if self.node.is_leader:
+                try:
+                    return await self.lessor.arenew(lease_id)
+                except errors.NotPrimaryError:
+                    continue  # lost leadership while waiting: ask the new leader
+            stub = await self._leader_stub()
+            try:
+                answer = await stub.LeaseRenew(peer_pb2.LeaseRenewRequest(id=lease_id), timeout=self.request_timeout())
+                return int(answer.ttl)
+            except grpc.aio.AioRpcError as err:
+                if err.code() == grpc.StatusCode.NOT_FOUND:
+                    raise errors.ErrLeaseNotFound from None
+                await asyncio.sleep(self.config.heartbeat_ms / 1000)
+        raise errors.ErrNoLeader
+
+    async def lease_time_to_live(self, req: Any) -> Any:
+        if not self.node.is_leader:
+            stub = await self._leader_stub()
+            try:
+                answer = await stub.LeaseTimeToLive(req, timeout=self.request_timeout())
+            except grpc.aio.AioRpcError as err:
+                raise errors.from_rpc_error(err) from None
+            return self._with_header(answer)
+        granted, remaining = self.lessor.time_to_live(req.ID)
+        response = rpc_pb2.LeaseTimeToLiveResponse(ID=req.ID, TTL=remaining, grantedTTL=granted)
+        if granted < 0:
+            response.TTL = -1
+        elif req.keys:
+            response.keys.extend(self.store.lease_keys(req.ID))
+        return self._with_header(response)
+
+    async def lease_leases(self) -> Any:
+        response = rpc_pb2.LeaseLeasesResponse()
+        for lease_id, _ in sorted(self.store.leases()):
+            response.leases.add(ID=lease_id)
+        return self._with_header(response)
+
+    async def _lease_expiry_loop(self) -> None:
+        """The leader alone decides a lease expired, then revokes it through the log so all members agree."""
+        while True:
+            await asyncio.sleep(0.5)
+            if not self.node.is_leader:
+                continue
+            now = time.monotonic()
+            for lease_id in self.lessor.expired():
+                if self._revoking.get(lease_id, 0.0) > now:
+                    continue
+                self._revoking[lease_id] = now + self.request_timeout()
+                asyncio.ensure_future(self._revoke_expired(lease_id))
+
+    async def _revoke_expired(self, lease_id: int) -> None:
+        try:
+            await self.lease_revoke(rpc_pb2.LeaseRevokeRequest(ID=lease_id))
+        except errors.EtcdError:
+            pass
+        finally:
+            self._revoking.pop(lease_id, None)
+
+    def _on_leader_change(self, leader_id: int, term: int) -> None:
+        if leader_id == self.member_id:
+            self.lessor.promote(extend=self.config.election_ms / 1000)
+        else:
+            self.lessor.demote()

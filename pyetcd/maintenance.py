@@ -1,0 +1,92 @@
+"""The Maintenance service's work: status, alarms, hashes, defragment, snapshots, moving the leader."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+from etcdpb.etcdserverpb import raft_internal_pb2, rpc_pb2
+from pyetcd import errors
+from pyetcd.proposals import ServerCore
+
+log = logging.getLogger("pyetcd.server")
+
+SERVER_VERSION = "3.4.23"
+"""The etcd server version whose API pyetcd speaks (clients gate features on it)."""
+
+
+class MaintenanceService(ServerCore):
+    """Status, Defragment, Hash, HashKV, Alarm, MoveLeader, Snapshot."""
+
+    async def status(self) -> Any:
+        status = self.node.status()
+        me = self.membership.get(self.member_id)
+        response = rpc_pb2.StatusResponse(
+            version=SERVER_VERSION, dbSize=self.store.db_size(), leader=self.node.leader_id,
+            raftIndex=status.commit, raftTerm=status.term, raftAppliedIndex=self.store.consistent_index,
+            dbSizeInUse=self.store.db_size_in_use(), isLearner=bool(me and me.is_learner))
+        response.errors.extend(self._alarm_error_strings())
+        response.header.CopyFrom(self.header())
+        return response
+
+    def _alarm_error_strings(self) -> list[str]:
+        return [f"memberID:{member_id} alarm:{rpc_pb2.AlarmType.Name(cast(Any, alarm))} "
+                for member_id, alarm in sorted(self.applier.alarms)]
+
+    async def defragment(self) -> Any:
+        await asyncio.get_running_loop().run_in_executor(None, self.store.defragment)
+        return rpc_pb2.DefragmentResponse(header=self.header())
+
+    async def hash(self) -> Any:
+        return rpc_pb2.HashResponse(header=self.header(), hash=self.store.hash())
+
+    async def hash_kv(self, req: Any) -> Any:
+        value, compact_revision, hash_revision = self.store.hash_kv(req.revision)
+        return rpc_pb2.HashKVResponse(header=self.header(hash_revision), hash=value,
+                                      compact_revision=compact_revision)
+
+    async def alarm(self, req: Any) -> Any:
+        if req.action == rpc_pb2.AlarmRequest.GET:
+            response = rpc_pb2.AlarmResponse(header=self.header())
+            for member_id, alarm in sorted(self.applier.alarms):
+                if req.alarm in (rpc_pb2.NONE, alarm) and req.memberID in (0, member_id):
+                    response.alarms.add(memberID=member_id, alarm=alarm)
+            return response
+        request = raft_internal_pb2.InternalRaftRequest()
+        request.alarm.CopyFrom(req)
+        return self._with_header(await self._propose_and_wait(request))
+
+    def raise_no_space_alarm(self) -> None:
+        """The store refused a write for lack of space: tell every member through the log (etcd does too)."""
+        if self.applier.no_space():
+            return
+        request = rpc_pb2.AlarmRequest(action=rpc_pb2.AlarmRequest.ACTIVATE, memberID=self.member_id,
+                                       alarm=rpc_pb2.NOSPACE)
+        asyncio.ensure_future(self._quietly(self.alarm(request)))
+
+    @staticmethod
+    async def _quietly(coro: Any) -> None:
+        try:
+            await coro
+        except Exception:  # noqa: BLE001
+            log.warning("background request failed", exc_info=True)
+
+    async def move_leader(self, req: Any) -> Any:
+        if not self.node.is_leader:
+            raise errors.ErrNotLeader
+        target = self.membership.get(req.targetID)
+        if target is None or target.is_learner:
+            raise errors.ErrBadLeaderTransferee
+        try:
+            await self.node.transfer_leadership(req.targetID, timeout=self.request_timeout())
+        except TimeoutError:
+            raise errors.ErrTimeoutLeaderTransfer from None
+        return rpc_pb2.MoveLeaderResponse(header=self.header())
+
+    async def snapshot_chunks(self) -> AsyncIterator[bytes]:
+        data = await asyncio.get_running_loop().run_in_executor(None, self.store.snapshot_bytes)
+        chunk = 32 * 1024
+        for offset in range(0, len(data), chunk):
+            yield data[offset:offset + chunk]

@@ -1,0 +1,150 @@
+"""The machinery every part of the server shares: proposing through the log and waiting for
+the outcome, ReadIndex reads, response headers, and reaching the leader."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from etcdpb.etcdserverpb import rpc_pb2
+from etcdpb.serverpb import peer_pb2_grpc
+from pyetcd import errors
+from pyetcd.apply import Applier, ApplyOutcome
+from pyetcd.config import ServerConfig, host_port
+from pyetcd.ids import RequestIdGenerator
+from pyetcd.lease import Lessor
+from pyetcd.membership import Member, Membership
+from raft.core import ConfChange, ConfChangeType, ProposalDropped
+from raft.node import RaftNode
+from raft.transport import GrpcTransport
+from storage.mvcc import MvccStore
+
+
+class ServerCore:
+    """A member's shared state (set up by EtcdServer.start) and the propose/read paths."""
+
+    config: ServerConfig
+    member_id: int
+    cluster_id: int
+    store: MvccStore
+    node: RaftNode
+    transport: GrpcTransport
+    lessor: Lessor
+    membership: Membership
+    applier: Applier
+    _ids: RequestIdGenerator
+    _waiters: dict[int, asyncio.Future[ApplyOutcome]]
+    _applied: AppliedIndexWaiters
+    _peer_channels: dict[int, grpc.aio.Channel]
+
+    def header(self, revision: int | None = None) -> Any:
+        return rpc_pb2.ResponseHeader(cluster_id=self.cluster_id, member_id=self.member_id,
+                                      revision=self.store.current_revision if revision is None else revision,
+                                      raft_term=self.node.term)
+
+    def request_timeout(self) -> float:
+        """etcd's ReqTimeout: 5 s plus twice the election timeout."""
+        return 5.0 + 2 * self.config.election_ms / 1000
+
+    async def _propose_and_wait(self, request: Any, timeout: float | None = None) -> Any:
+        """Propose an InternalRaftRequest and wait until this member has applied it."""
+        request_id = self._ids.next()
+        request.header.ID = request_id
+        data = request.SerializeToString()
+        if len(data) > self.config.max_request_bytes:
+            raise errors.ErrRequestTooLarge
+        return await self._wait_for_applied(request_id, lambda: self.node.propose(data), timeout)
+
+    async def _propose_conf_change_and_wait(self, cc_type: ConfChangeType, node_id: int,
+                                            context: bytes = b"") -> list[Member]:
+        """Propose a membership change; the answer is the member list once it is applied."""
+        request_id = self._ids.next()
+        cc = ConfChange(cc_type, node_id, context, request_id)
+        members: list[Member] = await self._wait_for_applied(request_id, lambda: self.node.propose_conf_change(cc))
+        return members
+
+    async def _wait_for_applied(self, request_id: int, propose: Callable[[], None],
+                                timeout: float | None = None) -> Any:
+        """Register a waiter before proposing (the entry may apply at once), then wait for its outcome."""
+        future: asyncio.Future[ApplyOutcome] = asyncio.get_running_loop().create_future()
+        self._waiters[request_id] = future
+        try:
+            try:
+                propose()
+            except ProposalDropped:
+                raise errors.ErrNoLeader from None
+            try:
+                # asyncio.timeout, unlike wait_for, starts no extra task per request.
+                async with asyncio.timeout(timeout or self.request_timeout()):
+                    outcome = await future
+            except TimeoutError:
+                raise errors.ErrTimeout from None
+        finally:
+            self._waiters.pop(request_id, None)
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome.result
+
+    async def linearizable_barrier(self) -> None:
+        """ReadIndex (thesis §6.4): learn the commit index the leader confirmed, then wait to apply it."""
+        try:
+            index = await self.node.read_index()
+        except ProposalDropped:
+            raise errors.ErrNoLeader from None
+        except TimeoutError:
+            raise errors.ErrTimeout from None
+        await asyncio.wait_for(self._applied.wait_for(index), self.request_timeout())
+
+    def _with_header(self, response: Any) -> Any:
+        revision = response.header.revision if response.header.revision else None
+        response.header.CopyFrom(self.header(revision))
+        return response
+
+    async def _leader_stub(self) -> peer_pb2_grpc.PeerStub:
+        leader = self.node.leader_id
+        member = self.membership.get(leader) if leader else None
+        if member is None:
+            raise errors.ErrNoLeader
+        channel = self._peer_channels.get(leader)
+        if channel is None:
+            channel = grpc.aio.insecure_channel(host_port(member.peer_urls[0]))
+            self._peer_channels[leader] = channel
+        return peer_pb2_grpc.PeerStub(channel)
+
+    def _best_transferee(self) -> int:
+        status = self.node.status()
+        progress = getattr(status, "progress", {}) or {}
+        voters = {m.id for m in self.membership.voters()} - {self.member_id}
+        best, best_match = 0, -1
+        for peer, pr in progress.items():
+            if peer in voters and pr.match > best_match:
+                best, best_match = peer, pr.match
+        return best
+
+
+class AppliedIndexWaiters:
+    """Futures waiting for the apply loop to reach an index (linearizable reads)."""
+
+    def __init__(self) -> None:
+        self.applied_index = 0
+        self._heap: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._seq = 0
+
+    async def wait_for(self, index: int) -> None:
+        if index <= self.applied_index:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._seq += 1
+        heapq.heappush(self._heap, (index, self._seq, future))
+        await future
+
+    def advance(self, index: int) -> None:
+        self.applied_index = max(self.applied_index, index)
+        while self._heap and self._heap[0][0] <= self.applied_index:
+            _, _, future = heapq.heappop(self._heap)
+            if not future.done():
+                future.set_result(None)
