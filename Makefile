@@ -44,5 +44,8 @@ bench: install etcd-binaries
 cluster: install
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/honcho -f Procfile start
 
+chaos: install
+	$(PY) -m tests.chaos --duration $(DURATION)
+
 clean:
 	rm -rf $(VENV) *.etcd
