@@ -6,7 +6,6 @@ import json
 import os
 from dataclasses import dataclass
 
-from pyetcd.config import ServerConfig
 from pyetcd.ids import format_id
 
 
@@ -18,23 +17,23 @@ class Identity:
     cluster_id: int
 
     @staticmethod
-    def path(config: ServerConfig) -> str:
-        return os.path.join(config.member_dir, "identity.json")
+    def path(member_dir: str) -> str:
+        return os.path.join(member_dir, "identity.json")
 
     @staticmethod
-    def load(config: ServerConfig) -> Identity | None:
+    def load(member_dir: str) -> Identity | None:
         try:
-            with open(Identity.path(config), encoding="utf-8") as fh:
+            with open(Identity.path(member_dir), encoding="utf-8") as fh:
                 raw = json.load(fh)
         except FileNotFoundError:
             return None
         return Identity(int(raw["member_id"], 16), int(raw["cluster_id"], 16))
 
-    def save(self, config: ServerConfig) -> None:
-        os.makedirs(config.member_dir, exist_ok=True)
-        tmp = Identity.path(config) + ".tmp"
+    def save(self, member_dir: str) -> None:
+        os.makedirs(member_dir, exist_ok=True)
+        tmp = Identity.path(member_dir) + ".tmp"
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump({"member_id": format_id(self.member_id), "cluster_id": format_id(self.cluster_id)}, fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, Identity.path(config))
+        os.replace(tmp, Identity.path(member_dir))

@@ -13,6 +13,7 @@ import os
 
 from pyetcd.apply import CONF_STATE_KEY, RAFT_BUCKET, encode_conf_state
 from pyetcd.config import ConfigError, parse_initial_cluster, parse_urls
+from pyetcd.identity import Identity
 from pyetcd.ids import cluster_id as derive_cluster_id
 from pyetcd.ids import member_id as derive_member_id
 from pyetcd.membership import MEMBERS_BUCKET, REMOVED_BUCKET, Member
@@ -95,9 +96,4 @@ def restore_snapshot(args: argparse.Namespace) -> None:
     finally:
         raft_log.close()
 
-    from pyetcd.identity import Identity
-
-    identity = Identity(me.id, cluster)
-    identity_config = argparse.Namespace(member_dir=member_dir)
-    os.makedirs(member_dir, exist_ok=True)
-    identity.save(identity_config)  # type: ignore[arg-type]
+    Identity(me.id, cluster).save(member_dir)

@@ -84,7 +84,7 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
     async def start(self) -> None:
         config = self.config
         os.makedirs(config.store_dir, exist_ok=True)
-        identity = Identity.load(config)
+        identity = Identity.load(config.member_dir)
         # The Raft log is fsync'd per Ready and compacted only after the store is synced, so the
         # store need not fsync each apply batch: entries it loses on power failure are replayed.
         self.store = MvccStore(config.store_dir, quota_bytes=config.quota_backend_bytes, sync_commits=False)
@@ -122,7 +122,7 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
                              snapshot_provider=self._snapshot_for_follower)
         await self.transport.start()
         await self.node.start(bootstrap_peers=bootstrap)
-        identity.save(config)
+        identity.save(config.member_dir)
         self.node.add_leader_listener(self._on_leader_change)
         publish = asyncio.create_task(self._publish_attributes(), name="publish")
         self._tasks = [asyncio.create_task(self._apply_loop(), name="apply"), publish,
