@@ -110,7 +110,8 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
         self._snapshot_index = self.store.consistent_index
         self.transport = GrpcTransport(self.member_id, self.cluster_id, list(config.listen_peer_urls),
                                        is_removed=lambda peer: peer in self.membership.removed,
-                                       on_removed=lambda: self._shut_down_removed())
+                                       on_removed=lambda: self._shut_down_removed(),
+                                       dial_timeout=1.0 + config.election_ms / 1000)
         self.transport.add_services(self._register_peer_service)
         for member in self.membership.members() + self._initial_peers:
             if member.id != self.member_id:

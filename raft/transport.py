@@ -53,8 +53,10 @@ MAX_GRPC_MESSAGE_BYTES = 64 << 20
 BACKOFF_INITIAL = 0.05
 BACKOFF_MAX = 1.0
 """Reconnect backoff cap: a restarted peer is found within about a second."""
+DEFAULT_DIAL_TIMEOUT = 2.0
+"""How long one connection attempt may take; etcd uses 1 s plus the election timeout."""
 
-_CHANNEL_OPTIONS = [
+_BASE_CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_BYTES),
     # Keepalive notices a silently dead peer (a partition, a killed host) on an idle connection.
@@ -63,9 +65,18 @@ _CHANNEL_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
+
+
+def channel_options(dial_timeout: float) -> list[tuple[str, int]]:
+    """Options for a peer channel whose connection attempts may each take `dial_timeout` seconds.
+
+    gRPC uses its minimum reconnect backoff as the minimum connect timeout too, so that option
+    (not the retry delay, which stays short) decides how slow a peer link may be and still work.
+    """
+    return [*_BASE_CHANNEL_OPTIONS, ("grpc.min_reconnect_backoff_ms", max(1, int(dial_timeout * 1000)))]
+
 _SERVER_OPTIONS = [
     ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_BYTES),
@@ -244,7 +255,7 @@ class _Peer:
             backoff = min(backoff * 2, BACKOFF_MAX)
 
     async def _stream(self, target: str) -> None:
-        async with grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS) as channel:
+        async with grpc.aio.insecure_channel(target, options=self.transport.channel_options) as channel:
             stub = raft_pb2_grpc.RaftStub(channel)
             call = stub.Stream(metadata=self.transport.call_metadata())
             metadata = await call.initial_metadata()
@@ -301,7 +312,8 @@ class _Peer:
         try:
             snapshot = self.transport.snapshot_to_send(message)
             message = dataclasses.replace(message, snapshot=snapshot)
-            async with grpc.aio.insecure_channel(self._target(), options=_CHANNEL_OPTIONS) as channel:
+            async with grpc.aio.insecure_channel(self._target(),
+                                                 options=self.transport.channel_options) as channel:
                 stub = raft_pb2_grpc.RaftStub(channel)
                 ack = await stub.SendSnapshot(_snapshot_chunks(message),
                                               metadata=self.transport.call_metadata())
@@ -397,13 +409,15 @@ class GrpcTransport:
     def __init__(self, member_id: int, cluster_id: int, listen_urls: list[str], *,
                  on_message: Callable[[Message], None] | None = None,
                  is_removed: Callable[[int], bool] = lambda peer_id: False,
-                 on_removed: Callable[[], None] = lambda: None) -> None:
+                 on_removed: Callable[[], None] = lambda: None,
+                 dial_timeout: float = DEFAULT_DIAL_TIMEOUT) -> None:
         self.member_id = member_id
         self.cluster_id = cluster_id
         self.listen_urls = list(listen_urls)
         self.on_message = on_message
         self.is_removed = is_removed
         self.on_removed = on_removed
+        self.channel_options = channel_options(dial_timeout)
         self.bound_ports: list[int] = []
         self._handler: RaftHandler | None = None
         self._registrars: list[Callable[[grpc.aio.Server], None]] = []
