@@ -47,6 +47,13 @@ LEADER_MESSAGES = frozenset({MessageType.APP, MessageType.HEARTBEAT, MessageType
                              MessageType.READ_INDEX_RESP})
 """What a leader sends that acknowledges nothing of its own log, so it may leave before the leader's fsync."""
 
+GROUP_COMMIT_WINDOW = 0.002
+"""Seconds a busy leader leaves between Ready cycles, so proposals gather into one disk write.
+
+Every cycle costs a log write, an fsync handed to a thread and an apply transaction, whatever
+its size; under load a cycle per few entries spends most of the event loop on that. A leader
+whose last cycle carried a single entry (or none) does not wait, so a lone client sees no delay."""
+
 
 @dataclass(frozen=True)
 class NodeConfig:
@@ -179,12 +186,18 @@ class RaftNode:
             self._wake.set()
 
     async def _ready_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_cycle = 0.0  # when a busy leader may start its next cycle (group commit)
         try:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
                 while self._rawnode.has_ready():
-                    await self._handle_ready(self._rawnode.ready())
+                    if self._role is StateRole.LEADER and (pause := next_cycle - loop.time()) > 0:
+                        await asyncio.sleep(pause)
+                    ready = self._rawnode.ready()
+                    next_cycle = loop.time() + GROUP_COMMIT_WINDOW if len(ready.entries) > 1 else 0.0
+                    await self._handle_ready(ready)
         except asyncio.CancelledError:
             raise
         except BaseException as err:
