@@ -81,7 +81,7 @@ async def run_server(config: ServerConfig) -> int:
     await server.stopped.wait()
     log.info("shutting down: %s", server.stop_reason or "received a signal")
     await server.stop()
-    return 0
+    return 1 if server.failed else 0
 
 
 def run_async(main: asyncio.Future[int] | object) -> int:

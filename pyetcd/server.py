@@ -23,6 +23,7 @@ from pyetcd import errors
 from pyetcd.apply import Applier, ApplyOutcome, MembershipChanges, encode_conf_change_context, txn_writes
 from pyetcd.compactor import new_compactor
 from pyetcd.config import ServerConfig, configured_member_id, host_port
+from pyetcd.diskspace import DiskSpaceGuard
 from pyetcd.identity import Identity
 from pyetcd.ids import RequestIdGenerator, format_id
 from pyetcd.ids import member_id as derive_member_id
@@ -76,6 +77,8 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
         self._revoking: dict[int, float] = {}
         self.stopped = asyncio.Event()
         self.stop_reason = ""
+        self.failed = False
+        """Whether the member stopped because something broke (the process then exits non-zero)."""
         self._published = False
         self._initial_peers: list[Member] = []
 
@@ -129,7 +132,8 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
         self._tasks = [asyncio.create_task(self._apply_loop(), name="apply"), publish,
                        asyncio.create_task(self._lease_expiry_loop(), name="lease-expiry"),
                        asyncio.create_task(self._auto_compaction_loop(), name="auto-compaction"),
-                       asyncio.create_task(self._store_flush_loop(), name="store-flush")]
+                       asyncio.create_task(self._store_flush_loop(), name="store-flush"),
+                       asyncio.create_task(DiskSpaceGuard.for_member(self).run(), name="disk-space")]
         # Like etcd (ReadyNotify), serve clients only once our name and client URLs are in the
         # log: before that, members would be listed without them.
         stopped = asyncio.create_task(self.stopped.wait())
@@ -247,8 +251,7 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
                 self._apply_batch(batch)
             except Exception:  # pragma: no cover - an apply failure means state is unknown: stop
                 log.exception("apply failed; stopping")
-                self.stop_reason = "apply failed"
-                self.stopped.set()
+                self.fail("apply failed")
                 raise
 
     def _apply_batch(self, batch: ApplyBatch) -> None:
@@ -412,7 +415,19 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(STORE_FLUSH_INTERVAL_S)
-            await loop.run_in_executor(None, self.store.sync)
+            try:
+                await loop.run_in_executor(None, self.store.sync)
+            except Exception as err:
+                log.critical("failed to flush the store: %r", err)
+                self.fail(f"failed to flush the store: {err}")
+                return
+
+    def fail(self, reason: str) -> None:
+        """Stop the member because something broke; the process exits with status 1, as etcd's does."""
+        if not self.stop_reason:
+            self.stop_reason = reason
+        self.failed = True
+        self.stopped.set()
 
     async def _auto_compaction_loop(self) -> None:
         """--auto-compaction-mode/--auto-compaction-retention, run as etcd's v3compactor runs them."""
