@@ -8,13 +8,15 @@ import signal
 import sys
 from pathlib import Path
 
+from tests.chaos.buggy_member import BUGS
 from tests.chaos.clients import WorkloadConfig
 from tests.chaos.harness import ChaosRun, RunConfig
 from tests.chaos.history import load_operations
 from tests.chaos.linearizability import Verdict, check_history
 from tests.chaos.nemesis import FAULTS, NemesisConfig
 
-INJECTIONS = ("stale-reads",)
+INJECTIONS = ("stale-reads", *BUGS)
+"""Deliberate bugs the checks must catch: one in the clients, the others in the members."""
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -35,7 +37,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--election-timeout", type=int, default=1000, help="milliseconds")
     parser.add_argument("--heartbeat-interval", type=int, default=100, help="milliseconds")
     parser.add_argument("--inject", choices=INJECTIONS, action="append", default=[],
-                        help="a deliberate client-side bug the checks must catch")
+                        help="a deliberate bug the checks must catch: stale-reads is in the clients, "
+                             "the others are patched into every member (see buggy_member.py)")
     parser.add_argument("--workdir", type=Path, default=None, help="run directory (default: a new temp dir)")
     parser.add_argument("--check", type=Path, default=None, metavar="HISTORY_JSONL",
                         help="only check a recorded history.jsonl for linearizability")
@@ -46,7 +49,11 @@ def config_from(args: argparse.Namespace) -> RunConfig:
     faults = [f for f in args.faults.split(",") if f] if not args.no_faults else []
     nemesis = NemesisConfig(faults=faults)
     workload = WorkloadConfig(workers=args.workers, rate=args.rate, stale_reads="stale-reads" in args.inject)
-    return RunConfig(duration=args.duration, seed=args.seed, members=args.members, binary=args.binary,
+    member_bugs = [bug for bug in args.inject if bug in BUGS]
+    if len(member_bugs) > 1 or (member_bugs and args.binary != "pyetcd"):
+        raise SystemExit("--inject: at most one member bug, and only into pyetcd")
+    binary = f"pyetcd+{member_bugs[0]}" if member_bugs else args.binary
+    return RunConfig(duration=args.duration, seed=args.seed, members=args.members, binary=binary,
                      watchers=args.watchers,
                      workdir=args.workdir, heartbeat_ms=args.heartbeat_interval, election_ms=args.election_timeout,
                      snapshot_count=args.snapshot_count, member_flags=tuple(args.member_flag), workload=workload,

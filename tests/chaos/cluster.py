@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ import grpc
 
 from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from tests.chaos.proxy import PeerProxy
-from tests.helpers.servers import HOST, binary_path, free_port
+from tests.helpers.servers import HOST, REPO, binary_path, free_port
 
 
 @dataclass
@@ -104,7 +105,7 @@ class ChaosCluster:
 
     def command(self, member: Member) -> list[str]:
         client_url = f"http://{member.endpoint}"
-        argv = [binary_path(self.binary), f"--name={member.name}", f"--data-dir={member.data_dir}",
+        argv = [*self._server_command(), f"--name={member.name}", f"--data-dir={member.data_dir}",
                 f"--listen-client-urls={client_url}", f"--advertise-client-urls={client_url}",
                 f"--listen-peer-urls=http://{HOST}:{member.peer_port}",
                 f"--initial-advertise-peer-urls={member.advertised_peer_url}",
@@ -113,6 +114,12 @@ class ChaosCluster:
         setpriv = shutil.which("setpriv")
         # The members die with the harness even if it is killed outright.
         return [setpriv, "--pdeathsig", "KILL", *argv] if setpriv else argv
+
+    def _server_command(self) -> list[str]:
+        """etcd, pyetcd, or pyetcd with a deliberate bug ("pyetcd+BUG", see buggy_member.py)."""
+        if self.binary.startswith("pyetcd+"):
+            return [sys.executable, "-m", "tests.chaos.buggy_member", self.binary.partition("+")[2]]
+        return [binary_path(self.binary)]
 
     def spawn(self, member: Member) -> None:
         with open(member.log_path, "ab") as log:
@@ -199,7 +206,9 @@ class ChaosCluster:
 
 def _environment() -> dict[str, str]:
     """The harness's environment without ETCD_* settings, which members would take as flags."""
-    return {name: value for name, value in os.environ.items() if not name.startswith("ETCD_")}
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("ETCD_")}
+    environment["PYTHONPATH"] = str(REPO)  # for `python -m tests.chaos.buggy_member`
+    return environment
 
 
 async def wait_serving(cluster: ChaosCluster, channels: Sequence[grpc.aio.Channel], timeout: float = 60.0) -> None:

@@ -18,9 +18,9 @@ pytestmark = [
 
 
 def test_a_cluster_under_kills_pauses_and_partitions_stays_linearizable_and_consistent(tmp_path: Path) -> None:
-    # Short faults and pauses, so that one minute meets every kind of fault at least once.
+    # Short faults and pauses, so that two minutes meet every kind of fault at least once.
     nemesis = NemesisConfig(fault_seconds=(2.5, 5.0), quiet_seconds=(1.5, 3.0))
-    report = run_chaos(RunConfig(duration=60, seed=20240601, workdir=tmp_path, nemesis=nemesis))
+    report = run_chaos(RunConfig(duration=120, seed=20240601, workdir=tmp_path, nemesis=nemesis))
     summary = report.summary()
     figures = report.figures()
     assert report.ok, summary
