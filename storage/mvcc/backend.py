@@ -46,6 +46,8 @@ FINISHED_COMPACT = b"finishedCompactRev"
 
 DATA_FILE = "data.mdb"
 LOCK_FILE = "lock.mdb"
+INCOMING_FILE = DATA_FILE + ".incoming"
+"""Snapshot bytes being written before they replace the data file."""
 
 _U64 = struct.Struct(">Q")
 _I64 = struct.Struct(">q")
@@ -151,7 +153,12 @@ class Backend:
 
 
 def install_data_file(directory: Path, source: Path) -> None:
-    """Atomically make ``source`` the data file of the environment in ``directory`` (env must be closed)."""
+    """Atomically make ``source`` the data file of the environment in ``directory`` (env must be closed).
+
+    ``source`` is synced first: a rename can reach the disk before the renamed file's data does, and a power
+    failure must not leave a data file that is empty or half there.
+    """
+    fsync_file(source)
     os.replace(source, directory / DATA_FILE)
     fsync_dir(directory)
 
@@ -159,12 +166,20 @@ def install_data_file(directory: Path, source: Path) -> None:
 def write_data_file(directory: Path, data: bytes) -> Path:
     """Write ``data`` to a temporary file inside ``directory``, durably; returns its path."""
     directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / (DATA_FILE + ".incoming")
+    tmp = directory / INCOMING_FILE
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
     return tmp
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def fsync_dir(directory: Path) -> None:

@@ -6,7 +6,9 @@ that fails leaves nothing behind and the batch goes on. On commit the Raft index
 entry are stored with the data, and the batch's events go out to the watchers.
 
 Reads use LMDB read transactions and never wait for a batch; they see what was committed. The store is meant
-to be driven from one thread (the event loop); a lock keeps it consistent if other threads read too.
+to be driven from one thread (the event loop); a lock keeps it consistent if other threads read too, and a
+gate (swapgate.py) lets a defragment or snapshot install in another thread swap the LMDB environment without
+pulling it from under a write batch, an fsync or a copy.
 
 Revisions start at 1 on a fresh store, as in etcd. ``compact_revision`` is 0 until the first compaction.
 Quota: a put, a txn that is not read-only, or a lease grant that leaves more than ``quota_bytes`` of pages in
@@ -19,7 +21,8 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -48,12 +51,16 @@ from storage.mvcc.requests import (
     range_end_of,
 )
 from storage.mvcc.revision import Revision, bytes_to_rev, is_tombstone, rev_to_bytes
+from storage.mvcc.swapgate import SwapGate
 from storage.mvcc.watchable import HistoryChunk, KeyRange, Watcher, WatcherHub
 
 T = TypeVar("T")
 
 KeyValue = kv_pb2.KeyValue
 Event = kv_pb2.Event
+
+DEFRAG_DIR = "defrag.tmp"
+SNAPSHOT_DIR_PREFIX = "snapshot-"
 
 
 def default_map_size(quota_bytes: int) -> int:
@@ -75,8 +82,10 @@ class MvccStore:
         self.quota_bytes = quota_bytes
         self._map_size = map_size if map_size is not None else default_map_size(quota_bytes)
         self._mu = threading.RLock()
+        self._gate = SwapGate(self._mu)
         self._batch: WriteBatch | None = None
         self._closed = False
+        _remove_leftovers(self.path)
         self._state = self._load(Backend(self.path, self._map_size, self._sync_commits))
         self._hub = WatcherHub(self)
 
@@ -145,56 +154,46 @@ class MvccStore:
         if self._closed:
             raise StoreClosedError()
 
-    def _reader(self) -> tuple[KvReader, Any]:
-        """A view of the committed state; the caller aborts the returned LMDB transaction."""
-        self._check_open()
+    @contextmanager
+    def _read_txn(self) -> Iterator[Any]:
+        """An LMDB read transaction on the committed state, under the store lock for its whole life (so the
+        environment is not swapped from under it)."""
         with self._mu:
+            self._check_open()
             txn = self._state.backend.begin()
-            return KvReader(self._state, txn, self._current_rev, self._compact_rev), txn
+            try:
+                yield txn
+            finally:
+                txn.abort()
 
     # --- reads ---
     def range(self, req: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
         """etcd's Range on the committed state; the response header is left for the server to fill."""
-        view, txn = self._reader()
-        try:
-            with self._mu:
-                return apply_range(view, req)
-        finally:
-            txn.abort()
+        with self._read_txn() as txn:
+            return apply_range(KvReader(self._state, txn, self._current_rev, self._compact_rev), req)
 
     def txn_read(self, req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
         """A read-only Txn on the committed state (serializable reads need no Raft round)."""
         if not is_txn_readonly(req):
             raise ValueError("txn_read takes only read-only txns")
-        self._check_open()
-        with self._mu:
-            txn = self._state.backend.begin()
-            try:
-                tw = TxnWrite(self._state, txn, self._current_rev, self._compact_rev, [])
-                return apply_txn(tw, req)
-            finally:
-                txn.abort()
+        with self._read_txn() as txn:
+            return apply_txn(TxnWrite(self._state, txn, self._current_rev, self._compact_rev, []), req)
 
     def kv_at(self, key: bytes, rev: int) -> kv_pb2.KeyValue | None:
         """``key`` as it was at revision ``rev``, or None (absent, compacted away, or in the future)."""
-        view, txn = self._reader()
-        try:
-            with self._mu:
-                if rev < max(view.first_rev, 1) or rev > view.rev:
-                    return None
-                found = self._state.index.get(key, rev)
-                return view.kv_at(found) if found is not None else None
-        finally:
-            txn.abort()
+        with self._read_txn() as txn:
+            view = KvReader(self._state, txn, self._current_rev, self._compact_rev)
+            if rev < max(view.first_rev, 1) or rev > view.rev:
+                return None
+            found = self._state.index.get(key, rev)
+            return view.kv_at(found) if found is not None else None
 
     def read_history(
         self, start_rev: int, match: Callable[[bytes], bool], max_events: int, max_scan: int
     ) -> HistoryChunk:
         """Stored events from ``start_rev`` on, of keys ``match`` accepts: a chunk of whole revisions."""
-        self._check_open()
-        backend = self._state.backend
-        txn = backend.begin()
-        try:
+        with self._read_txn() as txn:
+            backend = self._state.backend
             compact = backend.get_revision(txn, be.FINISHED_COMPACT)
             current = max(1, backend.last_revision(txn), compact)
             chunk = HistoryChunk([], max(start_rev - 1, 0), current, compact)
@@ -227,15 +226,11 @@ class MvccStore:
                 chunk.revisions.append((group_rev, group))
             chunk.scanned_to = current
             return chunk
-        finally:
-            txn.abort()
 
     def hash(self) -> int:
         """CRC-32C over each sub-database's name, keys and values but the Raft position (Maintenance.Hash)."""
-        self._check_open()
-        backend = self._state.backend
-        txn = backend.begin()
-        try:
+        with self._read_txn() as txn:
+            backend = self._state.backend
             h = Crc32c()
             for name in be.SUB_DBS:
                 h.write(name)
@@ -245,8 +240,6 @@ class MvccStore:
                     h.write(k)
                     h.write(v)
             return h.value
-        finally:
-            txn.abort()
 
     def hash_kv(self, revision: int) -> tuple[int, int, int]:
         """(hash, compact_revision, hash_revision) of the keyspace up to ``revision`` (0: current).
@@ -255,8 +248,7 @@ class MvccStore:
         ``revision``, leaving out what a compaction at ``revision`` would remove. compact_revision is -1 if
         the store was never compacted (as etcd reports it); hash_revision is the revision hashed.
         """
-        self._check_open()
-        with self._mu:
+        with self._read_txn() as txn:
             compact = self._compact_rev if self._compact_rev > 0 else -1
             current = self._current_rev
             if 0 < revision <= compact:
@@ -266,8 +258,6 @@ class MvccStore:
             if revision <= 0:
                 revision = current
             keep = self._state.index.keep(revision)
-            txn = self._state.backend.begin()
-        try:
             upper = Revision(revision + 1)
             lower = Revision(compact + 1)
             h = Crc32c()
@@ -282,8 +272,6 @@ class MvccStore:
                 h.write(k)
                 h.write(v)
             return h.value, compact, revision
-        finally:
-            txn.abort()
 
     def db_size(self) -> int:
         """Size of the database file in bytes."""
@@ -292,24 +280,16 @@ class MvccStore:
 
     def db_size_in_use(self) -> int:
         """Bytes of the database file holding data (free pages left out)."""
-        self._check_open()
-        txn = self._state.backend.begin()
-        try:
+        with self._read_txn() as txn:
             return self._state.backend.in_use_bytes(txn)
-        finally:
-            txn.abort()
 
     def leases(self) -> list[tuple[int, int]]:
         """(lease_id, granted_ttl) of every stored lease, by ID."""
-        self._check_open()
-        backend = self._state.backend
-        txn = backend.begin()
-        try:
+        with self._read_txn() as txn:
+            backend = self._state.backend
             found = [
                 (be.decode_lease_id(k), be.decode_u64(v)) for k, v in txn.cursor(db=backend.lease_db)
             ]
-        finally:
-            txn.abort()
         return sorted(found)
 
     def lease_keys(self, lease_id: int) -> list[bytes]:
@@ -319,22 +299,16 @@ class MvccStore:
             return self._state.lease_keys.keys_of(lease_id)
 
     def meta_get(self, bucket: str, key: bytes) -> bytes | None:
-        self._check_open()
-        backend = self._state.backend
-        txn = backend.begin()
-        try:
+        with self._read_txn() as txn:
+            backend = self._state.backend
             value: bytes | None = txn.get(be.bucket_key(bucket, key), db=backend.bucket_db)
             return value
-        finally:
-            txn.abort()
 
     def meta_items(self, bucket: str) -> list[tuple[bytes, bytes]]:
         """Every (key, value) of ``bucket``, in key order."""
-        self._check_open()
-        backend = self._state.backend
         prefix = be.bucket_key(bucket, b"")
-        txn = backend.begin()
-        try:
+        with self._read_txn() as txn:
+            backend = self._state.backend
             items: list[tuple[bytes, bytes]] = []
             cursor = txn.cursor(db=backend.bucket_db)
             if cursor.set_range(prefix):
@@ -343,8 +317,6 @@ class MvccStore:
                         break
                     items.append((k[len(prefix) :], v))
             return items
-        finally:
-            txn.abort()
 
     # --- watch ---
     def watch(
@@ -371,10 +343,11 @@ class MvccStore:
     # --- whole-store operations ---
     def snapshot_bytes(self) -> bytes:
         """A consistent, compacted point-in-time copy of the whole store (what the last commit left)."""
-        self._check_open()
-        with tempfile.TemporaryDirectory(prefix="snapshot-", dir=self.path) as tmp:
-            data_file = self._state.backend.copy_to(Path(tmp))
-            return data_file.read_bytes()
+        with self._gate.using():
+            self._check_open()
+            with tempfile.TemporaryDirectory(prefix=SNAPSHOT_DIR_PREFIX, dir=self.path) as tmp:
+                data_file = self._state.backend.copy_to(Path(tmp))
+                return data_file.read_bytes()
 
     @staticmethod
     def restore(path: str | os.PathLike[str], data: bytes) -> None:
@@ -393,7 +366,7 @@ class MvccStore:
     def replace_from_snapshot(self, data: bytes) -> None:
         """Swap the whole store for a snapshot's (a follower installs a Raft snapshot); watchers catch up."""
         self._check_open()
-        if self._batch is not None:
+        if self._batch is not None and self._batch.owner == threading.get_ident():
             raise RuntimeError("cannot replace the store while a write batch is open")
         tmp = be.write_data_file(self.path, data)
         try:
@@ -401,7 +374,9 @@ class MvccStore:
         except BaseException:
             tmp.unlink()
             raise
-        with self._hub.lock, self._mu:  # watchers read history through the environment being swapped
+        # Watchers read history through the environment being swapped: their lock is held too.
+        with self._gate.swapping(), self._hub.lock, self._mu:
+            self._check_open()
             offered_through = self._current_rev
             self._state.backend.close()
             try:
@@ -411,13 +386,18 @@ class MvccStore:
         self._hub.resync_all(offered_through)
 
     def defragment(self) -> None:
-        """Rewrite the database compactly and swap it in; the data stays exactly as it was."""
+        """Rewrite the database compactly and swap it in; the data stays exactly as it was.
+
+        Reads and write batches wait meanwhile, as in etcd. A crash before the swap leaves the old file and a
+        stray copy (removed at the next open); the swap itself is a rename of a synced file.
+        """
         self._check_open()
-        if self._batch is not None:
+        if self._batch is not None and self._batch.owner == threading.get_ident():
             raise RuntimeError("cannot defragment while a write batch is open")
-        work = self.path / "defrag.tmp"
-        be.remove_tree(work)
-        with self._hub.lock, self._mu:
+        work = self.path / DEFRAG_DIR
+        with self._gate.swapping(), self._hub.lock, self._mu:
+            self._check_open()
+            be.remove_tree(work)
             try:
                 data_file = self._state.backend.copy_to(work)
                 self._state.backend.close()
@@ -430,8 +410,9 @@ class MvccStore:
 
     def sync(self) -> None:
         """Force everything committed onto the disk."""
-        self._check_open()
-        self._state.backend.env.sync(True)
+        with self._gate.using():
+            self._check_open()
+            self._state.backend.env.sync(True)
 
     def close(self) -> None:
         if self._closed:
@@ -440,6 +421,10 @@ class MvccStore:
         with self._mu:
             if self._batch is not None:
                 self._batch._abort()
+        # An fsync or a copy running in another thread finishes before the environment goes.
+        with self._gate.swapping(), self._mu:
+            if self._closed:
+                return
             self._closed = True
             self._state.backend.close()
 
@@ -448,6 +433,18 @@ class MvccStore:
         """A write batch for the Raft entries up to ``consistent_index``; use it as a context manager."""
         self._check_open()
         return WriteBatch(self, consistent_index, consistent_term)
+
+
+def _remove_leftovers(directory: Path) -> None:
+    """Drop what a crash can leave behind in a store directory: a defragment's copy, a snapshot being made or
+    being installed. None of it is needed: the data file is only ever replaced by a rename."""
+    if not directory.is_dir():
+        return
+    for child in directory.iterdir():
+        if child.name == DEFRAG_DIR or (child.name.startswith(SNAPSHOT_DIR_PREFIX) and child.is_dir()):
+            be.remove_tree(child)
+        elif child.name == be.INCOMING_FILE:
+            child.unlink(missing_ok=True)
 
 
 def _check_snapshot(data_file: Path) -> None:
@@ -482,17 +479,25 @@ class WriteBatch:
         self._journal: list[Undo] = []
         self._events: list[tuple[int, list[kv_pb2.Event]]] = []
         self._compactions: list[int] = []
+        self.owner = 0  # the thread that opened the batch
 
     def __enter__(self) -> WriteBatch:
         store = self._store
         store._check_open()
-        with store._mu:
-            if store._batch is not None:
-                raise RuntimeError("another write batch is open")
-            self._txn = store._state.backend.begin(write=True)
-            store._batch = self
-            self._rev = store._current_rev
-            self._compact_rev = store._compact_rev
+        store._gate.enter()  # waits while a defragment or snapshot install swaps the environment
+        try:
+            with store._mu:
+                store._check_open()
+                if store._batch is not None:
+                    raise RuntimeError("another write batch is open")
+                self._txn = store._state.backend.begin(write=True)
+                store._batch = self
+                self.owner = threading.get_ident()
+                self._rev = store._current_rev
+                self._compact_rev = store._compact_rev
+        except BaseException:
+            store._gate.leave()
+            raise
         return self
 
     def __exit__(
@@ -525,7 +530,7 @@ class WriteBatch:
             store._compact_rev = self._compact_rev
             store._consistent_index = self.consistent_index
             store._consistent_term = self.consistent_term
-            store._batch = None
+            self._release()
             store._hub.notify(self._events)
 
     def _abort(self) -> None:
@@ -538,8 +543,14 @@ class WriteBatch:
                 undo()
             self._journal.clear()
             self._events.clear()
-            if store._batch is self:
-                store._batch = None
+            self._release()
+
+    def _release(self) -> None:
+        """The batch is over: another may open, and a waiting swap may go (store lock held)."""
+        store = self._store
+        if store._batch is self:
+            store._batch = None
+            store._gate.leave_for(self.owner)
 
     @property
     def revision(self) -> int:
