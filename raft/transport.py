@@ -168,6 +168,21 @@ def message_from_pb(pb: raft_pb2.Message) -> Message:
     )
 
 
+def dialable_targets(peer_id: int, urls: Sequence[str]) -> list[str]:
+    """The gRPC targets of a peer's URLs, leaving out (and logging) any this transport cannot dial.
+
+    The URLs come from committed entries, so refusing them here would stop the member for good:
+    a peer with no dialable URL simply stays unreachable, as a peer that is down would.
+    """
+    targets = []
+    for url in urls:
+        try:
+            targets.append(url_to_target(url))
+        except ValueError as err:
+            logger.error("peer %x: %s; not dialing it", peer_id, err)
+    return targets
+
+
 def url_to_target(url: str) -> str:
     """`http://127.0.0.1:2380` -> `127.0.0.1:2380` (plain-text gRPC only)."""
     parts = urlsplit(url)
@@ -193,7 +208,7 @@ class _Peer:
     def __init__(self, transport: GrpcTransport, peer_id: int, urls: list[str]) -> None:
         self.transport = transport
         self.peer_id = peer_id
-        self.targets = [url_to_target(u) for u in urls]
+        self.targets = dialable_targets(peer_id, urls)
         self.queue: asyncio.Queue[Message | _StreamEnded] = asyncio.Queue(maxsize=OUTBOUND_QUEUE_SIZE)
         self.active_since: float | None = None
         self._stream_was_up = False
@@ -234,6 +249,8 @@ class _Peer:
         return target
 
     async def _run(self) -> None:
+        if not self.targets:
+            return  # nothing to dial: the peer stays inactive, and Raft sees it as unreachable
         backoff = BACKOFF_INITIAL
         while True:
             target = self._target()
@@ -490,7 +507,7 @@ class GrpcTransport:
         if peer is None:
             self.add_peer(peer_id, urls)
             return
-        if [url_to_target(u) for u in urls] != peer.targets:
+        if dialable_targets(peer_id, urls) != peer.targets:
             self.remove_peer(peer_id)
             self.add_peer(peer_id, urls)
 

@@ -4,36 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from pyetcd import errors
 from pyetcd.api.header import fill_header_without_revision
+from pyetcd.api.peer_urls import trim_go_space, valid_peer_urls
 from pyetcd.api.server_api import EtcdServerApi
+from raft.transport import url_to_target
+
+__all__ = ["ClusterServicer", "dialable", "valid_peer_urls"]
 
 
-def _has_host_and_port(netloc: str) -> bool:
-    if netloc.startswith("["):  # [IPv6]:port
-        return "]:" in netloc
-    return netloc.count(":") == 1
+def dialable(urls: Sequence[str]) -> bool:
+    """Whether the peer transport can dial each URL: it speaks plain-text gRPC to http://host:port only.
 
-
-def valid_peer_urls(urls: Sequence[str]) -> bool:
-    """Whether etcd's types.NewURLs accepts these URLs: at least one; http(s) with host:port
-    and no path, or unix(s)."""
-    if not urls:
+    etcd also takes https and unix URLs. Here a member the transport cannot dial would stop
+    every member's apply loop when its conf change is applied, so such URLs are refused up front.
+    """
+    try:
+        for url in urls:
+            url_to_target(url)
+    except ValueError:
         return False
-    for raw in urls:
-        try:
-            parts = urlsplit(raw.strip())
-        except ValueError:
-            return False
-        if parts.scheme in ("http", "https"):
-            if not _has_host_and_port(parts.netloc) or parts.path:
-                return False
-        elif parts.scheme not in ("unix", "unixs"):
-            return False
-    return True
+    return bool(urls)
 
 
 class ClusterServicer(rpc_pb2_grpc.ClusterServicer):
@@ -45,8 +38,11 @@ class ClusterServicer(rpc_pb2_grpc.ClusterServicer):
     async def MemberAdd(self, request: rpc_pb2.MemberAddRequest,  # noqa: N802
                         context: Any) -> rpc_pb2.MemberAddResponse:
         try:
-            if not valid_peer_urls(request.peerURLs):
+            urls = [trim_go_space(url) for url in request.peerURLs]  # etcd keeps them trimmed too
+            if not valid_peer_urls(urls) or not dialable(urls):
                 raise errors.ErrGRPCMemberBadURLs
+            del request.peerURLs[:]
+            request.peerURLs.extend(urls)
             response = await self._etcd.member_add(request)
         except Exception as err:
             await errors.abort_with(context, err)
@@ -65,6 +61,9 @@ class ClusterServicer(rpc_pb2_grpc.ClusterServicer):
     async def MemberUpdate(self, request: rpc_pb2.MemberUpdateRequest,  # noqa: N802
                            context: Any) -> rpc_pb2.MemberUpdateResponse:
         try:
+            # etcd checks no URLs here; an unknown member is still "member not found".
+            if self._etcd.membership.get(request.ID) is not None and not dialable(request.peerURLs):
+                raise errors.ErrGRPCMemberBadURLs
             response = await self._etcd.member_update(request)
         except Exception as err:
             await errors.abort_with(context, err)

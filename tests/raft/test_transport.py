@@ -226,3 +226,15 @@ async def test_full_queue_drops_and_reports_unreachable(make_member: MakeMember)
     one.transport.send([app(2, 1, i) for i in range(OUTBOUND_QUEUE_SIZE + 10)])
     assert one.recorder.unreachable.count(2) >= 10
     assert one.transport.active_since(2) is None
+
+
+async def test_a_peer_url_the_transport_cannot_dial_leaves_that_peer_unreachable(make_member: MakeMember) -> None:
+    # Committed membership entries carry such URLs (https, unix); refusing them would stop the member.
+    one, two = await make_member(1), await make_member(2)
+    one.transport.add_peer(3, ["unix://sock:0"])
+    one.transport.add_peer(2, ["https://127.0.0.1:1", two.url])
+    one.transport.send([app(3, 1, 1), app(2, 1, 1)])
+    await two.recorder.wait_for(lambda: len(two.recorder.received) == 1)
+    assert one.transport.active_since(3) is None
+    one.transport.update_peer(3, ["unix://other:0"])
+    assert one.transport.active_since(3) is None

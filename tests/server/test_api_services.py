@@ -94,8 +94,9 @@ def test_txn_parts_without_keys_are_refused() -> None:
 
 
 def test_peer_urls_must_be_http_host_port_without_a_path() -> None:
-    assert valid_peer_urls(["http://10.0.0.1:2380", "https://[::1]:2380", "unix://sock"])
+    assert valid_peer_urls(["http://10.0.0.1:2380", "https://[::1]:2380", "unix://sock:0"])
     assert not valid_peer_urls([])
+    assert not valid_peer_urls(["unix://sock"])  # etcd 3.4.23 refuses a unix URL without a port too
     assert not valid_peer_urls(["http://10.0.0.1"])
     assert not valid_peer_urls(["http://10.0.0.1:2380/path"])
     assert not valid_peer_urls(["ftp://10.0.0.1:2380"])
