@@ -32,8 +32,7 @@ class MaintenanceService(ServerCore):
         return response
 
     def _alarm_error_strings(self) -> list[str]:
-        return [f"memberID:{member_id} alarm:{rpc_pb2.AlarmType.Name(cast(Any, alarm))} "
-                for member_id, alarm in sorted(self.applier.alarms)]
+        return [alarm_text(member_id, alarm) for member_id, alarm in sorted(self.applier.alarms)]
 
     async def defragment(self) -> Any:
         await asyncio.get_running_loop().run_in_executor(None, self.store.defragment)
@@ -90,3 +89,15 @@ class MaintenanceService(ServerCore):
         chunk = 32 * 1024
         for offset in range(0, len(data), chunk):
             yield data[offset:offset + chunk]
+
+
+def alarm_text(member_id: int, alarm: int) -> str:
+    """An alarm as etcd's Status prints it (protobuf's compact text): zero fields left out, and an
+    alarm type this API has no name for shown as its number."""
+    fields = []
+    if member_id:
+        fields.append(f"memberID:{member_id}")
+    if alarm:
+        known = alarm in rpc_pb2.AlarmType.values()
+        fields.append(f"alarm:{rpc_pb2.AlarmType.Name(cast(Any, alarm)) if known else alarm}")
+    return "".join(f"{field} " for field in fields)

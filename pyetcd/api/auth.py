@@ -1,8 +1,8 @@
 """The Auth service of a server whose authentication is disabled and has no users or roles.
 
-Reads answer as etcd 3.4 does for an empty auth store (no users, no roles; enabling auth
-needs a root user). Changes to users and roles are not supported and are refused with
-"etcdserver: authentication is not enabled".
+Every call answers as etcd 3.4 does for an empty auth store: there are no users or roles to
+get, change or delete, and enabling auth needs a root user. Adding a user or role, which
+etcd would do, is not supported and is refused with "etcdserver: authentication is not enabled".
 """
 
 from __future__ import annotations
@@ -46,15 +46,22 @@ class AuthServicer(rpc_pb2_grpc.AuthServicer):
     async def RoleGet(self, request: Any, context: Any) -> Any:  # noqa: N802
         await errors.abort_with(context, errors.ErrGRPCRoleNotFound)
 
-    async def _not_enabled(self, request: Any, context: Any) -> Any:
-        await errors.abort_with(context, errors.ErrGRPCAuthNotEnabled)
+    async def UserAdd(self, request: Any, context: Any) -> Any:  # noqa: N802
+        await errors.abort_with(context, errors.ErrGRPCUserEmpty if not request.name else errors.ErrGRPCAuthNotEnabled)
 
-    UserAdd = _not_enabled
-    UserDelete = _not_enabled
-    UserChangePassword = _not_enabled
-    UserGrantRole = _not_enabled
-    UserRevokeRole = _not_enabled
-    RoleAdd = _not_enabled
-    RoleDelete = _not_enabled
-    RoleGrantPermission = _not_enabled
-    RoleRevokePermission = _not_enabled
+    async def RoleAdd(self, request: Any, context: Any) -> Any:  # noqa: N802
+        await errors.abort_with(context, errors.ErrGRPCRoleEmpty if not request.name else errors.ErrGRPCAuthNotEnabled)
+
+    async def _no_such_user(self, request: Any, context: Any) -> Any:
+        await errors.abort_with(context, errors.ErrGRPCUserNotFound)
+
+    async def _no_such_role(self, request: Any, context: Any) -> Any:
+        await errors.abort_with(context, errors.ErrGRPCRoleNotFound)
+
+    UserDelete = _no_such_user
+    UserChangePassword = _no_such_user
+    UserGrantRole = _no_such_user
+    UserRevokeRole = _no_such_user
+    RoleDelete = _no_such_role
+    RoleGrantPermission = _no_such_role
+    RoleRevokePermission = _no_such_role

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from pyetcd import errors
@@ -27,16 +27,24 @@ def snapshot_responses(data: bytes) -> list[rpc_pb2.SnapshotResponse]:
     return responses
 
 
+ResponseT = TypeVar("ResponseT", rpc_pb2.AlarmResponse, rpc_pb2.DefragmentResponse, rpc_pb2.MoveLeaderResponse)
+
+
+def _without_header(response: ResponseT) -> ResponseT:
+    response.ClearField("header")
+    return response
+
+
 class MaintenanceServicer(rpc_pb2_grpc.MaintenanceServicer):
     """etcdserverpb.Maintenance. Alarm, Defragment and MoveLeader answers carry no header in
-    etcd 3.4, so they are passed through as the server made them."""
+    etcd 3.4 (`etcdctl alarm list -w json` shows none), so theirs is cleared."""
 
     def __init__(self, etcd: EtcdServerApi) -> None:
         self._etcd = etcd
 
     async def Alarm(self, request: rpc_pb2.AlarmRequest, context: Any) -> rpc_pb2.AlarmResponse:  # noqa: N802
         try:
-            return await self._etcd.alarm(request)
+            return _without_header(await self._etcd.alarm(request))
         except Exception as err:
             await errors.abort_with(context, err)
 
@@ -51,7 +59,7 @@ class MaintenanceServicer(rpc_pb2_grpc.MaintenanceServicer):
     async def Defragment(self, request: rpc_pb2.DefragmentRequest,  # noqa: N802
                          context: Any) -> rpc_pb2.DefragmentResponse:
         try:
-            return await self._etcd.defragment()
+            return _without_header(await self._etcd.defragment())
         except Exception as err:
             await errors.abort_with(context, err)
 
@@ -74,7 +82,7 @@ class MaintenanceServicer(rpc_pb2_grpc.MaintenanceServicer):
     async def MoveLeader(self, request: rpc_pb2.MoveLeaderRequest,  # noqa: N802
                          context: Any) -> rpc_pb2.MoveLeaderResponse:
         try:
-            return await self._etcd.move_leader(request)
+            return _without_header(await self._etcd.move_leader(request))
         except Exception as err:
             await errors.abort_with(context, err)
 

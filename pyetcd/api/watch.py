@@ -113,6 +113,7 @@ class WatchStream:
     max_response_bytes: int
     queue_size: int = SEND_QUEUE_RESPONSES
     _watches: dict[int, _Watch] = field(default_factory=dict)
+    _compacted_ids: set[int] = field(default_factory=set)  # canceled as compacted; the client has not canceled them
     _next_id: int = 0
     _progress_requested: bool = False
     _outbox: asyncio.Queue[rpc_pb2.WatchResponse | None] = field(init=False)
@@ -168,12 +169,16 @@ class WatchStream:
 
     def _allocate_id(self, requested: int) -> int | None:
         if requested != AUTO_WATCH_ID:
-            return None if requested in self._watches else requested
-        while self._next_id in self._watches:
+            return None if self._id_in_use(requested) else requested
+        while self._id_in_use(self._next_id):
             self._next_id += 1
         watch_id = self._next_id
         self._next_id += 1
         return watch_id
+
+    def _id_in_use(self, watch_id: int) -> bool:
+        """etcd keeps a compacted watcher's ID until the client cancels it."""
+        return watch_id in self._watches or watch_id in self._compacted_ids
 
     async def _refuse_create(self, reason: str) -> None:
         await self._outbox.put(rpc_pb2.WatchResponse(
@@ -186,12 +191,15 @@ class WatchStream:
         if range_end not in (b"", b"\x00") and key >= range_end:
             await self._refuse_create(ERR_EMPTY_WATCHER_RANGE)
             return
-        if create.start_revision < 0:
-            await self._refuse_create(errors.ErrGRPCCompacted.message)
-            return
         watch_id = self._allocate_id(create.watch_id)
         if watch_id is None:
             await self._refuse_create(ERR_DUPLICATE_WATCH_ID)
+            return
+        # etcd's compacted revision is -1 until the first compaction, and a watcher is compacted
+        # when it starts below it; -1 on such a store watches from the next revision, like 0.
+        compacted_at = int(self.etcd.store.compact_revision) or -1
+        if create.start_revision < 0 and create.start_revision < compacted_at:
+            await self._create_compacted(watch_id, compacted_at)
             return
         filters = set(create.filters)
         try:
@@ -211,11 +219,23 @@ class WatchStream:
             return
         watch.task = asyncio.create_task(self._feed(watch))
 
+    async def _create_compacted(self, watch_id: int, compact_revision: int) -> None:
+        """A negative start revision below the compacted one: etcd creates the watch, then cancels it
+        as compacted, naming that revision."""
+        self._compacted_ids.add(watch_id)
+        await self._outbox.put(rpc_pb2.WatchResponse(header=self.etcd.header(), watch_id=watch_id,
+                                                     created=True))
+        await self._outbox.put(rpc_pb2.WatchResponse(header=self.etcd.header(), watch_id=watch_id,
+                                                     canceled=True, compact_revision=compact_revision))
+
     async def _cancel(self, watch_id: int) -> None:
         watch = self._watches.get(watch_id)
-        if watch is None:
+        if watch is not None:
+            self._drop(watch)
+        elif watch_id in self._compacted_ids:
+            self._compacted_ids.discard(watch_id)
+        else:
             return  # etcd stays silent about an unknown watch ID
-        self._drop(watch)
         await self._outbox.put(rpc_pb2.WatchResponse(header=self.etcd.header(), watch_id=watch_id,
                                                      canceled=True))
         await self._maybe_send_requested_progress()
@@ -224,6 +244,7 @@ class WatchStream:
         """The watcher wants history the store has compacted away: say where history starts, and stop."""
         compact_revision = int(watch.watcher.compact_revision)
         self._drop(watch)
+        self._compacted_ids.add(watch.watch_id)
         await self._outbox.put(rpc_pb2.WatchResponse(
             header=self.etcd.header(), watch_id=watch.watch_id, canceled=True,
             compact_revision=compact_revision))

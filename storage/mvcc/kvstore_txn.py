@@ -169,8 +169,8 @@ class TxnWrite(KvReader):
         self.events.append(Event(type=Event.DELETE, kv=KeyValue(key=key, mod_revision=rev.main)))
 
     def grant_lease(self, lease_id: int, ttl: int) -> None:
-        if lease_id <= 0:
-            raise ValueError(f"lease ID must be positive, got {lease_id}")
+        if lease_id == 0:  # etcd grants negative IDs too; only 0 means "no lease"
+            raise ValueError("lease ID 0 means no lease")
         if self.lease_exists(lease_id):
             raise LeaseExistsError(lease_id)
         self._txn.put(encode_lease_id(lease_id), encode_u64(ttl), db=self._state.backend.lease_db)
