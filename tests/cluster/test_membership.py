@@ -8,11 +8,11 @@ import time
 import pytest
 
 from tests.cluster.cluster import wait_until
+from tests.cluster.conftest import MakeCluster
+from tests.helpers.servers import run_etcdctl
 
 HEALTH_INTERVAL_S = 5.0
 """etcd refuses to reconfigure until peers have been connected this long."""
-from tests.cluster.conftest import MakeCluster
-from tests.helpers.servers import run_etcdctl
 
 pytestmark = pytest.mark.skipif(shutil.which("etcdctl") is None, reason="needs the real etcdctl")
 

@@ -11,7 +11,6 @@ import pytest
 from pyetcd.proxy import GrpcProxy, ProxyConfig
 from tests.proxy.real_etcd import EtcdCluster, ProxyFactory, start_etcd_cluster
 
-
 BACKENDS = ["etcd", "pyetcd"]
 """The proxy must behave the same in front of real etcd and in front of pyetcd."""
 
