@@ -21,10 +21,12 @@ class MaintenanceService(ServerCore):
     """Status, Defragment, Hash, HashKV, Alarm, MoveLeader, Snapshot."""
 
     async def status(self) -> Any:
+        # Leader and term from one reading of the core: the driver's leader_id catches up only when
+        # it handles the next Ready, and a deposed leader must not report itself in the new term.
         status = self.node.status()
         me = self.membership.get(self.member_id)
         response = rpc_pb2.StatusResponse(
-            version=SERVER_VERSION, dbSize=self.store.db_size(), leader=self.node.leader_id,
+            version=SERVER_VERSION, dbSize=self.store.db_size(), leader=status.leader_id,
             raftIndex=status.commit, raftTerm=status.term, raftAppliedIndex=self.store.consistent_index,
             dbSizeInUse=self.store.db_size_in_use(), isLearner=bool(me and me.is_learner))
         response.errors.extend(self._alarm_error_strings())

@@ -20,6 +20,8 @@ from raft.core import (
     ConfChangeType,
     ConfState,
     EntryType,
+    Message,
+    MessageType,
     ProposalDropped,
     Snapshot,
     SnapshotMetadata,
@@ -347,3 +349,17 @@ async def test_leadership_moves_to_the_chosen_member(make_cluster: MakeCluster) 
     assert leader.node.leader_id == target
     assert not leader.node.is_leader
     assert (await cluster.leader(exclude=leader.member_id)).member_id == target
+
+
+async def test_a_deposed_leader_reports_its_new_term_and_leader_together(make_cluster: MakeCluster) -> None:
+    # Found by the chaos harness: Status paired the driver's leader_id, which changes only once
+    # the next Ready is handled, with the core's term, so a deposed leader claimed the new term.
+    cluster = await make_cluster([1, 2, 3])
+    leader = await cluster.leader()
+    status = leader.node.status()
+    other = next(i for i in cluster.members if i != leader.member_id)
+    newer = status.term + 5
+    leader.node.receive(Message(type=MessageType.HEARTBEAT, to=leader.member_id, sender=other, term=newer))
+    assert leader.node.leader_id == leader.member_id  # the driver has not seen the change yet
+    status = leader.node.status()
+    assert (status.term, status.leader_id) == (newer, other)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import grpc
 import pytest
@@ -14,6 +15,7 @@ from pyetcd import errors
 from pyetcd.api.cluster import valid_peer_urls
 from pyetcd.api.kv import check_intervals, check_txn_request
 from pyetcd.api.maintenance import SNAPSHOT_CHUNK_BYTES
+from pyetcd.maintenance import MaintenanceService
 from tests.server.fake_etcd import CLUSTER_ID, MEMBER_ID, RAFT_TERM, Api, serve_api
 
 
@@ -229,3 +231,16 @@ async def test_auth_is_disabled_and_has_no_users(api: Api) -> None:
     assert (list(users.users), users.header.member_id) == ([], MEMBER_ID)
     assert list((await api.auth.RoleList(rpc_pb2.AuthRoleListRequest())).roles) == []
     await api.auth.AuthDisable(rpc_pb2.AuthDisableRequest())
+
+
+async def test_status_takes_leader_and_term_from_one_reading_of_raft() -> None:
+    # A deposed leader's driver still names itself until it handles the next Ready, while Raft
+    # itself is already in the new term with no leader: Status must not mix the two.
+    raft_now = SimpleNamespace(leader_id=0, term=35, commit=7)
+    member = SimpleNamespace(
+        member_id=1, node=SimpleNamespace(status=lambda: raft_now, leader_id=1, term=34),
+        membership=SimpleNamespace(get=lambda member_id: None),
+        store=SimpleNamespace(db_size=lambda: 4096, db_size_in_use=lambda: 4096, consistent_index=7),
+        _alarm_error_strings=lambda: [], header=lambda: rpc_pb2.ResponseHeader(raft_term=35))
+    response = await MaintenanceService.status(member)  # type: ignore[arg-type]
+    assert (response.leader, response.raftTerm) == (0, 35)
