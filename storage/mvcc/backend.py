@@ -158,9 +158,9 @@ def install_data_file(directory: Path, source: Path) -> None:
     ``source`` is synced first: a rename can reach the disk before the renamed file's data does, and a power
     failure must not leave a data file that is empty or half there.
     """
-    fsync_file(source)
+    fsync_path(source)
     os.replace(source, directory / DATA_FILE)
-    fsync_dir(directory)
+    fsync_path(directory)
 
 
 def write_data_file(directory: Path, data: bytes) -> Path:
@@ -174,16 +174,9 @@ def write_data_file(directory: Path, data: bytes) -> Path:
     return tmp
 
 
-def fsync_file(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file's data, or a directory's entries (creations, renames), by its path."""
     fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

@@ -31,10 +31,10 @@ from pyetcd.ids import member_id
 from raft.core import Entry, HardState
 from storage.mvcc import MvccStore
 from storage.raftlog import DurableLog
-from tests.helpers.servers import ServerProcess, error_lines, free_port, pyetcd_built
+from tests.helpers.servers import ServerProcess, free_port, pyetcd_built
+from tests.server.test_process_quota import assert_alarm_raised_and_writes_refused, ok, refused_for_space
 
 MiB = 1 << 20
-NO_SPACE = "etcdserver: mvcc: database space exceeded"
 VALUE_BYTES = 100_000
 DEFAULT_RESERVE = reserve_bytes(1572864)  # pyetcd's default --max-request-bytes
 
@@ -94,15 +94,6 @@ def pyetcd_on(data_dir: Path) -> ServerProcess:
                          client_port=free_port(), peer_port=free_port())
 
 
-def ok(result: Any) -> list[str]:
-    assert result.returncode == 0, result.stderr
-    return list(result.stdout.splitlines())
-
-
-def refused_for_space(result: Any, what: str = "{}") -> bool:
-    return bool(result.returncode != 0 and "Error: " + what.format(NO_SPACE) in error_lines(result.stderr))
-
-
 def nospace_alarm(server: ServerProcess) -> str:
     return f"memberID:{member_id([server.peer_url], 'etcd-cluster')} alarm:NOSPACE "
 
@@ -160,14 +151,8 @@ def test_a_filling_disk_raises_nospace_keeps_reads_and_every_acknowledged_write(
         assert "No space left on device" not in server.log_path.read_text()
         assert len(acked) >= 5
         alarm = nospace_alarm(server)
-        assert ok(server.etcdctl("alarm", "list")) == [alarm]
-        [status] = json.loads(ok(server.etcdctl("endpoint", "status", "-w", "json"))[0])
-        assert status["Status"]["errors"] == [alarm]
-
         # Writes are refused; reads of both kinds, deletes and compaction go on.
-        assert refused_for_space(server.etcdctl("put", "/small", "v"))
-        assert refused_for_space(server.etcdctl("txn", input="\nput /small v\n\n\n"))
-        assert refused_for_space(server.etcdctl("lease", "grant", "60"), "failed to grant lease ({})")
+        assert_alarm_raised_and_writes_refused(server, alarm)
         expected = {f"/fill/{n:04d}": value_for(n) for n in acked}
         assert stored_values(server) == expected
         assert stored_values(server, "--consistency=s") == expected

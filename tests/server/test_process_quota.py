@@ -33,6 +33,16 @@ def ok(result: Any) -> list[str]:
     return list(result.stdout.splitlines())
 
 
+def assert_alarm_raised_and_writes_refused(server: ServerProcess, alarm: str) -> None:
+    """The alarm shows in `alarm list` and `endpoint status`; a put, a writing txn and a lease grant fail."""
+    assert ok(server.etcdctl("alarm", "list")) == [alarm]
+    [status] = json.loads(ok(server.etcdctl("endpoint", "status", "-w", "json"))[0])
+    assert status["Status"]["errors"] == [alarm]
+    assert refused_for_space(server.etcdctl("put", "/small", "v"))
+    assert refused_for_space(server.etcdctl("txn", input="\nput /small v\n\n\n"))
+    assert refused_for_space(server.etcdctl("lease", "grant", "60"), "failed to grant lease ({})")
+
+
 def fill_until_refused(server: ServerProcess) -> int:
     """Put 100 kB values until the quota refuses one; returns how many were accepted."""
     for number in range(3 * QUOTA_BYTES // len(VALUE)):
@@ -52,15 +62,9 @@ def test_writes_past_the_quota_raise_nospace_until_compact_defrag_and_disarm(
     # own count changes from run to run).
     assert 0.75 * QUOTA_BYTES <= accepted * len(VALUE) <= 1.25 * QUOTA_BYTES
 
-    alarm = f"memberID:{member_id([server.peer_url], 'etcd-cluster')} alarm:NOSPACE "
-    assert ok(server.etcdctl("alarm", "list")) == [alarm]
-    [status] = json.loads(ok(server.etcdctl("endpoint", "status", "-w", "json"))[0])
-    assert status["Status"]["errors"] == [alarm]
-
     # Under the alarm even a tiny write, a txn that writes, and a lease grant are refused.
-    assert refused_for_space(server.etcdctl("put", "/small", "v"))
-    assert refused_for_space(server.etcdctl("txn", input="\nput /small v\n\n\n"))
-    assert refused_for_space(server.etcdctl("lease", "grant", "60"), "failed to grant lease ({})")
+    alarm = f"memberID:{member_id([server.peer_url], 'etcd-cluster')} alarm:NOSPACE "
+    assert_alarm_raised_and_writes_refused(server, alarm)
     # Reads, read-only txns and deletes still work.
     assert ok(server.etcdctl("get", "/fill/000", "--keys-only")) == ["/fill/000", ""]
     assert ok(server.etcdctl("txn", input="\nget /fill/001 --keys-only\n\n\n")) == ["SUCCESS", "", "/fill/001", ""]
