@@ -7,11 +7,15 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from pyetcd import __version__
 from pyetcd.config import ConfigError, FatalConfigError, FlagSyntaxError, ServerConfig, parse_server_args
+
+if TYPE_CHECKING:  # the server is imported only when one is started, to keep --help and --version fast
+    from pyetcd.server import EtcdServer
 
 log = logging.getLogger("pyetcd")
 
@@ -65,11 +69,12 @@ def refuse_configuration(err: ConfigError) -> int:
     return fatal(f"error verifying flags, {err}. See 'pyetcd --help'.", level="E")
 
 
-async def run_server(config: ServerConfig) -> int:
+async def run_server(config: ServerConfig, make_server: Callable[[ServerConfig], EtcdServer] | None = None) -> int:
+    """Serve until a signal or a fatal error; the exit status (1 when the member failed)."""
     from pyetcd.errors import StartupError
     from pyetcd.server import EtcdServer
 
-    server = EtcdServer(config)
+    server = (make_server or EtcdServer)(config)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, server.stopped.set)

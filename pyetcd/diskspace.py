@@ -90,8 +90,6 @@ class DiskSpaceGuard:
         config = member.config
         request = rpc_pb2.AlarmRequest(action=rpc_pb2.AlarmRequest.ACTIVATE, memberID=member.member_id,
                                        alarm=rpc_pb2.NOSPACE)
-
-
         return cls([config.raft_log_dir, config.store_dir], reserve_bytes(config.max_request_bytes),
                    alarm_raised=lambda: (member.member_id, rpc_pb2.NOSPACE) in member.applier.alarms,
                    raise_alarm=lambda: member.alarm(request),

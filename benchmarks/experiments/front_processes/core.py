@@ -18,7 +18,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -30,7 +29,7 @@ from benchmarks.experiments.front_processes.front import front_server
 from etcdpb.etcdserverpb import rpc_pb2
 from pyetcd.api.handlers import service_handlers
 from pyetcd.api.kv import KVServicer
-from pyetcd.cli import fatal, refuse_configuration, run_async, setup_logging
+from pyetcd.cli import refuse_configuration, run_async, run_server, setup_logging
 from pyetcd.config import ConfigError, ServerConfig, parse_server_args
 from pyetcd.errors import StartupError
 from pyetcd.server import EtcdServer
@@ -208,18 +207,7 @@ def core_config(etcd_args: Sequence[str], admin_url: str) -> ServerConfig | None
 
 
 async def run_core(config: ServerConfig, batch_socket: str | None, batched_addresses: Sequence[str]) -> int:
-    server = CoreServer(config, batch_socket, batched_addresses)
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, server.stopped.set)
-    try:
-        await server.start()
-    except StartupError as err:
-        await server.stop()
-        return fatal(str(err))
-    await server.stopped.wait()
-    await server.stop()
-    return 0
+    return await run_server(config, lambda cfg: CoreServer(cfg, batch_socket, batched_addresses))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
