@@ -5,8 +5,13 @@ PIP := $(VENV)/bin/pip
 PROTO_FILES := $(shell find proto/etcdpb -name '*.proto' | sort)
 SEEDS ?= 2000
 DURATION ?= 600
+# The benchmark's load generator: Go, built offline in GOPATH mode against Debian's packaged etcd sources.
+LOADGEN := benchmarks/loadgen/bin/loadgen
+LOADGEN_SOURCES := $(wildcard benchmarks/loadgen/*.go)
+GO_ETCD_STUBS := /usr/share/gocode/src/go.etcd.io/etcd/etcdserver/etcdserverpb
+GO_ENV := GO111MODULE=off GOPATH=/usr/share/gocode GOPROXY=off GOFLAGS= GOCACHE=$(CURDIR)/benchmarks/loadgen/bin/cache
 
-.PHONY: install run test test-fast proto lint sim cluster bench chaos etcd-binaries clean
+.PHONY: install run test test-fast proto lint sim cluster bench chaos etcd-binaries go-toolchain loadgen clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -21,6 +26,15 @@ etcd-binaries:
 	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-client etcd-server; }
 	@command -v ip >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2
 
+go-toolchain:
+	@command -v go >/dev/null && test -d $(GO_ETCD_STUBS) || { \
+	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go golang-etcd-server-dev; }
+
+$(LOADGEN): $(LOADGEN_SOURCES) | go-toolchain
+	cd benchmarks/loadgen && $(GO_ENV) go build -trimpath -o bin/loadgen .
+
+loadgen: $(LOADGEN)
+
 run: install
 	$(VENV)/bin/pyetcd
 
@@ -28,17 +42,20 @@ proto: install
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m grpc_tools.protoc -Iproto --python_out=proto --grpc_python_out=proto \
 	  --mypy_out=proto $(PROTO_FILES)
 
-test: install etcd-binaries
+test: install etcd-binaries loadgen
 	$(PY) -m pytest -q -p no:cacheprovider
 
-lint: install
+lint: install go-toolchain
 	$(VENV)/bin/ruff check pyetcd raft storage tests benchmarks
 	$(VENV)/bin/mypy pyetcd raft storage
+	$(VENV)/bin/mypy benchmarks/compare tests/benchmarks
+	@test -z "$$(gofmt -l benchmarks/loadgen)" || { gofmt -l benchmarks/loadgen; echo "run gofmt -w benchmarks/loadgen"; exit 1; }
+	cd benchmarks/loadgen && $(GO_ENV) go vet .
 
 sim: install
 	$(PY) -m raft.sim --seeds $(SEEDS)
 
-bench: install etcd-binaries
+bench: install etcd-binaries loadgen
 	$(PY) -m benchmarks.compare --mode $(or $(MODE),quick)
 
 cluster: install
@@ -48,4 +65,4 @@ chaos: install
 	$(PY) -m tests.chaos --duration $(DURATION)
 
 clean:
-	rm -rf $(VENV) *.etcd
+	rm -rf $(VENV) *.etcd benchmarks/loadgen/bin
