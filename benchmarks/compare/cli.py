@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from benchmarks.compare.goloadgen import LOADGEN_BINARY, GoLoadGenerator
 from benchmarks.compare.plan import (
     BASE_VALUE_SIZE,
     MODES,
@@ -37,8 +38,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--mode", choices=MODES, default="quick",
                         help="tiny: a smoke run; quick: a few minutes; full: every workload and the value sweep")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where latest.md, latest.json and PNGs go")
+    parser.add_argument("--loadgen", choices=("go", "python"), default="go",
+                        help="go: benchmarks/loadgen, one process over etcd's Go gRPC stubs (build it with "
+                             "`make loadgen`); python: the older grpc.aio worker pool, which costs more CPU per "
+                             "request than the servers it measures")
     parser.add_argument("--processes", type=int, default=max(2, os.cpu_count() or 1),
-                        help="load-generator processes (default: one per core, at least 2)")
+                        help="--loadgen python: worker processes (default: one per core, at least 2)")
     parser.add_argument("--workloads", type=lambda text: [Workload(name) for name in text.split(",")],
                         help="comma-separated subset of: " + ", ".join(Workload))
     parser.add_argument("--members", type=lambda text: [int(n) for n in text.split(",")], help="e.g. 1,3")
@@ -77,7 +82,13 @@ def command_output(command: list[str]) -> str:
     return lines[0] if completed.returncode == 0 and lines else "unknown"
 
 
-def machine_context() -> dict[str, str]:
+def load_generator_context(settings: Settings) -> str:
+    if settings.loadgen == "python":
+        return f"Python grpc.aio, {settings.processes} processes"
+    return f"Go ({GoLoadGenerator().version()}), 1 process"
+
+
+def machine_context(settings: Settings) -> dict[str, str]:
     """Where and on what the numbers were taken, for the report's header."""
     model = "unknown cpu"
     try:
@@ -95,6 +106,7 @@ def machine_context() -> dict[str, str]:
         "etcd": command_output([binary("etcd"), "--version"]).removeprefix("etcd Version: "),
         "pyetcd": commit + (" (with local changes)" if dirty not in ("", "unknown") else ""),
         "python": platform.python_version(),
+        "load generator": load_generator_context(settings),
     }
 
 
@@ -130,14 +142,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not PYETCD_BINARY.exists():
         log(f"{PYETCD_BINARY} is missing: run `make install` first")
         return 2
+    if args.loadgen == "go" and not LOADGEN_BINARY.exists():
+        log(f"{LOADGEN_BINARY} is missing: run `make loadgen` first")
+        return 2
     if shutil.which("etcd") is None:
         log("etcd is not installed: run `make etcd-binaries` first")
         return 2
     mode = customized(build_mode(args.mode), args)
-    settings = Settings(processes=args.processes, watch_put_rate=args.watch_put_rate, seed=args.seed)
-    context = machine_context()
+    settings = Settings(processes=args.processes, watch_put_rate=args.watch_put_rate, seed=args.seed,
+                        loadgen=args.loadgen)
+    context = machine_context(settings)
     log(f"{mode.name} mode: {len(mode.points)} points x {mode.rounds} rounds, "
-        f"{mode.warmup_s:g}s warm-up + {mode.duration_s:g}s each, {settings.processes} load processes")
+        f"{mode.warmup_s:g}s warm-up + {mode.duration_s:g}s each, load generator: {context['load generator']}")
     try:
         outcome = run_plan(mode, settings, log)
     except KeyboardInterrupt:

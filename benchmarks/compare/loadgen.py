@@ -1,4 +1,6 @@
-"""The load generator: worker processes, spawned once, that each run a share of every run's clients.
+"""The Python load generator (`--loadgen python`): worker processes, spawned once, that each run a
+share of every run's clients. It costs more CPU per request than the servers it measures, so `make
+bench` uses the Go one (`goloadgen.py`); this one is kept to compare with numbers taken before.
 
 The parent hands each worker a `LoadSpec`, waits until all of them have their connections and
 streams open, then gives all the same measurement window (after a warm-up) on the machine-wide
@@ -71,6 +73,16 @@ class WindowProbe(Protocol):
 
     def end(self) -> None:
         """At the window's end."""
+
+
+class Generator(Protocol):
+    """What the runner needs of a load generator: the Go one (`goloadgen.py`) or this module's pool."""
+
+    processes: int
+
+    def run(self, spec: LoadSpec, warmup_s: float, duration_s: float, probe: WindowProbe) -> LoadResult:
+        """One run of `spec`: warm-up, then the measured window, with `probe` read around it."""
+        ...
 
 
 def worker_main(conn: Connection) -> None:

@@ -52,9 +52,11 @@ def summary_table(summaries: Mapping[tuple[Point, str], Summary], points: tuple[
             ops(etcd), ops(pyetcd), times(ratio(pyetcd.throughput, etcd.throughput)),
             number(etcd.p99_ms, 2), number(pyetcd.p99_ms, 2), times(ratio(pyetcd.p99_ms, etcd.p99_ms)),
             f"{errors(etcd.errors)} / {errors(pyetcd.errors)}",
+            f"{number(etcd.gen_cpu_us_per_op)} / {number(pyetcd.gen_cpu_us_per_op)}",
         ])
     return table(["workload", "members", "clients", "value B", "etcd ops/s", "pyetcd ops/s", "ops/s ratio",
-                  "etcd p99 ms", "pyetcd p99 ms", "p99 ratio", "errors etcd / pyetcd"], rows)
+                  "etcd p99 ms", "pyetcd p99 ms", "p99 ratio", "errors etcd / pyetcd",
+                  "gen CPU µs/op etcd / pyetcd"], rows)
 
 
 def reference_table(summaries: Mapping[tuple[Point, str], Summary], point: Point) -> list[str]:
@@ -64,10 +66,10 @@ def reference_table(summaries: Mapping[tuple[Point, str], Summary], point: Point
     rows = [point_cells(point) + [
         ops(reference), ops(pyetcd), times(ratio(pyetcd.throughput, reference.throughput)),
         number(reference.p99_ms, 2), number(pyetcd.p99_ms, 2), times(ratio(pyetcd.p99_ms, reference.p99_ms)),
-        number(reference.gen_cpu_us_per_op, 1),
+        f"{number(reference.gen_cpu_us_per_op)} / {number(pyetcd.gen_cpu_us_per_op)}",
     ]]
     return table(["workload", "members", "clients", "value B", "reference ops/s", "pyetcd ops/s", "ops/s ratio",
-                  "reference p99 ms", "pyetcd p99 ms", "p99 ratio", "gen CPU µs/op at reference"], rows)
+                  "reference p99 ms", "pyetcd p99 ms", "p99 ratio", "gen CPU µs/op reference / pyetcd"], rows)
 
 
 def detail_table(summaries: Mapping[tuple[Point, str], Summary]) -> list[str]:
@@ -88,6 +90,13 @@ def order(server: str) -> int:
     return (*SERVERS, REFERENCE).index(server)
 
 
+def load_description(settings: Settings) -> str:
+    if settings.loadgen == "python":
+        return (f"{settings.processes} Python load-generator processes of grpc.aio clients (which cost more CPU "
+                "per request than the servers: compare gen CPU µs/op with server CPU µs/op)")
+    return "one Go load-generator process (benchmarks/loadgen) over etcd's own gRPC stubs"
+
+
 def render(mode: Mode, settings: Settings, outcome: Outcome, context: Mapping[str, str]) -> str:
     """The whole report; `context` says where and on what it ran (machine, versions, date)."""
     summaries = summarize(outcome.runs)
@@ -100,8 +109,8 @@ def render(mode: Mode, settings: Settings, outcome: Outcome, context: Mapping[st
         f"Each point ran {mode.rounds} rounds per server, alternating (etcd, pyetcd, etcd, pyetcd, ...), "
         f"each a {mode.warmup_s:g}s warm-up then a {mode.duration_s:g}s measured window, with the same seeds "
         f"for both. Figures are medians over the rounds; ratios are pyetcd / etcd (ops/s: higher is better "
-        f"for pyetcd, p99: lower is). Load: {settings.processes} load-generator processes of grpc.aio clients, "
-        f"spread round-robin over the members, {CLIENTS_PER_CONN} clients per connection; 8-byte keys from a "
+        f"for pyetcd, p99: lower is). Load: {load_description(settings)}, closed-loop clients "
+        f"spread round-robin over all members, {CLIENTS_PER_CONN} clients per connection; 8-byte keys from a "
         f"{KEYSPACE:,}-key keyspace (every key written before the first read workload).",
         "",
         "## pyetcd / etcd",
@@ -117,7 +126,9 @@ def render(mode: Mode, settings: Settings, outcome: Outcome, context: Mapping[st
             "## pyetcd / a do-nothing grpc.aio servicer",
             "",
             "The reference answers every Put at once with a fixed response (same gRPC stack and event loop as "
-            "pyetcd, same load generator), measured in the same rounds: the most any Python server could do here.",
+            "pyetcd, same load generator), measured in the same rounds: the floor every request to one Python "
+            "process pays, so pyetcd / reference is how close pyetcd comes to the most one such process "
+            "could do here.",
             "",
             *reference,
         ]
@@ -139,7 +150,9 @@ def render(mode: Mode, settings: Settings, outcome: Outcome, context: Mapping[st
         "- errors: gRPC status counts over the whole run, warm-up included; nothing is retried.",
         "- server CPU s: all members together, inside the window; server CPU µs/op divides it by the ops. "
         "peak RSS: the largest member's high-water mark over the run.",
-        "- gen CPU µs/op: the load generator's CPU per operation; gen CPU %: its share of all cores; "
+        "- gen CPU µs/op: the load generator's own CPU per operation (all its threads, inside the window); "
+        "it should stay well below server CPU µs/op, or the generator rather than the server is measured; "
+        "gen CPU %: its share of all cores; "
         "other CPU %: the share taken by everything else on the machine (a noisy neighbour shows here); "
         "machine busy %: all of it together.",
     ]

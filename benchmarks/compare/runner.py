@@ -19,7 +19,8 @@ import grpc
 
 from benchmarks.compare import admin, procstats
 from benchmarks.compare.clients import LoadSpec
-from benchmarks.compare.loadgen import LoadError, LoadGenerator
+from benchmarks.compare.goloadgen import GoLoadGenerator
+from benchmarks.compare.loadgen import Generator, LoadError, LoadGenerator
 from benchmarks.compare.plan import REFERENCE, SERVERS, Mode, Point, Workload
 from benchmarks.compare.results import Run
 from benchmarks.compare.servers import READY_TIMEOUT_S, Target, cluster, reference, wait_serving
@@ -31,9 +32,10 @@ Log = Callable[[str], None]
 class Settings:
     """How the load is generated, beside the mode's plan."""
 
-    processes: int
+    processes: int  # Python load-generator processes (the Go generator is one process per run)
     watch_put_rate: float = 100.0  # puts/s under the watched prefix; events/s = watchers x this
     seed: int = 1
+    loadgen: str = "go"  # "go" (benchmarks/loadgen) or "python" (compare/loadgen.py)
 
 
 @dataclass
@@ -73,7 +75,11 @@ def run_plan(mode: Mode, settings: Settings, log: Log) -> Outcome:
     """Every point of `mode`, cluster size by cluster size; returns the runs in the order made."""
     with contextlib.ExitStack() as stack:
         base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pyetcd-bench-")))
-        loadgen = stack.enter_context(LoadGenerator(settings.processes))
+        loadgen: Generator
+        if settings.loadgen == "python":
+            loadgen = stack.enter_context(LoadGenerator(settings.processes))
+        else:
+            loadgen = stack.enter_context(GoLoadGenerator())
         bench = Bench(mode, settings, loadgen, log)
         if bench.reference_point is not None:
             bench.reference = reference(base)
@@ -88,7 +94,7 @@ def run_plan(mode: Mode, settings: Settings, log: Log) -> Outcome:
 class Bench:
     """One benchmark in progress: the load generator, the reference, and the runs made so far."""
 
-    def __init__(self, mode: Mode, settings: Settings, loadgen: LoadGenerator, log: Log) -> None:
+    def __init__(self, mode: Mode, settings: Settings, loadgen: Generator, log: Log) -> None:
         self.mode = mode
         self.settings = settings
         self.loadgen = loadgen
@@ -119,7 +125,8 @@ class Bench:
         run = measure(self.loadgen, target, point, round_, self.mode, self.settings, seed, self.outcome)
         self.outcome.runs.append(run)
         self.log(f"[{next(self.counter)}/{self.total}] {point.label} {target.kind} round {round_}: "
-                 f"{run.throughput:,.0f} ops/s, p99 {fmt_ms(run.p99_ms)} ms, errors {run.errors or 0}")
+                 f"{run.throughput:,.0f} ops/s, p99 {fmt_ms(run.p99_ms)} ms, errors {run.errors or 0}, "
+                 f"load generator {fmt_us(run.gen_cpu_us_per_op)} µs CPU/op")
         if point.workload.writes and target.kind != REFERENCE:
             compact(target, self.outcome)
 
@@ -140,7 +147,7 @@ def start_clusters(members: int, base: Path, stack: contextlib.ExitStack, log: L
     return targets
 
 
-def measure(loadgen: LoadGenerator, target: Target, point: Point, round_: int, mode: Mode, settings: Settings,
+def measure(loadgen: Generator, target: Target, point: Point, round_: int, mode: Mode, settings: Settings,
             seed: int, outcome: Outcome) -> Run:
     """One window of `point`'s load on `target`; a run that cannot even start is recorded as failed."""
     writer_rate = settings.watch_put_rate if point.workload is Workload.WATCH else 0.0
@@ -170,3 +177,7 @@ def compact(target: Target, outcome: Outcome) -> None:
 
 def fmt_ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
+
+
+def fmt_us(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
