@@ -1,5 +1,6 @@
-"""The etcd-vs-pyetcd harness, end to end in its tiny mode: both servers are started, driven with
-the same put load in alternating rounds, and the report comes out with a ratio per point.
+"""The etcd-vs-pyetcd harness, end to end in its tiny mode: both servers are started, driven by the
+Go load generator with the same put load in alternating rounds, and the report comes out with a ratio
+per point and the generator's own CPU per request beside each server.
 
 Nothing here looks at the numbers themselves: on a shared machine they mean little in a test.
 """
@@ -24,7 +25,7 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, loadgen_binary: Path) -> Path:
     out = tmp_path_factory.mktemp("bench")
     completed = subprocess.run([sys.executable, "-m", "benchmarks.compare", "--mode", "tiny", "--out", str(out)],
                                cwd=REPO, capture_output=True, text=True, timeout=240)
@@ -43,6 +44,18 @@ def test_report_has_a_ratio_per_point(tiny_run: Path) -> None:
     assert cells["members"] == "1"
     assert re.fullmatch(r"\d+\.\d\dx", cells["ops/s ratio"])
     assert re.fullmatch(r"\d+\.\d\dx", cells["p99 ratio"])
+    assert re.fullmatch(r"[\d,]+ / [\d,]+", cells["gen CPU µs/op etcd / pyetcd"])
+
+
+def test_report_names_the_go_generator_and_its_cost_per_run(tiny_run: Path) -> None:
+    report = (tiny_run / "latest.md").read_text()
+    assert re.search(r"load generator: Go \(go[\d.]+\), 1 process", report)
+    reference = report.split("## pyetcd / a do-nothing grpc.aio servicer", 1)[1].split("##", 1)[0]
+    assert re.search(r"\| put \| 1 \| 16 \| 256 \| .* \| [\d,]+ / [\d,]+ \|", reference)
+    raw = json.loads((tiny_run / "latest.json").read_text())
+    assert raw["settings"]["loadgen"] == "go"
+    for run in raw["runs"]:
+        assert run["gen_processes"] == 1 and run["gen_cpu_s"] >= 0, run
 
 
 def test_servers_alternate_round_by_round_with_the_reference_alongside(tiny_run: Path) -> None:
