@@ -117,18 +117,20 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
-	defer current.close()
 	say(map[string]bool{"ready": true})
 
 	line, err := bufio.NewReader(os.Stdin).ReadString('\n')
 	if err != nil || strings.TrimSpace(line) == "abort" {
-		return // the harness gave up on this run (another part of it failed)
+		current.close() // the harness gave up on this run (another part of it failed)
+		return
 	}
 	window, err := parseWindow(line)
 	if err != nil {
+		current.close()
 		fail(err)
 	}
 	latencies, errors, cpu := current.drive(window)
+	current.close()
 	if err := writeLatencies(o.latenciesPath, latencies); err != nil {
 		fail(err)
 	}

@@ -286,7 +286,7 @@ func watchWorkload(r *run, o options) error {
 	if o.writerRate > 0 {
 		kvs := make([]pb.KVClient, 0, len(o.endpoints))
 		for range o.endpoints {
-			conn, err := r.pool.forClient(len(kvs)) // client n's endpoint: one writer connection each
+			conn, err := r.pool.forClient(len(kvs)) // the writer puts through every endpoint in turn
 			if err != nil {
 				return err
 			}
