@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.compare.clients import LoadSpec
+from benchmarks.compare.clients import LoadSpec, key
 from benchmarks.compare.goloadgen import GoLoadGenerator
 from benchmarks.compare.loadgen import LoadError, LoadGenerator, LoadResult
-from benchmarks.compare.plan import Workload
+from benchmarks.compare.plan import KEYSPACE, Workload
 from tests.helpers.servers import HOST, ServerProcess, StartServer, free_port, pyetcd_built
 
 PYETCD_PENDING = pytest.mark.skipif(not pyetcd_built(), reason="pyetcd's server is not built yet")
@@ -70,6 +70,12 @@ def test_go_generator_runs_every_workload(loadgen_binary: Path, server: ServerPr
         result = generator.run(spec(workload, (server.endpoint,)), WARMUP_S, WINDOW_S, probe)
     check_result(result, probe)
     assert result.processes == 1
+    if workload is Workload.PUT:
+        # The read workloads only hit real keys if the generator writes the keys the prefill writes.
+        written = server.etcdctl("get", "k", "--prefix", "--keys-only", "--limit=20")
+        assert written.returncode == 0, written.stderr
+        keys = [line.encode() for line in written.stdout.split()]
+        assert keys and all(name == key(int(name[1:])) and int(name[1:]) < KEYSPACE for name in keys), keys
     if workload is Workload.LEASE_KEEPALIVE:
         leases = server.etcdctl("lease", "list", "-w", "json")
         assert leases.returncode == 0, leases.stderr
