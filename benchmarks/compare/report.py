@@ -6,11 +6,12 @@ from collections.abc import Mapping
 
 from benchmarks.compare.clients import CLIENTS_PER_CONN
 from benchmarks.compare.plan import KEYSPACE, REFERENCE, SERVERS, Mode, Point, Workload
-from benchmarks.compare.results import Summary, ratio, summarize
+from benchmarks.compare.results import Summary, median, ratio, summarize
 from benchmarks.compare.runner import Outcome, Settings
 
 MIB = 1024 * 1024
 SATURATED = 0.9  # machine busy share from which a throughput is marked as bounded by the machine
+GENERATOR_HEAVY = 0.5  # generator CPU per op, as a share of the server's, from which a point is named
 
 
 def number(value: float | None, digits: int = 0) -> str:
@@ -90,6 +91,27 @@ def order(server: str) -> int:
     return (*SERVERS, REFERENCE).index(server)
 
 
+def generator_cost(summaries: Mapping[tuple[Point, str], Summary]) -> list[str]:
+    """One paragraph: what the load generator cost per operation beside each server, and the points
+    where it came close enough to the server's own cost to take a real share of the machine from it."""
+    parts = []
+    for server in (*SERVERS, REFERENCE):
+        own = [s for (_, name), s in summaries.items() if name == server]
+        if own:
+            gen = median([s.gen_cpu_us_per_op for s in own])
+            cost = median([s.server_cpu_us_per_op for s in own])
+            parts.append(f"{number(gen)} µs at {server} points (whose servers used {number(cost)} µs)")
+    if not parts:
+        return []
+    heavy = sorted({f"{point.label} ({server})" for (point, server), s in summaries.items()
+                    if (share := ratio(s.gen_cpu_us_per_op, s.server_cpu_us_per_op)) is not None
+                    and share >= GENERATOR_HEAVY})
+    verdict = (f"At {', '.join(heavy)} it used at least {GENERATOR_HEAVY:.0%} of the server's CPU per operation: "
+               "there it weighs on the result." if heavy else
+               f"At every point it used less than {GENERATOR_HEAVY:.0%} of the server's CPU per operation.")
+    return [f"Load generator CPU per operation, median over points: {'; '.join(parts)}. {verdict}"]
+
+
 def load_description(settings: Settings) -> str:
     if settings.loadgen == "python":
         return (f"{settings.processes} Python load-generator processes of grpc.aio clients (which cost more CPU "
@@ -119,6 +141,8 @@ def render(mode: Mode, settings: Settings, outcome: Outcome, context: Mapping[st
         "",
         f"`*`: every core was at least {SATURATED:.0%} busy in the median window (servers, load generator and "
         "anything else on the machine), so the machine rather than that server set the pace.",
+        "",
+        *generator_cost(summaries),
     ]
     if reference_point is not None and (reference := reference_table(summaries, reference_point)):
         lines += [

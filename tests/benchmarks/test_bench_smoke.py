@@ -50,6 +50,8 @@ def test_report_has_a_ratio_per_point(tiny_run: Path) -> None:
 def test_report_names_the_go_generator_and_its_cost_per_run(tiny_run: Path) -> None:
     report = (tiny_run / "latest.md").read_text()
     assert re.search(r"load generator: Go \(go[\d.]+\), 1 process", report)
+    assert re.search(r"Load generator CPU per operation, median over points: [\d,]+ µs at etcd points \(whose "
+                     r"servers used [\d,]+ µs\); [\d,]+ µs at pyetcd points", report)
     reference = report.split("## pyetcd / a do-nothing grpc.aio servicer", 1)[1].split("##", 1)[0]
     assert re.search(r"\| put \| 1 \| 16 \| 256 \| .* \| [\d,]+ / [\d,]+ \|", reference)
     raw = json.loads((tiny_run / "latest.json").read_text())
