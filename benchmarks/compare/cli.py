@@ -42,6 +42,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="go: benchmarks/loadgen, one process over etcd's Go gRPC stubs (build it with "
                              "`make loadgen`); python: the older grpc.aio worker pool, which costs more CPU per "
                              "request than the servers it measures")
+    parser.add_argument("--loadgen-procs", type=int, default=0,
+                        help="--loadgen go: cores' worth of threads it may run on (its GOMAXPROCS; default 0: "
+                             "every core)")
     parser.add_argument("--processes", type=int, default=max(2, os.cpu_count() or 1),
                         help="--loadgen python: worker processes (default: one per core, at least 2)")
     parser.add_argument("--workloads", type=lambda text: [Workload(name) for name in text.split(",")],
@@ -85,7 +88,8 @@ def command_output(command: list[str]) -> str:
 def load_generator_context(settings: Settings) -> str:
     if settings.loadgen == "python":
         return f"Python grpc.aio, {settings.processes} processes"
-    return f"Go ({GoLoadGenerator().version()}), 1 process"
+    procs = f", GOMAXPROCS {settings.loadgen_procs}" if settings.loadgen_procs else ""
+    return f"Go ({GoLoadGenerator().version()}), 1 process{procs}"
 
 
 def machine_context(settings: Settings) -> dict[str, str]:
@@ -150,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     mode = customized(build_mode(args.mode), args)
     settings = Settings(processes=args.processes, watch_put_rate=args.watch_put_rate, seed=args.seed,
-                        loadgen=args.loadgen)
+                        loadgen=args.loadgen, loadgen_procs=args.loadgen_procs)
     context = machine_context(settings)
     log(f"{mode.name} mode: {len(mode.points)} points x {mode.rounds} rounds, "
         f"{mode.warmup_s:g}s warm-up + {mode.duration_s:g}s each, load generator: {context['load generator']}")

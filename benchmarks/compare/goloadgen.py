@@ -34,14 +34,14 @@ from benchmarks.compare.servers import REPO
 LOADGEN_BINARY = REPO / "benchmarks" / "loadgen" / "bin" / "loadgen"
 
 
-def command(binary: Path, spec: LoadSpec, latencies: Path) -> list[str]:
+def command(binary: Path, spec: LoadSpec, latencies: Path, procs: int) -> list[str]:
     """`loadgen`'s command line for one run."""
     return [
         str(binary), f"-workload={spec.workload}", f"-endpoints={','.join(spec.endpoints)}",
         f"-clients={spec.clients}", f"-first-client={spec.first_client}",
         f"-clients-per-conn={spec.clients_per_conn}", f"-value-size={spec.value_size}", f"-keyspace={KEYSPACE}",
         f"-seed={spec.seed}", f"-writer-rate={spec.writer_rate!r}", f"-timeout={spec.rpc_timeout_s!r}",
-        f"-latencies={latencies}",
+        f"-latencies={latencies}", f"-procs={procs}",
     ]
 
 
@@ -100,10 +100,12 @@ class GoLoadGenerator:
 
     processes = 1
 
-    def __init__(self, binary: Path = LOADGEN_BINARY) -> None:
+    def __init__(self, binary: Path = LOADGEN_BINARY, procs: int = 0) -> None:
+        """`procs`: cores' worth of threads the generator may run Go code on (0: every core)."""
         if not binary.exists():
             raise FileNotFoundError(f"{binary} is missing: run `make loadgen` first")
         self.binary = binary
+        self.procs = procs
 
     def __enter__(self) -> GoLoadGenerator:
         return self
@@ -119,7 +121,7 @@ class GoLoadGenerator:
         with tempfile.TemporaryDirectory(prefix="pyetcd-loadgen-") as scratch:
             latencies = Path(scratch) / "latencies"
             with open(Path(scratch) / "stderr", "w+b") as stderr:
-                process = subprocess.Popen(command(self.binary, spec, latencies), stdin=subprocess.PIPE,
+                process = subprocess.Popen(command(self.binary, spec, latencies, self.procs), stdin=subprocess.PIPE,
                                            stdout=subprocess.PIPE, stderr=stderr, bufsize=0,
                                            start_new_session=True)  # Ctrl-C reaches the harness only
                 try:

@@ -36,6 +36,7 @@ class Settings:
     watch_put_rate: float = 100.0  # puts/s under the watched prefix; events/s = watchers x this
     seed: int = 1
     loadgen: str = "go"  # "go" (benchmarks/loadgen) or "python" (compare/loadgen.py)
+    loadgen_procs: int = 0  # the Go generator's GOMAXPROCS (0: every core)
 
 
 @dataclass
@@ -79,7 +80,7 @@ def run_plan(mode: Mode, settings: Settings, log: Log) -> Outcome:
         if settings.loadgen == "python":
             loadgen = stack.enter_context(LoadGenerator(settings.processes))
         else:
-            loadgen = stack.enter_context(GoLoadGenerator())
+            loadgen = stack.enter_context(GoLoadGenerator(procs=settings.loadgen_procs))
         bench = Bench(mode, settings, loadgen, log)
         if bench.reference_point is not None:
             bench.reference = reference(base)

@@ -40,6 +40,7 @@ type options struct {
 	writerRate     float64
 	timeout        time.Duration
 	latenciesPath  string
+	procs          int
 }
 
 func parseOptions(args []string) (options, error) {
@@ -58,6 +59,7 @@ func parseOptions(args []string) (options, error) {
 	flags.Float64Var(&o.writerRate, "writer-rate", 100, "watch: puts per second under the watched prefix")
 	flags.Float64Var(&timeoutS, "timeout", 10, "seconds before a request counts as DEADLINE_EXCEEDED")
 	flags.StringVar(&o.latenciesPath, "latencies", "", "file to write the window's latencies to")
+	flags.IntVar(&o.procs, "procs", 0, "cores' worth of threads to run Go code on (GOMAXPROCS); 0: every core")
 	version := flags.Bool("version", false, "print the Go version this was built with and exit")
 	if err := flags.Parse(args); err != nil {
 		return o, err
@@ -81,6 +83,8 @@ func parseOptions(args []string) (options, error) {
 		return o, fmt.Errorf("-latencies is required")
 	case o.timeout <= 0:
 		return o, fmt.Errorf("-timeout must be positive")
+	case o.procs < 0:
+		return o, fmt.Errorf("-procs must be 0 (every core) or more")
 	}
 	if _, known := workloads[o.workload]; !known {
 		return o, fmt.Errorf("unknown workload %q (one of: %s)", o.workload, strings.Join(workloadNames(), ", "))
@@ -112,6 +116,9 @@ func main() {
 	o, err := parseOptions(os.Args[1:])
 	if err != nil {
 		fail(err)
+	}
+	if o.procs > 0 {
+		runtime.GOMAXPROCS(o.procs)
 	}
 	current, err := setUp(o)
 	if err != nil {
