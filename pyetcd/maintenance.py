@@ -10,6 +10,7 @@ from typing import Any, cast
 from etcdpb.etcdserverpb import raft_internal_pb2, rpc_pb2
 from pyetcd import errors
 from pyetcd.proposals import ServerCore
+from pyetcd.snapshot_file import etcd_database
 
 log = logging.getLogger("pyetcd.server")
 
@@ -87,10 +88,14 @@ class MaintenanceService(ServerCore):
         return rpc_pb2.MoveLeaderResponse(header=self.header())
 
     async def snapshot_chunks(self) -> AsyncIterator[bytes]:
-        data = await asyncio.get_running_loop().run_in_executor(None, self.store.snapshot_bytes)
+        # What etcd streams is its bbolt backend, so etcdctl and etcd can open the file.
+        data = await asyncio.get_running_loop().run_in_executor(None, self._etcd_database)
         chunk = 32 * 1024
         for offset in range(0, len(data), chunk):
             yield data[offset:offset + chunk]
+
+    def _etcd_database(self) -> bytes:
+        return etcd_database(self.store.contents())
 
 
 def alarm_text(member_id: int, alarm: int) -> str:

@@ -33,6 +33,7 @@ from etcdpb.etcdserverpb import rpc_pb2
 from etcdpb.mvccpb import kv_pb2
 from storage.mvcc import backend as be
 from storage.mvcc.backend import Backend
+from storage.mvcc.contents import StoreContents, read_contents
 from storage.mvcc.crc32c import Crc32c
 from storage.mvcc.errors import (
     CompactedError,
@@ -348,6 +349,12 @@ class MvccStore:
             with tempfile.TemporaryDirectory(prefix=SNAPSHOT_DIR_PREFIX, dir=self.path) as tmp:
                 data_file = self._state.backend.copy_to(Path(tmp))
                 return data_file.read_bytes()
+
+    def contents(self) -> StoreContents:
+        """Everything the store holds as the last commit left it, as plain records (for exports)."""
+        with self._gate.using():
+            self._check_open()
+            return read_contents(self._state.backend)
 
     @staticmethod
     def restore(path: str | os.PathLike[str], data: bytes) -> None:
