@@ -1,4 +1,5 @@
-"""The `pyetcd` command: a server started with etcd's flags, `grpc-proxy start`, and `snapshot restore`."""
+"""The `pyetcd` command: a server started with etcd's flags, `grpc-proxy start`, `snapshot restore|status`
+and `migrate`."""
 
 from __future__ import annotations
 
@@ -122,14 +123,40 @@ def proxy_main(argv: Sequence[str]) -> int:
 
 def snapshot_main(argv: Sequence[str]) -> int:
     from pyetcd.restore import add_restore_arguments, restore_snapshot
+    from pyetcd.snapshot_status import WRITE_OUT_FORMATS, UnsupportedOutput, format_status, snapshot_status
 
     parser = argparse.ArgumentParser(prog="pyetcd snapshot", description="Snapshot tools.")
     sub = parser.add_subparsers(dest="command", required=True)
     restore = sub.add_parser("restore", help="Restore a snapshot file into a new data directory.")
     add_restore_arguments(restore)
+    status = sub.add_parser("status", help="Print the hash, revision, key count and size of a snapshot file.")
+    status.add_argument("filename", help="The snapshot file.")
+    status.add_argument("-w", "--write-out", default="simple",
+                        help=f"Output format ({', '.join(WRITE_OUT_FORMATS)}).")
     args = parser.parse_args(list(argv))
     try:
-        restore_snapshot(args)
+        if args.command == "status":
+            sys.stdout.write(format_status(snapshot_status(args.filename), args.write_out))
+        else:
+            restore_snapshot(args)
+    except UnsupportedOutput as err:
+        print(f"Error: {err}", file=sys.stderr)
+        return err.exit_status
+    except (ConfigError, OSError, ValueError) as err:
+        print(f"Error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def migrate_main(argv: Sequence[str]) -> int:
+    from pyetcd.migrate import add_migrate_arguments, migrate
+
+    parser = argparse.ArgumentParser(prog="pyetcd migrate",
+                                     description="Make a pyetcd data directory from a stopped etcd member's.")
+    add_migrate_arguments(parser)
+    args = parser.parse_args(list(argv))
+    try:
+        migrate(args)
     except (ConfigError, OSError, ValueError) as err:
         print(f"Error: {err}", file=sys.stderr)
         return 1
@@ -142,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return proxy_main(args[2:])
     if args[:1] == ["snapshot"]:
         return snapshot_main(args[1:])
+    if args[:1] == ["migrate"]:
+        return migrate_main(args[1:])
     try:
         config = parse_server_args(args, on_version=print_version, refuse_shadowed_env=True)
     except ConfigError as err:

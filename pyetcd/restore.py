@@ -8,47 +8,55 @@ snapshot point that already contains those members, so every restored member agr
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
+import shutil
+from pathlib import Path
 
 from pyetcd.apply import CONF_STATE_KEY, RAFT_BUCKET, encode_conf_state
-from pyetcd.config import ConfigError, parse_initial_cluster, parse_urls
+from pyetcd.config import DEFAULT_QUOTA_BYTES, ConfigError, parse_initial_cluster, parse_urls
 from pyetcd.identity import Identity
 from pyetcd.ids import cluster_id as derive_cluster_id
 from pyetcd.ids import member_id as derive_member_id
 from pyetcd.membership import MEMBERS_BUCKET, REMOVED_BUCKET, Member
+from pyetcd.progress import Progress
+from pyetcd.snapshot_file import contents_of_etcd_database, is_bbolt, strip_trailer
 from raft.core import ConfState, HardState, Snapshot, SnapshotMetadata
 from storage.mvcc import MvccStore
+from storage.mvcc.contents import StoreContents, write_contents
+from storage.mvcc.kvstore import default_map_size
 from storage.raftlog import DurableLog
-
-SHA256_SIZE = 32
 
 
 def add_restore_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("filename", help="The snapshot file (as `etcdctl snapshot save` wrote it).")
+    add_member_arguments(parser)
+    parser.add_argument("--skip-hash-check", action="store_true",
+                        help="Ignore the snapshot's integrity hash (for a copy taken from a data directory).")
+
+
+def add_member_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that describe the new member and cluster (etcdctl snapshot restore's)."""
     parser.add_argument("--data-dir", default="", help="Path to the data directory (default: <name>.etcd).")
     parser.add_argument("--wal-dir", default="", help="Path to the Raft log directory.")
     parser.add_argument("--name", default="default", help="Human-readable name for this member.")
     parser.add_argument("--initial-cluster", default="default=http://localhost:2380")
     parser.add_argument("--initial-cluster-token", default="etcd-cluster")
     parser.add_argument("--initial-advertise-peer-urls", default="http://localhost:2380")
-    parser.add_argument("--skip-hash-check", action="store_true",
-                        help="Ignore the snapshot's integrity hash (for a copy taken from a data directory).")
-
-
-def split_snapshot_file(blob: bytes, skip_hash_check: bool) -> bytes:
-    """The store bytes of a snapshot file, after checking the SHA-256 that ends it."""
-    if skip_hash_check:
-        return blob
-    if len(blob) <= SHA256_SIZE:
-        raise ValueError("snapshot file is too small to hold a snapshot")
-    data, digest = blob[:-SHA256_SIZE], blob[-SHA256_SIZE:]
-    if hashlib.sha256(data).digest() != digest:
-        raise ValueError("expected sha256 checksum does not match the snapshot data")
-    return data
 
 
 def restore_snapshot(args: argparse.Namespace) -> None:
+    """`pyetcd snapshot restore`: an etcd snapshot (bbolt) or a pyetcd one (LMDB), trailer checked as etcd does."""
+    check_member_arguments(args)
+    with open(args.filename, "rb") as fh:
+        data = strip_trailer(fh.read(), args.skip_hash_check)
+    if is_bbolt(data):
+        build_data_dir(args, contents_of_etcd_database(data))
+    else:
+        build_data_dir(args, data)
+
+
+def check_member_arguments(args: argparse.Namespace) -> None:
+    """Refuse bad cluster flags and existing directories before any file is read or written."""
     pairs = parse_initial_cluster(args.initial_cluster)
     own_urls = parse_urls(args.initial_advertise_peer_urls, "initial-advertise-peer-urls")
     urls_by_name: dict[str, list[str]] = {}
@@ -62,9 +70,27 @@ def restore_snapshot(args: argparse.Namespace) -> None:
     data_dir = args.data_dir or f"{args.name}.etcd"
     if os.path.exists(data_dir):
         raise ConfigError(f"data-dir {data_dir!r} exists")
-    with open(args.filename, "rb") as fh:
-        data = split_snapshot_file(fh.read(), args.skip_hash_check)
+    if args.wal_dir and os.path.exists(args.wal_dir):
+        raise ConfigError(f"wal-dir {args.wal_dir!r} exists")
 
+
+def build_data_dir(args: argparse.Namespace, source: StoreContents | bytes) -> None:
+    """Make the member's data directory from a store's records (or pyetcd's own store bytes); nothing is
+    left behind if that fails part way."""
+    data_dir = args.data_dir or f"{args.name}.etcd"
+    try:
+        _build_data_dir(args, data_dir, source)
+    except BaseException:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        if args.wal_dir:
+            shutil.rmtree(args.wal_dir, ignore_errors=True)
+        raise
+
+
+def _build_data_dir(args: argparse.Namespace, data_dir: str, source: StoreContents | bytes) -> None:
+    urls_by_name: dict[str, list[str]] = {}
+    for name, url in parse_initial_cluster(args.initial_cluster):
+        urls_by_name.setdefault(name, []).append(url)
     members = [Member(derive_member_id(urls, args.initial_cluster_token), tuple(urls), name=name)
                for name, urls in urls_by_name.items()]
     me = next(m for m in members if m.name == args.name)
@@ -72,7 +98,12 @@ def restore_snapshot(args: argparse.Namespace) -> None:
     member_dir = os.path.join(data_dir, "member")
     store_dir = os.path.join(member_dir, "snap", "db")
     os.makedirs(os.path.dirname(store_dir), exist_ok=True)
-    MvccStore.restore(store_dir, data)
+    if isinstance(source, bytes):
+        MvccStore.restore(store_dir, source)
+    else:
+        progress = Progress("restoring")
+        write_contents(Path(store_dir), source, map_size=default_map_size(DEFAULT_QUOTA_BYTES), progress=progress)
+        progress.done(len(source.revisions), sum(len(kv) for _, kv in source.revisions))
 
     restored_index = len(members)
     conf_state = ConfState(voters=tuple(sorted(m.id for m in members)))
