@@ -11,7 +11,7 @@ LOADGEN_SOURCES := $(wildcard benchmarks/loadgen/*.go)
 GO_ETCD_STUBS := /usr/share/gocode/src/go.etcd.io/etcd/etcdserver/etcdserverpb
 GO_ENV := GO111MODULE=off GOPATH=/usr/share/gocode GOPROXY=off GOFLAGS= GOCACHE=$(CURDIR)/benchmarks/loadgen/bin/cache
 
-.PHONY: install run test test-fast proto lint sim cluster bench chaos etcd-binaries go-toolchain loadgen clean
+.PHONY: install run test test-slow test-fast proto lint sim cluster bench chaos etcd-binaries go-toolchain loadgen clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -44,6 +44,9 @@ proto: install
 
 test: install etcd-binaries loadgen
 	$(PY) -m pytest -q -p no:cacheprovider
+
+test-slow: install etcd-binaries
+	$(PY) -m pytest -q -p no:cacheprovider -m slow -s
 
 lint: install go-toolchain
 	$(VENV)/bin/ruff check pyetcd raft storage tests benchmarks
