@@ -12,7 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
-from pyetcd.apply import CONF_STATE_KEY, RAFT_BUCKET, encode_conf_state
+from pyetcd.apply import ALARM_BUCKET, CONF_STATE_KEY, RAFT_BUCKET, encode_conf_state
 from pyetcd.config import DEFAULT_QUOTA_BYTES, ConfigError, parse_initial_cluster, parse_urls
 from pyetcd.identity import Identity
 from pyetcd.ids import cluster_id as derive_cluster_id
@@ -22,6 +22,7 @@ from pyetcd.progress import Progress
 from pyetcd.snapshot_file import contents_of_etcd_database, is_bbolt, strip_trailer
 from raft.core import ConfState, HardState, Snapshot, SnapshotMetadata
 from storage.mvcc import MvccStore
+from storage.mvcc.backend import CONSISTENT_INDEX, CONSISTENT_TERM, encode_u64
 from storage.mvcc.contents import StoreContents, write_contents
 from storage.mvcc.kvstore import default_map_size
 from storage.raftlog import DurableLog
@@ -98,27 +99,22 @@ def _build_data_dir(args: argparse.Namespace, data_dir: str, source: StoreConten
     member_dir = os.path.join(data_dir, "member")
     store_dir = os.path.join(member_dir, "snap", "db")
     os.makedirs(os.path.dirname(store_dir), exist_ok=True)
+    restored_index = len(members)
+    conf_state = ConfState(voters=tuple(sorted(m.id for m in members)))
     if isinstance(source, bytes):
         MvccStore.restore(store_dir, source)
+        replace_membership(store_dir, members, conf_state, restored_index)
     else:
+        # The new membership goes in with the records: no second pass over a large store.
+        source.buckets[MEMBERS_BUCKET] = {m.store_key(): m.encode() for m in members}
+        for bucket in (REMOVED_BUCKET, ALARM_BUCKET):
+            source.buckets[bucket] = {}
+        source.buckets.setdefault(RAFT_BUCKET, {})[CONF_STATE_KEY] = encode_conf_state(conf_state)
+        source.meta[CONSISTENT_INDEX] = encode_u64(restored_index)
+        source.meta[CONSISTENT_TERM] = encode_u64(1)
         progress = Progress("restoring")
         write_contents(Path(store_dir), source, map_size=default_map_size(DEFAULT_QUOTA_BYTES), progress=progress)
         progress.done(len(source.revisions), sum(len(kv) for _, kv in source.revisions))
-
-    restored_index = len(members)
-    conf_state = ConfState(voters=tuple(sorted(m.id for m in members)))
-    store = MvccStore(store_dir)
-    try:
-        with store.write(consistent_index=restored_index, consistent_term=1) as w:
-            for bucket in (MEMBERS_BUCKET, REMOVED_BUCKET, "alarm"):
-                for key, _ in store.meta_items(bucket):
-                    w.meta_delete(bucket, key)
-            for member in members:
-                w.meta_put(MEMBERS_BUCKET, member.store_key(), member.encode())
-            w.meta_put(RAFT_BUCKET, CONF_STATE_KEY, encode_conf_state(conf_state))
-        store.sync()
-    finally:
-        store.close()
 
     raft_log = DurableLog.open(args.wal_dir or os.path.join(member_dir, "wal"))
     try:
@@ -128,3 +124,19 @@ def _build_data_dir(args: argparse.Namespace, data_dir: str, source: StoreConten
         raft_log.close()
 
     Identity(me.id, cluster).save(member_dir)
+
+
+def replace_membership(store_dir: str, members: list[Member], conf_state: ConfState, restored_index: int) -> None:
+    """In a restored pyetcd store: the new members instead of the old, no alarms, the restore's index."""
+    store = MvccStore(store_dir)
+    try:
+        with store.write(consistent_index=restored_index, consistent_term=1) as w:
+            for bucket in (MEMBERS_BUCKET, REMOVED_BUCKET, ALARM_BUCKET):
+                for key, _ in store.meta_items(bucket):
+                    w.meta_delete(bucket, key)
+            for member in members:
+                w.meta_put(MEMBERS_BUCKET, member.store_key(), member.encode())
+            w.meta_put(RAFT_BUCKET, CONF_STATE_KEY, encode_conf_state(conf_state))
+        store.sync()
+    finally:
+        store.close()
