@@ -21,6 +21,8 @@ class CorruptDatabase(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Meta:
+    """The fields of a meta page (see layout.py); ``root`` and ``sequence`` are the root bucket's."""
+
     page_size: int
     flags: int
     root: int
@@ -162,8 +164,9 @@ class _Walk:
         self.reachable: set[int] = {0, 1}
         self.last_key: dict[int, bytes] = {}
         """The greatest key seen so far in each bucket (by id): keys must rise across its pages."""
-        self.freed = set(reader.free_pages())
-        if len(self.freed) != len(reader.free_pages()):
+        free = reader.free_pages()
+        self.freed = set(free)
+        if len(self.freed) != len(free):
             raise CorruptDatabase("freelist: a page is freed twice")
         if reader.meta.freelist != L.NO_FREELIST:
             self._reach(reader.meta.freelist, reader.overflow(reader.meta.freelist))
