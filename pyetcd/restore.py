@@ -70,9 +70,9 @@ def check_member_arguments(args: argparse.Namespace) -> None:
                           f"from --initial-advertise-peer-urls={','.join(own_urls)}")
     data_dir = args.data_dir or f"{args.name}.etcd"
     if os.path.exists(data_dir):
-        raise ConfigError(f"data-dir {data_dir!r} exists")
+        raise ConfigError(f'data-dir "{data_dir}" exists')
     if args.wal_dir and os.path.exists(args.wal_dir):
-        raise ConfigError(f"wal-dir {args.wal_dir!r} exists")
+        raise ConfigError(f'wal-dir "{args.wal_dir}" exists')
 
 
 def build_data_dir(args: argparse.Namespace, source: StoreContents | bytes) -> None:

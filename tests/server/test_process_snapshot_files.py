@@ -162,3 +162,18 @@ def test_restore_shows_progress_on_a_terminal(etcd_snapshot: bytes, tmp_path: Pa
         os.close(controller)
     assert done.returncode == 0
     assert b"restoring: " in shown and b" keys, " in shown and b"done" in shown
+
+
+def test_an_existing_data_dir_is_refused_as_etcd_refuses_it(etcd_snapshot: bytes, tmp_path: Path) -> None:
+    path = tmp_path / "etcd.db"
+    path.write_bytes(etcd_snapshot)
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "keep").write_text("mine")
+    flags = restore_flags(existing)
+    theirs = etcdctl("snapshot", "restore", str(path), *flags)
+    ours = subprocess.run([str(PYETCD_BINARY), "snapshot", "restore", str(path), *flags],
+                          capture_output=True, text=True, timeout=120)
+    assert (ours.returncode, error_lines(ours.stderr)) == (theirs.returncode, error_lines(theirs.stderr)[-1:]) \
+        == (1, [f'Error: data-dir "{existing}" exists'])
+    assert [p.name for p in existing.iterdir()] == ["keep"]
