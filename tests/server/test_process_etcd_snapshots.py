@@ -150,6 +150,14 @@ def test_etcd_to_pyetcd_to_etcd(start_server: StartServer, tmp_path: Path) -> No
         assert as_json(back.etcdctl("user", "get", "alice", "-w", "json"))["roles"] == ["reader"]
         perms = as_json(back.etcdctl("role", "get", "reader", "-w", "json"))["perm"]
         assert [base64.b64decode(perm["key"]) for perm in perms] == [b"/many/"]
+        # etcd's bbolt goes on writing into the pages pyetcd wrote: changes, a compaction, a defragment.
+        assert back.etcdctl("put", "/size/5", "small now").returncode == 0
+        assert back.etcdctl("del", "--prefix", "/many/").returncode == 0
+        assert back.etcdctl("compact", str(revisions[-1] + 1)).returncode == 0
+        assert back.etcdctl("defrag").returncode == 0
+        keys = as_json(back.etcdctl("get", "--prefix", "/", "--keys-only", "-w", "json"))["kvs"]
+        assert [base64.b64decode(kv["key"]) for kv in keys] == \
+            [b"/after/compaction", b"/leased/a", b"/leased/b"] + [b"/size/%d" % i for i in range(len(VALUE_SIZES))]
 
 
 def test_pyetcd_to_etcd_to_pyetcd(start_server: StartServer, tmp_path: Path) -> None:
