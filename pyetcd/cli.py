@@ -121,6 +121,10 @@ def proxy_main(argv: Sequence[str]) -> int:
     return run_async(main())
 
 
+EXIT_BAD_ARGS = 128
+"""etcdctl's exit status for a wrong number of arguments."""
+
+
 def snapshot_main(argv: Sequence[str]) -> int:
     from pyetcd.restore import add_restore_arguments, restore_snapshot
     from pyetcd.snapshot_status import WRITE_OUT_FORMATS, UnsupportedOutput, format_status, snapshot_status
@@ -130,13 +134,16 @@ def snapshot_main(argv: Sequence[str]) -> int:
     restore = sub.add_parser("restore", help="Restore a snapshot file into a new data directory.")
     add_restore_arguments(restore)
     status = sub.add_parser("status", help="Print the hash, revision, key count and size of a snapshot file.")
-    status.add_argument("filename", help="The snapshot file.")
+    status.add_argument("filename", nargs="*", help="The snapshot file.")
     status.add_argument("-w", "--write-out", default="simple",
                         help=f"Output format ({', '.join(WRITE_OUT_FORMATS)}).")
     args = parser.parse_args(list(argv))
+    if len(args.filename) != 1:
+        print(f"Error: snapshot {args.command} requires exactly one argument", file=sys.stderr)
+        return EXIT_BAD_ARGS
     try:
         if args.command == "status":
-            sys.stdout.write(format_status(snapshot_status(args.filename), args.write_out))
+            sys.stdout.write(format_status(snapshot_status(args.filename[0]), args.write_out))
         else:
             restore_snapshot(args)
     except UnsupportedOutput as err:

@@ -29,7 +29,7 @@ from storage.raftlog import DurableLog
 
 
 def add_restore_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("filename", help="The snapshot file (as `etcdctl snapshot save` wrote it).")
+    parser.add_argument("filename", nargs="*", help="The snapshot file (as `etcdctl snapshot save` wrote it).")
     add_member_arguments(parser)
     parser.add_argument("--skip-hash-check", action="store_true",
                         help="Ignore the snapshot's integrity hash (for a copy taken from a data directory).")
@@ -48,7 +48,7 @@ def add_member_arguments(parser: argparse.ArgumentParser) -> None:
 def restore_snapshot(args: argparse.Namespace) -> None:
     """`pyetcd snapshot restore`: an etcd snapshot (bbolt) or a pyetcd one (LMDB), trailer checked as etcd does."""
     check_member_arguments(args)
-    with open(args.filename, "rb") as fh:
+    with open(args.filename[0], "rb") as fh:
         data = strip_trailer(fh.read(), args.skip_hash_check)
     if is_bbolt(data):
         build_data_dir(args, contents_of_etcd_database(data))

@@ -177,3 +177,11 @@ def test_an_existing_data_dir_is_refused_as_etcd_refuses_it(etcd_snapshot: bytes
     assert (ours.returncode, error_lines(ours.stderr)) == (theirs.returncode, error_lines(theirs.stderr)[-1:]) \
         == (1, [f'Error: data-dir "{existing}" exists'])
     assert [p.name for p in existing.iterdir()] == ["keep"]
+
+
+@pytest.mark.parametrize("args", [["status"], ["restore", "a.db", "b.db"]])
+def test_a_wrong_number_of_files_gets_etcdctls_error(args: list[str]) -> None:
+    theirs = etcdctl("snapshot", *args)
+    ours = subprocess.run([str(PYETCD_BINARY), "snapshot", *args], capture_output=True, text=True, timeout=60)
+    assert (ours.returncode, ours.stderr) == (theirs.returncode, theirs.stderr) == \
+        (128, f"Error: snapshot {args[0]} requires exactly one argument\n")
