@@ -45,8 +45,9 @@ class MaintenanceService(ServerCore):
         return rpc_pb2.HashResponse(header=self.header(), hash=self.store.hash())
 
     async def hash_kv(self, req: Any) -> Any:
-        value, compact_revision, hash_revision = self.store.hash_kv(req.revision)
-        return rpc_pb2.HashKVResponse(header=self.header(hash_revision), hash=value,
+        value, compact_revision, _ = self.store.hash_kv(req.revision)
+        # etcd's header names the store's current revision, not the one hashed (mvcc HashByRev).
+        return rpc_pb2.HashKVResponse(header=self.header(), hash=value,
                                       compact_revision=compact_revision)
 
     async def alarm(self, req: Any) -> Any:

@@ -225,7 +225,7 @@ class WatchStream:
         self._compacted_ids.add(watch_id)
         await self._outbox.put(rpc_pb2.WatchResponse(header=self.etcd.header(), watch_id=watch_id,
                                                      created=True))
-        await self._outbox.put(rpc_pb2.WatchResponse(header=self.etcd.header(), watch_id=watch_id,
+        await self._outbox.put(rpc_pb2.WatchResponse(header=self._compacted_header(), watch_id=watch_id,
                                                      canceled=True, compact_revision=compact_revision))
 
     async def _cancel(self, watch_id: int) -> None:
@@ -246,8 +246,14 @@ class WatchStream:
         self._drop(watch)
         self._compacted_ids.add(watch.watch_id)
         await self._outbox.put(rpc_pb2.WatchResponse(
-            header=self.etcd.header(), watch_id=watch.watch_id, canceled=True,
+            header=self._compacted_header(), watch_id=watch.watch_id, canceled=True,
             compact_revision=compact_revision))
+
+    def _compacted_header(self) -> rpc_pb2.ResponseHeader:
+        """etcd's store sends a compacted watcher's cancel with no revision, so its header has none."""
+        header = self.etcd.header()
+        header.ClearField("revision")
+        return header
 
     def _drop(self, watch: _Watch) -> None:
         if self._watches.get(watch.watch_id) is watch:

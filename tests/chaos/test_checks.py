@@ -41,6 +41,9 @@ def test_hashes_must_agree_at_the_requested_revision() -> None:
     assert checks.hashes_agree({0: (7, -1, 10), 1: (7, -1, 10)}, 10, 2).ok
     assert not checks.hashes_agree({0: (7, -1, 10), 1: (8, -1, 10)}, 10, 2).ok
     assert not checks.hashes_agree({0: (7, -1, 9), 1: (7, -1, 9)}, 10, 2).ok
+    # Members whose stores have moved past the barrier still hash it alike.
+    assert checks.hashes_agree({0: (7, -1, 10), 1: (7, -1, 12)}, 10, 2).ok
+    assert not checks.hashes_agree({0: (7, -1, 10), 1: (7, 3, 12)}, 10, 2).ok
     silent = checks.hashes_agree({0: (7, -1, 10)}, 10, 2)
     assert not silent.ok and "no answer from m1" in silent.detail
 

@@ -145,8 +145,8 @@ class FakeEtcd:
         return rpc_pb2.HashResponse(hash=self.store.hash())
 
     async def hash_kv(self, req: rpc_pb2.HashKVRequest) -> rpc_pb2.HashKVResponse:
-        value, compact_revision, hash_revision = self.store.hash_kv(req.revision)
-        return rpc_pb2.HashKVResponse(header=rpc_pb2.ResponseHeader(revision=hash_revision), hash=value,
+        value, compact_revision, _ = self.store.hash_kv(req.revision)
+        return rpc_pb2.HashKVResponse(header=self.header(), hash=value,
                                       compact_revision=compact_revision)
 
     async def alarm(self, req: rpc_pb2.AlarmRequest) -> rpc_pb2.AlarmResponse:
