@@ -72,9 +72,11 @@ def refuse_configuration(err: ConfigError) -> int:
 
 async def run_server(config: ServerConfig, make_server: Callable[[ServerConfig], EtcdServer] | None = None) -> int:
     """Serve until a signal or a fatal error; the exit status (1 when the member failed)."""
+    from pyetcd.datadir import create_files_private
     from pyetcd.errors import StartupError
     from pyetcd.server import EtcdServer
 
+    create_files_private()
     server = (make_server or EtcdServer)(config)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -83,7 +85,7 @@ async def run_server(config: ServerConfig, make_server: Callable[[ServerConfig],
         await server.start()
     except StartupError as err:
         await server.stop()
-        return fatal(str(err))
+        return fatal(str(err), package=getattr(err, "package", "etcdmain"))
     await server.stopped.wait()
     log.info("shutting down: %s", server.stop_reason or "received a signal")
     await server.stop()
@@ -162,6 +164,9 @@ def migrate_main(argv: Sequence[str]) -> int:
                                      description="Make a pyetcd data directory from a stopped etcd member's.")
     add_migrate_arguments(parser)
     args = parser.parse_args(list(argv))
+    from pyetcd.datadir import create_files_private
+
+    create_files_private()
     try:
         migrate(args)
     except (ConfigError, OSError, ValueError) as err:

@@ -69,6 +69,7 @@ def check_member_arguments(args: argparse.Namespace) -> None:
         raise ConfigError(f"--initial-cluster has {args.name}={','.join(urls_by_name[args.name])} but missing "
                           f"from --initial-advertise-peer-urls={','.join(own_urls)}")
     data_dir = args.data_dir or f"{args.name}.etcd"
+    # As etcdctl, never into a directory that exists: it may belong to a running member.
     if os.path.exists(data_dir):
         raise ConfigError(f'data-dir "{data_dir}" exists')
     if args.wal_dir and os.path.exists(args.wal_dir):

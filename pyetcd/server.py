@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from typing import Any
 
 import grpc
@@ -23,6 +22,7 @@ from pyetcd import errors
 from pyetcd.apply import Applier, ApplyOutcome, MembershipChanges, encode_conf_change_context, txn_writes
 from pyetcd.compactor import new_compactor
 from pyetcd.config import ServerConfig, configured_member_id, host_port
+from pyetcd.datadir import MemberDirLocks, prepare_member_dirs
 from pyetcd.diskspace import DiskSpaceGuard
 from pyetcd.identity import Identity
 from pyetcd.ids import RequestIdGenerator, format_id
@@ -81,12 +81,16 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
         """Whether the member stopped because something broke (the process then exits non-zero)."""
         self._published = False
         self._initial_peers: list[Member] = []
+        self._dir_locks = MemberDirLocks(config.store_dir, config.raft_log_dir)
 
     # -- start-up ------------------------------------------------------------------------------
 
     async def start(self) -> None:
         config = self.config
-        os.makedirs(config.store_dir, exist_ok=True)
+        prepare_member_dirs(config)
+        # Like etcd, a second process on this data dir waits here and never serves while the first runs.
+        if not await self._dir_locks.acquire(self.stopped):
+            return
         identity = Identity.load(config.member_dir)
         # The Raft log is fsync'd per Ready and compacted only after the store is synced, so the
         # store need not fsync each apply batch: entries it loses on power failure are replayed.
@@ -230,6 +234,7 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
         if getattr(self, "store", None) is not None:
             self.store.sync()
             self.store.close()
+        self._dir_locks.release()
         self.stopped.set()
 
     def _shut_down_removed(self) -> None:
