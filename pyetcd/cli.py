@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -20,7 +21,12 @@ if TYPE_CHECKING:  # the server is imported only when one is started, to keep --
 
 log = logging.getLogger("pyetcd")
 
-LEVEL_LETTERS = {"DEBUG": "D", "INFO": "I", "WARNING": "W", "ERROR": "E", "CRITICAL": "C"}
+NOTICE = 25
+"""capnslog's NOTICE level (its `N` lines), between INFO and WARNING."""
+logging.addLevelName(NOTICE, "NOTICE")
+LEVEL_LETTERS = {"DEBUG": "D", "INFO": "I", "NOTICE": "N", "WARNING": "W", "ERROR": "E", "CRITICAL": "C"}
+GO_SIGNAL_NAMES = {signal.SIGTERM: "terminated", signal.SIGINT: "interrupt"}
+"""How Go names the signals a member stops on, for etcd's "received ... signal" line."""
 
 
 class EtcdStyleFormatter(logging.Formatter):
@@ -78,18 +84,44 @@ async def run_server(config: ServerConfig, make_server: Callable[[ServerConfig],
 
     create_files_private()
     server = (make_server or EtcdServer)(config)
+    received: list[signal.Signals] = []
+
+    def on_signal(signum: signal.Signals) -> None:
+        if not received:
+            logging.getLogger("pyetcd.pkg/osutil").log(NOTICE, "received %s signal, shutting down...",
+                                                       GO_SIGNAL_NAMES[signum])
+        received.append(signum)
+        server.stopped.set()
+
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, server.stopped.set)
+    for signum in GO_SIGNAL_NAMES:
+        loop.add_signal_handler(signum, on_signal, signum)
     try:
         await server.start()
     except StartupError as err:
         await server.stop()
         return fatal(str(err), package=getattr(err, "package", "etcdmain"))
     await server.stopped.wait()
-    log.info("shutting down: %s", server.stop_reason or "received a signal")
+    if not received:
+        log.info("shutting down: %s", server.stop_reason or "stopped")
     await server.stop()
-    return 1 if server.failed else 0
+    if server.failed:
+        return 1
+    return -received[0] if received else 0
+
+
+def exit_like_etcd(status: int) -> int:
+    """The process's exit status; a member stopped by a signal (status -signum, as subprocess reports it)
+    ends as etcd's does (osutil.HandleInterrupts): killed by that same signal, or exit 0 as PID 1."""
+    if status >= 0:
+        return status
+    if os.getpid() == 1:
+        return 0
+    sys.stdout.flush()
+    sys.stderr.flush()
+    signal.signal(-status, signal.SIG_DFL)
+    os.kill(os.getpid(), -status)
+    return 128 - status  # not reached: the default action of SIGTERM and SIGINT ends the process
 
 
 def run_async(main: asyncio.Future[int] | object) -> int:
@@ -193,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for level, notice in config.notices:
         logging.getLogger("pyetcd.flags").log(level, "%s", notice)
     log.info("pyetcd %s starting member %s (data dir %s)", __version__, config.name, config.data_dir)
-    return run_async(run_server(config))
+    return exit_like_etcd(run_async(run_server(config)))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 
 import grpc
@@ -82,7 +83,7 @@ def test_leader_stopped_with_sigterm_hands_over_before_it_exits(cluster: MakeClu
     leader = members.leader()
     leader_id = members.member_id(leader)
     members.stop_member(leader)  # SIGTERM
-    assert leader.process is not None and leader.process.returncode == 0
+    assert leader.process is not None and leader.process.returncode == -signal.SIGTERM
     assert "transfers leadership to" in leader.log_tail(50)
     others = members.running()
     new_leader = members.leader_id()

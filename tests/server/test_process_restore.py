@@ -7,6 +7,7 @@ As with `etcdctl snapshot restore` for etcd: keys keep their revisions, leases c
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ def test_restored_member_has_the_keys_revisions_and_leases_and_the_new_membershi
     snapshot = tmp_path / "backup.db"
     saved = source.etcdctl("snapshot", "save", str(snapshot))
     assert saved.stdout.splitlines() == [f"Snapshot saved at {snapshot}"], saved.stderr
-    assert source.stop() == 0
+    assert source.stop() == -signal.SIGTERM
 
     peer_port, client_port = free_port(), free_port()
     peer_url = f"http://127.0.0.1:{peer_port}"

@@ -29,7 +29,7 @@ from benchmarks.experiments.front_processes.front import front_server
 from etcdpb.etcdserverpb import rpc_pb2
 from pyetcd.api.handlers import service_handlers
 from pyetcd.api.kv import KVServicer
-from pyetcd.cli import refuse_configuration, run_async, run_server, setup_logging
+from pyetcd.cli import exit_like_etcd, refuse_configuration, run_async, run_server, setup_logging
 from pyetcd.config import ConfigError, ServerConfig, parse_server_args
 from pyetcd.errors import StartupError
 from pyetcd.server import EtcdServer
@@ -224,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config is None:
         return 0
     setup_logging(config.log_level)
-    return run_async(run_core(config, args.batch_socket, args.listen_batched))
+    return exit_like_etcd(run_async(run_core(config, args.batch_socket, args.listen_batched)))
 
 
 if __name__ == "__main__":
