@@ -146,13 +146,20 @@ def proxy_main(argv: Sequence[str]) -> int:
 
     async def main() -> int:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await serve_proxy(config, stop=stop)
-        return 0
+        received: list[signal.Signals] = []
 
-    return run_async(main())
+        def on_signal(signum: signal.Signals) -> None:
+            received.append(signum)
+            stop.set()
+
+        loop = asyncio.get_running_loop()
+        for signum in GO_SIGNAL_NAMES:
+            loop.add_signal_handler(signum, on_signal, signum)
+        await serve_proxy(config, stop=stop)
+        # etcd's grpc-proxy leaves the signals to Go's default action: it ends by the signal, silently.
+        return -received[0] if received else 0
+
+    return exit_like_etcd(run_async(main()))
 
 
 EXIT_BAD_ARGS = 128

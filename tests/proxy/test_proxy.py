@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import signal
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
@@ -351,7 +352,7 @@ async def test_pyetcd_grpc_proxy_start_command_serves_etcdctl(etcd: EtcdCluster)
         assert [kv.value for kv in stored.kvs] == [b"from-cli"]
     finally:
         process.terminate()
-        assert await asyncio.wait_for(process.wait(), 10) == 0
+        assert await asyncio.wait_for(process.wait(), 10) == -signal.SIGTERM  # as etcd's grpc-proxy ends
 
 
 async def test_a_write_that_may_have_applied_is_not_retried_but_a_read_is(
