@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import stat
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -33,9 +35,20 @@ def log_lines(server: ServerProcess) -> list[str]:
     return [STAMP.sub("", line) for line in text.splitlines() if STAMP.match(line)]
 
 
-def member(binary: str, data_dir: Path, *extra_args: str) -> ServerProcess:
-    return ServerProcess(binary=binary, name="m", data_dir=data_dir, client_port=free_port(),
-                         peer_port=free_port(), extra_args=extra_args)
+@dataclass
+class SharingServer(ServerProcess):
+    """A member whose log is its own even when its data dir is another's."""
+
+    log_name: str = ""
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir.parent / (self.log_name or f"{self.data_dir.name}.log")
+
+
+def member(binary: str, data_dir: Path, *extra_args: str, log_name: str = "") -> ServerProcess:
+    return SharingServer(binary=binary, name="m", data_dir=data_dir, client_port=free_port(),
+                         peer_port=free_port(), extra_args=extra_args, log_name=log_name)
 
 
 def serves(server: ServerProcess) -> bool:
@@ -51,11 +64,12 @@ def get(server: ServerProcess, key: str) -> str:
 
 def test_second_process_on_a_data_dir_in_use_waits_and_never_serves(tmp_path: Path) -> None:
     data_dir = tmp_path / "shared.etcd"
-    first, second = member("pyetcd", data_dir), member("pyetcd", data_dir)
-    restarted = member("pyetcd", data_dir)
+    first, second, third, restarted = (member("pyetcd", data_dir, log_name=f"{which}.log")
+                                       for which in ("first", "second", "third", "restarted"))
     try:
         first.start()
         second.start(wait=False)
+        third.start(wait=False)
         for index in range(20):
             assert first.etcdctl("put", f"/k/{index}", f"first-{index}").returncode == 0
         warning = [f'W | etcdserver: another etcd process is using "{data_dir}/member/snap/db" and holds the '
@@ -72,6 +86,11 @@ def test_second_process_on_a_data_dir_in_use_waits_and_never_serves(tmp_path: Pa
         assert not serves(second)
         assert second.process is not None and second.process.poll() is None
 
+        # A waiting process stops on SIGTERM as a running one does, never having served.
+        assert third.process is not None and third.process.poll() is None and not serves(third)
+        assert third.stop() == -signal.SIGTERM
+        assert "serving clients" not in third.log_path.read_text()
+
         # Once the first stops, the waiting process takes over the member and sees every write.
         assert first.stop() is not None
         second.wait_healthy()
@@ -84,7 +103,7 @@ def test_second_process_on_a_data_dir_in_use_waits_and_never_serves(tmp_path: Pa
         assert get(restarted, "/k/second") == "after"
         assert "CorruptLogError" not in restarted.log_path.read_text()
     finally:
-        for server in (restarted, second, first):
+        for server in (restarted, third, second, first):
             server.stop()
 
 
