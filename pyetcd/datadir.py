@@ -21,10 +21,9 @@ from pyetcd.config import ServerConfig
 from pyetcd.errors import StartupError
 
 PRIVATE_DIR_MODE = 0o700
-PRIVATE_FILE_MODE = 0o600
-PRIVATE_UMASK = 0o777 & ~PRIVATE_DIR_MODE
+PRIVATE_UMASK = 0o077
 """The member's process creates nothing that group or others may read, whichever library writes the
-file (LMDB's data and copies included): directories come out 0700, files 0600."""
+file (LMDB's data and copies included): directories come out 0700 and files 0600, etcd's modes."""
 
 STORE_LOCK_RETRY_S = 0.05  # bbolt polls its flock this often
 STORE_LOCK_WARNING_S = 10.0  # etcdserver's openBackend warns once the store has taken this long
