@@ -182,6 +182,9 @@ def snapshot_main(argv: Sequence[str]) -> int:
     if len(args.filename) != 1:
         print(f"Error: snapshot {args.command} requires exactly one argument", file=sys.stderr)
         return EXIT_BAD_ARGS
+    from pyetcd.datadir import create_files_private
+
+    create_files_private()  # restore makes a data dir
     try:
         if args.command == "status":
             sys.stdout.write(format_status(snapshot_status(args.filename[0]), args.write_out))
@@ -205,7 +208,7 @@ def migrate_main(argv: Sequence[str]) -> int:
     args = parser.parse_args(list(argv))
     from pyetcd.datadir import create_files_private
 
-    create_files_private()
+    create_files_private()  # the data dir it makes is private, as a member's own
     try:
         migrate(args)
     except (ConfigError, OSError, ValueError) as err:
