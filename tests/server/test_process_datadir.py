@@ -182,3 +182,11 @@ def test_snapshot_restore_refuses_a_data_dir_or_wal_dir_in_use_as_etcdctl_does(
     assert not (tmp_path / "new.etcd").exists()
     assert get(server, "k") == "before"
     assert serves(server)
+
+    # Into a new directory it works, and what it makes is private too.
+    restored = tmp_path / "restored.etcd"
+    done = subprocess.run([str(PYETCD_BINARY), "snapshot", "restore", str(snapshot), "--data-dir", str(restored)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert modes_under(restored) == {"dirs": {"0o700"}, "files": {"0o600"}}
+    assert stat.S_IMODE(restored.stat().st_mode) == 0o700
