@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from pyetcd import __version__
 from pyetcd.config import ConfigError, FatalConfigError, FlagSyntaxError, ServerConfig, parse_server_args
+from pyetcd.tlsconfig import CipherSuiteError, apply_cipher_suites
 
 if TYPE_CHECKING:  # the server is imported only when one is started, to keep --help and --version fast
     from pyetcd.server import EtcdServer
@@ -132,7 +133,7 @@ def run_async(main: asyncio.Future[int] | object) -> int:
 
 
 def proxy_main(argv: Sequence[str]) -> int:
-    from pyetcd.proxy import add_proxy_arguments, proxy_config_from_args, serve_proxy
+    from pyetcd.proxy import add_proxy_arguments, proxy_config_from_args
 
     parser = argparse.ArgumentParser(prog="pyetcd grpc-proxy start",
                                      description="Start the stateless etcd v3 gRPC L7 reverse proxy.")
@@ -140,8 +141,12 @@ def proxy_main(argv: Sequence[str]) -> int:
     args = parser.parse_args(list(argv))
     try:
         config = proxy_config_from_args(args)
-    except ConfigError as err:
-        return fatal(str(err))
+        apply_cipher_suites(config.listen_cipher_suites)  # before the proxy server (and gRPC) loads
+    except (ConfigError, CipherSuiteError) as err:
+        print(err, file=sys.stderr)  # etcd's grpc-proxy prints its start-up refusals bare, and exits 1
+        return 1
+    from pyetcd.proxy import serve_proxy
+
     setup_logging("debug" if config.debug else "info")
 
     async def main() -> int:
@@ -234,6 +239,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(config.log_level)
     for level, notice in config.notices:
         logging.getLogger("pyetcd.flags").log(level, "%s", notice)
+    try:
+        apply_cipher_suites(config.cipher_suites)  # before the server (and so gRPC) is imported
+    except CipherSuiteError as err:
+        return fatal(str(err))
     log.info("pyetcd %s starting member %s (data dir %s)", __version__, config.name, config.data_dir)
     return exit_like_etcd(run_async(run_server(config)))
 

@@ -27,6 +27,7 @@ from pyetcd.flagvalues import (
 )
 from pyetcd.ids import cluster_id as derive_cluster_id
 from pyetcd.ids import member_id as derive_member_id
+from pyetcd.tlsconfig import CipherSuiteError, TLSInfo, grpc_cipher_list, is_secure_url, split_cipher_suites
 
 DEFAULT_NAME = "default"
 DEFAULT_INITIAL_CLUSTER = "default=http://localhost:2380"
@@ -107,22 +108,23 @@ FLAGS: tuple[FlagSpec, ...] = (
     FlagSpec("auto-compaction-mode", "periodic", help="periodic (retention is a duration, in hours without a unit) "
              "or revision (retention is a number of revisions)."),
     FlagSpec("enable-v2", "false", "bool", supported=False),
-    FlagSpec("cert-file", "", supported=False),
-    FlagSpec("key-file", "", supported=False),
-    FlagSpec("client-cert-auth", "false", "bool", supported=False),
-    FlagSpec("client-crl-file", "", supported=False),
-    FlagSpec("client-cert-allowed-hostname", "", supported=False),
-    FlagSpec("trusted-ca-file", "", supported=False),
-    FlagSpec("auto-tls", "false", "bool", supported=False),
-    FlagSpec("peer-cert-file", "", supported=False),
-    FlagSpec("peer-key-file", "", supported=False),
-    FlagSpec("peer-client-cert-auth", "false", "bool", supported=False),
-    FlagSpec("peer-trusted-ca-file", "", supported=False),
-    FlagSpec("peer-cert-allowed-cn", "", supported=False),
-    FlagSpec("peer-cert-allowed-hostname", "", supported=False),
-    FlagSpec("peer-auto-tls", "false", "bool", supported=False),
-    FlagSpec("peer-crl-file", "", supported=False),
-    FlagSpec("cipher-suites", "", supported=False),
+    FlagSpec("cert-file", "", help="Path to the client server TLS cert file."),
+    FlagSpec("key-file", "", help="Path to the client server TLS key file."),
+    FlagSpec("client-cert-auth", "false", "bool", help="Enable client cert authentication."),
+    FlagSpec("client-crl-file", "", help="Path to the client certificate revocation list file."),
+    FlagSpec("client-cert-allowed-hostname", "", help="Allowed TLS hostname for client cert authentication."),
+    FlagSpec("trusted-ca-file", "", help="Path to the client server TLS trusted CA cert file."),
+    FlagSpec("auto-tls", "false", "bool", help="Client TLS using generated certificates."),
+    FlagSpec("peer-cert-file", "", help="Path to the peer server TLS cert file."),
+    FlagSpec("peer-key-file", "", help="Path to the peer server TLS key file."),
+    FlagSpec("peer-client-cert-auth", "false", "bool", help="Enable peer client cert authentication."),
+    FlagSpec("peer-trusted-ca-file", "", help="Path to the peer server TLS trusted CA file."),
+    FlagSpec("peer-cert-allowed-cn", "", help="Allowed CN for inter peer authentication."),
+    FlagSpec("peer-cert-allowed-hostname", "", help="Allowed TLS hostname for inter peer authentication."),
+    FlagSpec("peer-auto-tls", "false", "bool", help="Peer TLS using generated certificates."),
+    FlagSpec("peer-crl-file", "", help="Path to the peer certificate revocation list file."),
+    FlagSpec("cipher-suites", "", "list", help="Comma-separated list of supported TLS cipher suites between "
+             "client/server and peers (etcd's names; empty will be auto-populated)."),
     FlagSpec("cors", "*"),
     FlagSpec("host-whitelist", "*"),
     FlagSpec("auth-token", "simple"),
@@ -181,6 +183,13 @@ class ServerConfig:
     listen_metrics_urls: tuple[str, ...] = ()
     watch_progress_notify_interval_s: float = 600.0
     grpc_keepalive_min_time_s: float = 5.0
+    client_tls: TLSInfo = TLSInfo()
+    """--cert-file, --key-file, --trusted-ca-file, --client-cert-auth, --client-crl-file, ..."""
+    client_auto_tls: bool = False
+    peer_tls: TLSInfo = TLSInfo()
+    """--peer-cert-file, --peer-key-file, --peer-trusted-ca-file, --peer-client-cert-auth, ..."""
+    peer_auto_tls: bool = False
+    cipher_suites: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
     notices: tuple[tuple[int, str], ...] = ()
     """What etcd logs while reading its configuration (environment variables used or unknown, ...)."""
@@ -201,6 +210,14 @@ class ServerConfig:
     @property
     def raft_log_dir(self) -> str:
         return self.wal_dir or os.path.join(self.member_dir, "wal")
+
+    @property
+    def client_auto_tls_dir(self) -> str:
+        return os.path.join(self.data_dir, "fixtures", "client")
+
+    @property
+    def peer_auto_tls_dir(self) -> str:
+        return os.path.join(self.data_dir, "fixtures", "peer")
 
     @property
     def store_dir(self) -> str:
@@ -229,14 +246,12 @@ def host_port(url: str) -> str:
 
 
 def parse_urls(value: str, flag: str) -> tuple[str, ...]:
-    """A comma-separated URL list; each must be http(s)://host:port (or unix) as etcd requires."""
+    """A comma-separated URL list; each must be http(s)://host:port or unix(s)://path as etcd requires."""
     urls = split_urls(value)
     for url in urls:
         problem = url_problem(url)
         if problem is not None:
             raise FlagSyntaxError(f'invalid value "{value}" for flag -{flag}: {problem}')
-        if urlsplit(url).scheme == "https":
-            raise ConfigError(f"--{flag}: TLS is not supported by pyetcd ({url})")
     return urls
 
 
@@ -377,6 +392,54 @@ def _yaml_value(spec: FlagSpec, value: object) -> str | None:
     return str(value)
 
 
+# etcd's YAML holds TLS settings in two sections (embed.securityConfig), not as top-level flag names.
+SECURITY_SECTIONS = {
+    "client-transport-security": {"cert-file": "cert-file", "key-file": "key-file",
+                                  "client-cert-auth": "client-cert-auth", "trusted-ca-file": "trusted-ca-file",
+                                  "auto-tls": "auto-tls"},
+    "peer-transport-security": {"cert-file": "peer-cert-file", "key-file": "peer-key-file",
+                                "client-cert-auth": "peer-client-cert-auth",
+                                "trusted-ca-file": "peer-trusted-ca-file", "auto-tls": "peer-auto-tls"},
+}
+# The rest of etcd's TLSInfo has no YAML name of its own; etcd's decoder fills it from the Go field
+# names of Config.ClientTLSInfo / Config.PeerTLSInfo, matched without regard to case.
+TLS_INFO_FIELDS = {
+    "clienttlsinfo": {"crlfile": "client-crl-file", "allowedhostname": "client-cert-allowed-hostname"},
+    "peertlsinfo": {"crlfile": "peer-crl-file", "allowedcn": "peer-cert-allowed-cn",
+                    "allowedhostname": "peer-cert-allowed-hostname"},
+}
+TLS_FLAGS = frozenset(flag for section in (*SECURITY_SECTIONS.values(), *TLS_INFO_FIELDS.values())
+                      for flag in section.values())
+
+
+def _flatten_security_sections(loaded: dict[Any, Any]) -> dict[str, object]:
+    """etcd's YAML keys, with the TLS sections spread out as the flags they set.
+
+    TLS flag names at the top level are ignored, as etcd's decoder has no such fields.
+    """
+    flat: dict[str, object] = {}
+    for key, value in loaded.items():
+        name = str(key)
+        if name in TLS_FLAGS:
+            continue
+        section = SECURITY_SECTIONS.get(name) or TLS_INFO_FIELDS.get(name.lower())
+        if section is None:
+            flat[name] = value
+            continue
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise ConfigError("error unmarshaling JSON: while decoding JSON: json: cannot unmarshal "
+                              f"{_json_kind(value)} into Go struct field configYAML.{name} of type "
+                              f"{'embed.securityConfig' if name in SECURITY_SECTIONS else 'transport.TLSInfo'}")
+        for sub_key, sub_value in value.items():
+            lookup = str(sub_key) if name in SECURITY_SECTIONS else str(sub_key).lower()
+            flag = section.get(lookup)
+            if flag is not None:
+                flat[flag] = sub_value
+    return flat
+
+
 def _values_from_file(path: str) -> RawValues:
     """--config-file: etcd's YAML keys; flags and environment are then ignored, as in etcd."""
     raw = RawValues()
@@ -394,7 +457,7 @@ def _values_from_file(path: str) -> RawValues:
     if not isinstance(loaded, dict):
         raise ConfigError("error unmarshaling JSON: while decoding JSON: json: cannot unmarshal "
                           f"{_json_kind(loaded)} into Go value of type embed.configYAML")
-    for key, value in loaded.items():
+    for key, value in _flatten_security_sections(loaded).items():
         spec = FLAGS_BY_NAME.get(str(key))
         if spec is None:
             continue  # etcd ignores keys that name no field
@@ -500,6 +563,22 @@ def resolve(args: argparse.Namespace, environ: dict[str, str] | None = None, *,
     if get("logger") not in ("zap", "capnslog"):
         raise ConfigError(f'unknown logger option "{get("logger")}"')
     compaction_retention = get("auto-compaction-retention")
+    cipher_suites = split_cipher_suites(get("cipher-suites"))
+    try:
+        grpc_cipher_list(cipher_suites) if cipher_suites else None
+    except CipherSuiteError as err:
+        raise FatalConfigError(str(err)) from None
+    client_tls = TLSInfo(cert_file=get("cert-file"), key_file=get("key-file"),
+                         trusted_ca_file=get("trusted-ca-file"),
+                         client_cert_auth=parse_go_bool(get("client-cert-auth")), crl_file=get("client-crl-file"),
+                         allowed_hostname=get("client-cert-allowed-hostname"))
+    peer_tls = TLSInfo(cert_file=get("peer-cert-file"), key_file=get("peer-key-file"),
+                       trusted_ca_file=get("peer-trusted-ca-file"),
+                       client_cert_auth=parse_go_bool(get("peer-client-cert-auth")), crl_file=get("peer-crl-file"),
+                       allowed_cn=get("peer-cert-allowed-cn"), allowed_hostname=get("peer-cert-allowed-hostname"))
+    if peer_tls.allowed_cn and peer_tls.allowed_hostname:
+        raise FatalConfigError(f"AllowedCN and AllowedHostname are mutually exclusive "
+                               f'(cn="{peer_tls.allowed_cn}", hostname="{peer_tls.allowed_hostname}")')
     config = ServerConfig(
         name=name,
         data_dir=data_dir,
@@ -527,10 +606,30 @@ def resolve(args: argparse.Namespace, environ: dict[str, str] | None = None, *,
         listen_metrics_urls=parse_urls(get("listen-metrics-urls"), "listen-metrics-urls"),
         watch_progress_notify_interval_s=parse_go_duration(get("experimental-watch-progress-notify-interval")),
         grpc_keepalive_min_time_s=parse_go_duration(get("grpc-keepalive-min-time")),
+        client_tls=client_tls,
+        client_auto_tls=parse_go_bool(get("auto-tls")),
+        peer_tls=peer_tls,
+        peer_auto_tls=parse_go_bool(get("peer-auto-tls")),
+        cipher_suites=cipher_suites,
         notices=tuple(raw.notices),
     )
     validate_cluster_flags(config)
+    validate_tls_flags(config)
     return config
+
+
+def validate_tls_flags(config: ServerConfig) -> None:
+    """etcd's start-up refusals of TLS listen URLs that have no certificate to serve them with."""
+    if config.client_tls.empty and not config.client_auto_tls:
+        for url in config.listen_client_urls:
+            if is_secure_url(url):
+                raise FatalConfigError(f"TLS key/cert (--cert-file, --key-file) must be provided for client url "
+                                       f"{url} with HTTPS scheme")
+    if config.peer_tls.empty and not config.peer_auto_tls:
+        for url in config.listen_peer_urls:
+            if is_secure_url(url):
+                raise FatalConfigError(f"cannot listen on TLS for {host_port(url)}: "
+                                       "KeyFile and CertFile are not presented")
 
 
 def validate_cluster_flags(config: ServerConfig) -> None:

@@ -14,7 +14,7 @@ from etcdpb.etcdserverpb import rpc_pb2
 from etcdpb.serverpb import peer_pb2_grpc
 from pyetcd import errors
 from pyetcd.apply import Applier, ApplyOutcome
-from pyetcd.config import ServerConfig, host_port
+from pyetcd.config import ServerConfig
 from pyetcd.ids import RequestIdGenerator
 from pyetcd.lease import Lessor
 from pyetcd.membership import Member, Membership
@@ -111,7 +111,7 @@ class ServerCore:
             raise errors.ErrNoLeader
         channel = self._peer_channels.get(leader)
         if channel is None:
-            channel = grpc.aio.insecure_channel(host_port(member.peer_urls[0]))
+            channel = await self.transport.open_channel(member.peer_urls[0])
             self._peer_channels[leader] = channel
         return peer_pb2_grpc.PeerStub(channel)
 

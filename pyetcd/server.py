@@ -34,13 +34,16 @@ from pyetcd.membership import MEMBERS_BUCKET, REMOVED_BUCKET, Member, Membership
 from pyetcd.peer_service import PeerService
 from pyetcd.proposals import AppliedIndexWaiters
 from pyetcd.reconfigure import MembershipService
+from pyetcd.tlsconfig import TLSInfo, is_secure_url, listen_address, with_auto_tls
+from pyetcd.tlscredentials import PeerSecurity, server_credentials, server_interceptors
 from raft.core import ConfChange, ConfChangeType, ConfState, ProposalDropped, Snapshot, SnapshotMetadata
 from raft.node import ApplyBatch, NodeConfig, RaftNode
-from raft.transport import GrpcTransport
+from raft.transport import GrpcTransport, open_peer_channel
 from storage.mvcc import MvccStore, QuotaExceededError
 from storage.raftlog import DurableLog
 
 log = logging.getLogger("pyetcd.server")
+tls_log = logging.getLogger("pyetcd.embed")
 
 CLUSTER_VERSION = "3.4.0"
 GRPC_OVERHEAD_BYTES = 512 * 1024
@@ -82,6 +85,9 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
         self._published = False
         self._initial_peers: list[Member] = []
         self._dir_locks = MemberDirLocks(config.store_dir, config.raft_log_dir)
+        self.client_tls = config.client_tls
+        self.peer_tls = config.peer_tls
+        """The TLS settings in use: the flags', or the certificates auto-TLS made."""
 
     # -- start-up ------------------------------------------------------------------------------
 
@@ -91,6 +97,7 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
         # Like etcd, a second process on this data dir waits here and never serves while the first runs.
         if not await self._dir_locks.acquire(self.stopped):
             return
+        self._set_up_tls()
         identity = Identity.load(config.member_dir)
         # The Raft log is fsync'd per Ready and compacted only after the store is synced, so the
         # store need not fsync each apply batch: entries it loses on power failure are replayed.
@@ -118,7 +125,8 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
         self.transport = GrpcTransport(self.member_id, self.cluster_id, list(config.listen_peer_urls),
                                        is_removed=lambda peer: peer in self.membership.removed,
                                        on_removed=lambda: self._shut_down_removed(),
-                                       dial_timeout=1.0 + config.election_ms / 1000)
+                                       dial_timeout=1.0 + config.election_ms / 1000,
+                                       security=PeerSecurity(self.peer_tls))
         self.transport.add_services(self._register_peer_service)
         for member in self.membership.members() + self._initial_peers:
             if member.id != self.member_id:
@@ -149,6 +157,20 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
         log.info("pyetcd member %s serving clients on %s (cluster %s)", format_id(self.member_id),
                  ",".join(config.listen_client_urls), format_id(self.cluster_id))
 
+    def _set_up_tls(self) -> None:
+        """Auto-TLS certificates and etcd's start-up notes about TLS on each side."""
+        config = self.config
+        self.peer_tls = with_auto_tls(config.peer_tls, config.peer_auto_tls, config.peer_auto_tls_dir,
+                                      config.listen_peer_urls, "peer")
+        self.client_tls = with_auto_tls(config.client_tls, config.client_auto_tls, config.client_auto_tls_dir,
+                                        config.listen_client_urls, "client")
+        if not self.peer_tls.empty:
+            tls_log.info("peerTLS: %s", self.peer_tls)
+        _warn_plain_urls(config.listen_peer_urls, self.peer_tls, "peer", "--peer-client-cert-auth")
+        if not self.client_tls.empty:
+            tls_log.info("ClientTLS: %s", self.client_tls)
+        _warn_plain_urls(config.listen_client_urls, self.client_tls, "client", "--client-cert-auth")
+
     def _bootstrap_conf_changes(self) -> list[ConfChange]:
         """One ADD_NODE per --initial-cluster member, carrying the member record (etcd's StartNode peers)."""
         changes = []
@@ -168,7 +190,7 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
         peers = [url for _, url in self.config.initial_cluster if url not in own_urls]
         for url in peers:
             try:
-                async with grpc.aio.insecure_channel(host_port(url)) as channel:
+                async with await open_peer_channel(url, PeerSecurity(self.peer_tls)) as channel:
                     stub = peer_pb2_grpc.PeerStub(channel)
                     answer = await stub.Cluster(peer_pb2.ClusterRequest(), timeout=2.0)
             except grpc.aio.AioRpcError:
@@ -191,7 +213,7 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
 
     async def _serve_clients(self) -> None:
         limit = self.config.max_request_bytes + GRPC_OVERHEAD_BYTES
-        server = grpc.aio.server(options=[
+        server = grpc.aio.server(interceptors=server_interceptors(self.client_tls) or None, options=[
             # The handlers refuse requests over `limit` in grpc-go's words; the transport allows more.
             ("grpc.max_receive_message_length", 4 * limit),
             ("grpc.max_send_message_length", 2**31 - 1),
@@ -202,10 +224,16 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
         from pyetcd.api.register import add_services
 
         add_services(server, self)
+        credentials = None if self.client_tls.empty else server_credentials(self.client_tls)
         for url in self.config.listen_client_urls:
-            address = host_port(url)
-            if server.add_insecure_port(address) == 0:
-                raise errors.StartupError(f"listen tcp {address}: bind: address already in use")
+            address = listen_address(url)
+            if is_secure_url(url) and credentials is not None:
+                port = server.add_secure_port(address, credentials)
+            else:
+                port = server.add_insecure_port(address)
+            if port == 0:
+                network = "unix" if address.startswith("unix:") else "tcp"
+                raise errors.StartupError(f"listen {network} {host_port(url)}: bind: address already in use")
         await server.start()
         self._grpc_server = server
 
@@ -475,6 +503,19 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
         peer_pb2_grpc.add_PeerServicer_to_server(PeerService(self), server)
 
 
+
+
+def _warn_plain_urls(urls: tuple[str, ...], tls: TLSInfo, side: str, auth_flag: str) -> None:
+    """etcd's warnings for plain-text URLs on a side that has certificates or client-cert auth."""
+    for url in urls:
+        if is_secure_url(url):
+            continue
+        if not tls.empty:
+            tls_log.warning("The scheme of %s url %s is HTTP while %s key/cert files are presented. "
+                        "Ignored %skey/cert files.", side, url, "peer", "peer " if side == "peer" else "")
+        if tls.client_cert_auth:
+            tls_log.warning("The scheme of %s url %s is HTTP while client cert auth (%s) is enabled. "
+                        "Ignored client cert auth for this url.", side, url, auth_flag)
 
 
 def _txn_is_read_only(req: Any) -> bool:

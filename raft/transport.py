@@ -6,6 +6,8 @@ Each peer gets one long-lived client stream fed from a bounded outbound queue, s
 backoff capped at about a second, so a restarted peer is found quickly. Snapshots
 travel on their own call in ~1 MiB chunks (etcd's separate snapshot path), with the
 application's state put in place of the log store's metadata-only snapshot.
+Peer URLs may be http, https, unix or unixs, as etcd's; the TLS side (certificates, which
+peers are allowed) comes from the application through `TransportSecurity`.
 """
 
 from __future__ import annotations
@@ -108,6 +110,26 @@ class RaftHandler(Protocol):
         ...
 
 
+class TransportSecurity(Protocol):
+    """TLS for peer traffic: what the listener presents and checks, and how a TLS peer is dialed."""
+
+    @property
+    def listens_securely(self) -> bool:
+        """Whether there are certificates to serve https/unixs listen URLs with."""
+        ...
+
+    def server_credentials(self) -> grpc.ServerCredentials:
+        ...
+
+    def server_interceptors(self) -> list[Any]:
+        """Checks run before each peer call (allowed CN/hostname, CRL)."""
+        ...
+
+    async def dial_credentials(self, url: str) -> grpc.ChannelCredentials | None:
+        """Credentials for a peer URL; None for plain text."""
+        ...
+
+
 class Transport(Protocol):
     """How the RaftNode reaches its peers."""
 
@@ -168,27 +190,61 @@ def message_from_pb(pb: raft_pb2.Message) -> Message:
     )
 
 
-def dialable_targets(peer_id: int, urls: Sequence[str]) -> list[str]:
-    """The gRPC targets of a peer's URLs, leaving out (and logging) any this transport cannot dial.
+def dialable_urls(peer_id: int, urls: Sequence[str]) -> list[str]:
+    """A peer's URLs, leaving out (and logging) any this transport cannot dial.
 
     The URLs come from committed entries, so refusing them here would stop the member for good:
     a peer with no dialable URL simply stays unreachable, as a peer that is down would.
     """
-    targets = []
+    dialable = []
     for url in urls:
         try:
-            targets.append(url_to_target(url))
+            url_to_target(url)
         except ValueError as err:
             logger.error("peer %x: %s; not dialing it", peer_id, err)
-    return targets
+        else:
+            dialable.append(url)
+    return dialable
 
 
 def url_to_target(url: str) -> str:
-    """`http://127.0.0.1:2380` -> `127.0.0.1:2380` (plain-text gRPC only)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "") or not parts.netloc:
-        raise ValueError(f"unsupported peer URL {url!r}: expected http://host:port")
+    """The gRPC target of a peer URL: `http(s)://127.0.0.1:2380` -> `127.0.0.1:2380`,
+    `unix(s)://node1:2380` -> `unix:node1:2380` (a socket file, named as etcd names it)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError as err:
+        raise ValueError(f"unsupported peer URL {url!r}: {err}") from None
+    if parts.scheme in ("unix", "unixs") and parts.netloc:
+        return "unix:" + parts.netloc + parts.path
+    if parts.scheme not in ("http", "https", "") or not parts.netloc:
+        raise ValueError(f"unsupported peer URL {url!r}: expected http(s)://host:port or unix(s)://path")
     return parts.netloc
+
+
+def url_is_secure(url: str) -> bool:
+    return urlsplit(url).scheme in ("https", "unixs")
+
+
+async def open_peer_channel(url: str, security: TransportSecurity | None,
+                            options: Sequence[tuple[str, Any]] = ()) -> grpc.aio.Channel:
+    """A channel to a peer URL: plain text for http/unix, TLS for https/unixs.
+
+    Without `security` a TLS peer is verified against the system's CAs, as etcd's dialer does
+    when no peer CA is given.
+    """
+    target = url_to_target(url)
+    if security is not None:
+        credentials = await security.dial_credentials(url)
+    else:
+        credentials = grpc.ssl_channel_credentials() if url_is_secure(url) else None
+    if credentials is None:
+        return grpc.aio.insecure_channel(target, options=list(options))
+    extra: list[tuple[str, Any]] = []
+    hostname = urlsplit(url).hostname
+    if target.startswith("unix:") and hostname:
+        extra.append(("grpc.ssl_target_name_override", hostname))
+    return grpc.aio.secure_channel(target, credentials, options=[*options, *extra])
 
 
 def _approx_size(message: Message) -> int:
@@ -208,7 +264,7 @@ class _Peer:
     def __init__(self, transport: GrpcTransport, peer_id: int, urls: list[str]) -> None:
         self.transport = transport
         self.peer_id = peer_id
-        self.targets = dialable_targets(peer_id, urls)
+        self.targets = dialable_urls(peer_id, urls)
         self.queue: asyncio.Queue[Message | _StreamEnded] = asyncio.Queue(maxsize=OUTBOUND_QUEUE_SIZE)
         self.active_since: float | None = None
         self._stream_was_up = False
@@ -272,7 +328,7 @@ class _Peer:
             backoff = min(backoff * 2, BACKOFF_MAX)
 
     async def _stream(self, target: str) -> None:
-        async with grpc.aio.insecure_channel(target, options=self.transport.channel_options) as channel:
+        async with await self.transport.open_channel(target) as channel:
             stub = raft_pb2_grpc.RaftStub(channel)
             call = stub.Stream(metadata=self.transport.call_metadata())
             metadata = await call.initial_metadata()
@@ -329,8 +385,7 @@ class _Peer:
         try:
             snapshot = self.transport.snapshot_to_send(message)
             message = dataclasses.replace(message, snapshot=snapshot)
-            async with grpc.aio.insecure_channel(self._target(),
-                                                 options=self.transport.channel_options) as channel:
+            async with await self.transport.open_channel(self._target()) as channel:
                 stub = raft_pb2_grpc.RaftStub(channel)
                 ack = await stub.SendSnapshot(_snapshot_chunks(message),
                                               metadata=self.transport.call_metadata())
@@ -421,13 +476,14 @@ class _RaftServicer(raft_pb2_grpc.RaftServicer):
 
 
 class GrpcTransport:
-    """Raft's peer transport over plain-text gRPC; also hosts the server's own peer services."""
+    """Raft's peer transport over gRPC (plain text or TLS); also hosts the server's own peer services."""
 
     def __init__(self, member_id: int, cluster_id: int, listen_urls: list[str], *,
                  on_message: Callable[[Message], None] | None = None,
                  is_removed: Callable[[int], bool] = lambda peer_id: False,
                  on_removed: Callable[[], None] = lambda: None,
-                 dial_timeout: float = DEFAULT_DIAL_TIMEOUT) -> None:
+                 dial_timeout: float = DEFAULT_DIAL_TIMEOUT,
+                 security: TransportSecurity | None = None) -> None:
         self.member_id = member_id
         self.cluster_id = cluster_id
         self.listen_urls = list(listen_urls)
@@ -435,6 +491,7 @@ class GrpcTransport:
         self.is_removed = is_removed
         self.on_removed = on_removed
         self.channel_options = channel_options(dial_timeout)
+        self.security = security
         self.bound_ports: list[int] = []
         self._handler: RaftHandler | None = None
         self._registrars: list[Callable[[grpc.aio.Server], None]] = []
@@ -457,13 +514,25 @@ class GrpcTransport:
             raise RuntimeError("add_services must be called before start")
         self._registrars.append(register)
 
+    async def open_channel(self, url: str) -> grpc.aio.Channel:
+        """A channel to a peer URL with this transport's options and TLS settings."""
+        return await open_peer_channel(url, self.security, self.channel_options)
+
     async def start(self) -> None:
-        server = grpc.aio.server(options=_SERVER_OPTIONS)
+        security = self.security
+        interceptors = security.server_interceptors() if security is not None else []
+        server = grpc.aio.server(options=_SERVER_OPTIONS, interceptors=interceptors or None)
         raft_pb2_grpc.add_RaftServicer_to_server(_RaftServicer(self), server)
         for register in self._registrars:
             register(server)
         for url in self.listen_urls:
-            port = server.add_insecure_port(url_to_target(url))
+            address = url_to_target(url)
+            if url_is_secure(url):
+                if security is None or not security.listens_securely:
+                    raise OSError(f"cannot listen on TLS for {address}: KeyFile and CertFile are not presented")
+                port = server.add_secure_port(address, security.server_credentials())
+            else:
+                port = server.add_insecure_port(address)
             if port == 0:
                 raise OSError(f"cannot listen on {url}")
             self.bound_ports.append(port)
@@ -507,7 +576,7 @@ class GrpcTransport:
         if peer is None:
             self.add_peer(peer_id, urls)
             return
-        if dialable_targets(peer_id, urls) != peer.targets:
+        if dialable_urls(peer_id, urls) != peer.targets:
             self.remove_peer(peer_id)
             self.add_peer(peer_id, urls)
 

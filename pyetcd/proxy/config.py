@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
+from cryptography import x509
+
 from pyetcd.config import ConfigError
+from pyetcd.tlsconfig import CipherSuiteError, grpc_cipher_list, split_cipher_suites
 
 DEFAULT_MAX_SEND_BYTES = 1_572_864 + 512 * 1024  # etcd's request limit plus headroom for headers
 DEFAULT_MAX_RECV_BYTES = 2**31 - 1  # as etcd's gRPC server: effectively unlimited
@@ -35,7 +38,16 @@ class ProxyConfig:
     cert_file: str = ""
     key_file: str = ""
     trusted_ca_file: str = ""
+    # A self-signed certificate for the proxy's clients, in <data_dir>/fixtures/proxy (etcd's --auto-tls).
+    auto_tls: bool = False
+    data_dir: str = "default.proxy"
+    # TLS 1.2 suites offered to the proxy's clients (etcd's names); applied by the command line.
+    listen_cipher_suites: tuple[str, ...] = ()
     debug: bool = False
+
+    @property
+    def auto_tls_dir(self) -> str:
+        return f"{self.data_dir}/fixtures/proxy"
 
 
 def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,6 +81,11 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
                         help="identify secure connections to the proxy using this TLS key file")
     parser.add_argument("--trusted-ca-file", default="",
                         help="verify certificates of TLS-enabled secure proxy using this CA bundle")
+    parser.add_argument("--listen-cipher-suites", default="",
+                        help="Comma-separated list of supported TLS cipher suites between client/proxy "
+                             "(empty will be auto-populated)")
+    parser.add_argument("--auto-tls", action="store_true", help="proxy TLS using generated certificates")
+    parser.add_argument("--data-dir", default="default.proxy", help="Data directory for persistent data")
     parser.add_argument("--debug", action="store_true", help="enable debug-level logging for grpc-proxy")
 
 
@@ -83,6 +100,19 @@ def proxy_config_from_args(args: argparse.Namespace) -> ProxyConfig:
     endpoints = [endpoint.strip() for endpoint in args.endpoints.split(",") if endpoint.strip()]
     if not endpoints:
         raise ConfigError("no endpoints given")
+    cipher_suites = split_cipher_suites(args.listen_cipher_suites)
+    if cipher_suites:
+        try:
+            grpc_cipher_list(cipher_suites)
+        except CipherSuiteError as err:
+            raise ConfigError(str(err)) from None
+        if not (args.cert_file or args.key_file or args.trusted_ca_file or args.auto_tls):
+            raise ConfigError("--listen-cipher-suites needs TLS towards the proxy's clients "
+                              "(--cert-file and --key-file, or --auto-tls)")
+    if (args.cert_file or args.key_file or args.trusted_ca_file) and not (args.cert_file and args.key_file):
+        raise ConfigError(f"KeyFile and CertFile must both be present[key: {args.key_file}, cert: {args.cert_file}]")
+    if args.cert:
+        refuse_named_client_certificate(args.cert)
     return ProxyConfig(
         endpoints=endpoints,
         listen_addr=args.listen_addr,
@@ -98,5 +128,24 @@ def proxy_config_from_args(args: argparse.Namespace) -> ProxyConfig:
         cert_file=args.cert_file,
         key_file=args.key_file,
         trusted_ca_file=args.trusted_ca_file,
+        auto_tls=args.auto_tls,
+        data_dir=args.data_dir,
+        listen_cipher_suites=cipher_suites,
         debug=args.debug,
     )
+
+
+def refuse_named_client_certificate(path: str) -> None:
+    """etcd's grpc-proxy dials the cluster only with a certificate whose subject has no Common Name.
+
+    With client-cert auth a CN would make every request the proxy forwards run as that user.
+    """
+    try:
+        with open(path, "rb") as fh:
+            certificate = x509.load_pem_x509_certificate(fh.read())
+    except (OSError, ValueError) as err:
+        raise ConfigError(str(err)) from None
+    names = certificate.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
+    if names:
+        value = names[0].value
+        raise ConfigError(f"cert has non empty Common Name ({value if isinstance(value, str) else value.decode()})")

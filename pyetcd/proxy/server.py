@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 
 import grpc
 import grpc.aio
@@ -24,6 +23,8 @@ from pyetcd.proxy.register import ProxyRegistration, ProxyResolver
 from pyetcd.proxy.upstream import Upstream, client_credentials, endpoint_target
 from pyetcd.proxy.watch import WatchProxy
 from pyetcd.proxy.watch_broadcast import WatchHub
+from pyetcd.tlsconfig import TLSInfo, self_cert
+from pyetcd.tlscredentials import server_credentials
 
 log = logging.getLogger("pyetcd.grpcproxy")
 
@@ -141,13 +142,16 @@ class GrpcProxy:
         return None
 
     def _server_credentials(self) -> grpc.ServerCredentials | None:
+        """TLS towards the proxy's clients: the given certificate, or (with --auto-tls) a self-signed one."""
         config = self.config
-        if not (config.cert_file and config.key_file):
-            return None
-        trusted = Path(config.trusted_ca_file).read_bytes() if config.trusted_ca_file else None
-        return grpc.ssl_server_credentials(
-            [(Path(config.key_file).read_bytes(), Path(config.cert_file).read_bytes())],
-            root_certificates=trusted, require_client_auth=trusted is not None)
+        if config.cert_file or config.key_file or config.trusted_ca_file:
+            # etcd's grpc-proxy asks for client certificates when it has a CA to check them against.
+            return server_credentials(TLSInfo(cert_file=config.cert_file, key_file=config.key_file,
+                                              trusted_ca_file=config.trusted_ca_file))
+        if config.auto_tls:
+            address = endpoint_target(config.listen_addr)
+            return server_credentials(self_cert(config.auto_tls_dir, [address]))
+        return None
 
     async def stop(self) -> None:
         """Stop serving, withdraw the registration and close every upstream stream and channel."""

@@ -1,0 +1,294 @@
+"""gRPC credentials from etcd's TLS settings, and the certificate checks gRPC cannot make itself.
+
+gRPC verifies the chain and asks for client certificates, but has no CRL, allowed-CN or
+allowed-hostname option. etcd makes those checks right after the handshake and drops the
+connection; here they run at the start of every call (the verified certificate is in the call's
+auth context), refuse it, and log the refusal in etcd's words, once per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import ipaddress
+import json
+import logging
+import os
+import ssl
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import grpc
+import grpc.aio
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+from pyetcd.tlsconfig import TLSInfo, is_secure_url
+
+log = logging.getLogger("pyetcd.embed")
+
+ERR_CERTIFICATE_NOT_ALLOWED = "client certificate authentication failed"
+REMEMBERED_CONNECTIONS = 4096
+
+
+def _read(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
+def _system_roots() -> bytes | None:
+    """The system's CA bundle: what Go verifies client certificates against when no CA file is given."""
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, paths.openssl_cafile):
+        if candidate and os.path.exists(candidate):
+            return _read(candidate)
+    return None
+
+
+def server_credentials(info: TLSInfo) -> grpc.ServerCredentials:
+    """A listener's credentials, asking for client certificates when etcd would (a CA, or --client-cert-auth)."""
+    roots = _read(info.trusted_ca_file) if info.trusted_ca_file else None
+    required = info.requires_client_certificate
+    if required and roots is None:
+        roots = _system_roots()
+    return grpc.ssl_server_credentials([(_read(info.key_file), _read(info.cert_file))],
+                                       root_certificates=roots, require_client_auth=required)
+
+
+def channel_credentials(info: TLSInfo, pinned_server_cert: bytes | None = None) -> grpc.ChannelCredentials:
+    """Credentials to dial a TLS peer: our certificate as the client's, the CA (or a pinned certificate)."""
+    roots = pinned_server_cert or (_read(info.trusted_ca_file) if info.trusted_ca_file else None)
+    if info.empty:
+        return grpc.ssl_channel_credentials(root_certificates=roots)
+    return grpc.ssl_channel_credentials(root_certificates=roots, private_key=_read(info.key_file),
+                                        certificate_chain=_read(info.cert_file))
+
+
+# -- the checks gRPC leaves to us --------------------------------------------------------------
+
+
+def go_quote(text: str) -> str:
+    """Go's %q for a string (close enough for addresses and names)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def go_quote_list(items: list[str]) -> str:
+    return "[" + " ".join(go_quote(item) for item in items) + "]"
+
+
+def hostname_matches(certificate: x509.Certificate, host: str) -> bool:
+    """Go's x509.Certificate.VerifyHostname: IP SANs for an IP, DNS SANs (with `*.` wildcards) otherwise."""
+    try:
+        sans = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        address = None
+    if address is not None:
+        return address in sans.get_values_for_type(x509.IPAddress)
+    wanted = host.lower().rstrip(".")
+    for pattern in sans.get_values_for_type(x509.DNSName):
+        pattern = pattern.lower().rstrip(".")
+        if pattern == wanted:
+            return True
+        if pattern.startswith("*.") and "." in wanted and wanted.split(".", 1)[1] == pattern[2:]:
+            return True
+    return False
+
+
+def common_name(certificate: x509.Certificate) -> str:
+    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    value = names[0].value if names else ""
+    return value if isinstance(value, str) else value.decode()
+
+
+class RevocationList:
+    """A CRL file, read again whenever it changes on disk (etcd reads it at every handshake)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._stamp: tuple[float, int] | None = None
+        self._revoked: frozenset[int] = frozenset()
+
+    def revoked_serials(self) -> frozenset[int]:
+        stat = os.stat(self.path)
+        stamp = (stat.st_mtime, stat.st_size)
+        if stamp != self._stamp:
+            data = _read(self.path)
+            crl = (x509.load_pem_x509_crl(data) if b"-----BEGIN" in data else x509.load_der_x509_crl(data))
+            self._revoked = frozenset(entry.serial_number for entry in crl)
+            self._stamp = stamp
+        return self._revoked
+
+
+def serial_hex(serial: int) -> str:
+    """How etcd prints a revoked serial: the big-endian bytes in lower-case hex."""
+    return serial.to_bytes(max(1, (serial.bit_length() + 7) // 8), "big").hex()
+
+
+class CertificateCheck:
+    """etcd's post-handshake checks of a peer's verified certificate: CRL, then allowed CN or hostname."""
+
+    def __init__(self, info: TLSInfo) -> None:
+        self.info = info
+        self.crl = RevocationList(info.crl_file) if info.crl_file else None
+        self._verdicts: OrderedDict[tuple[str, bytes], str | None] = OrderedDict()
+
+    def problem(self, certificate: x509.Certificate) -> str | None:
+        """etcd's error for this certificate, or None when it may connect."""
+        if self.info.allowed_cn and common_name(certificate) != self.info.allowed_cn:
+            return ERR_CERTIFICATE_NOT_ALLOWED
+        if self.info.allowed_hostname and not hostname_matches(certificate, self.info.allowed_hostname):
+            return ERR_CERTIFICATE_NOT_ALLOWED
+        if self.crl is not None:
+            try:
+                revoked = self.crl.revoked_serials()
+            except (OSError, ValueError) as err:
+                return str(err)
+            if certificate.serial_number in revoked:
+                return f"transport: certificate serial {serial_hex(certificate.serial_number)} revoked"
+        return None
+
+    def refusal(self, context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
+        """Why the call's connection is refused, or None. Each connection is judged and logged once."""
+        auth = context.auth_context() or {}
+        pem = b"".join(auth.get("x509_pem_cert", ()))
+        if not pem:
+            return None  # no certificate: a plain-text listener, or TLS without client certificates
+        peer = context.peer() or ""
+        key = (peer, pem)
+        if key in self._verdicts:
+            self._verdicts.move_to_end(key)
+            return self._verdicts[key]
+        certificate = x509.load_pem_x509_certificate(pem)
+        verdict = self.problem(certificate)
+        if verdict is not None:
+            self._log_rejection(peer, auth, certificate, verdict)
+        self._verdicts[key] = verdict
+        while len(self._verdicts) > REMEMBERED_CONNECTIONS:
+            self._verdicts.popitem(last=False)
+        return verdict
+
+    @staticmethod
+    def _log_rejection(peer: str, auth: dict[str, list[bytes]], certificate: x509.Certificate,
+                       error: str) -> None:
+        try:
+            sans = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            ips = [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)]
+            dns = list(sans.get_values_for_type(x509.DNSName))
+        except x509.ExtensionNotFound:
+            ips, dns = [], []
+        server_name = b"".join(auth.get("ssl_requested_server_name", ())).decode(errors="replace")
+        log.info("rejected connection from %s (error %s, ServerName %s, IPAddresses %s, DNSNames %s)",
+                 go_quote(remote_address(peer)), go_quote(error), go_quote(server_name),
+                 go_quote_list(ips), go_quote_list(dns))
+
+
+def remote_address(peer: str) -> str:
+    """gRPC's `ipv4:127.0.0.1:5000` / `ipv6:[::1]:5000` as Go prints a remote address."""
+    for prefix in ("ipv4:", "ipv6:", "unix:"):
+        if peer.startswith(prefix):
+            return peer[len(prefix):] or "@"
+    return peer
+
+
+def _guarded(behavior: Callable[..., Any], check: CertificateCheck) -> Callable[..., Any]:
+    """`behavior` (a gRPC handler of any shape) preceded by the certificate check."""
+
+    async def refuse(context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        problem = check.refusal(context)
+        if problem is not None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, problem)
+
+    if inspect.isasyncgenfunction(behavior):
+        async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+            await refuse(context)
+            async for item in behavior(request, context):
+                yield item
+        return stream
+
+    async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        await refuse(context)
+        result = behavior(request, context)
+        return await result if inspect.isawaitable(result) else result
+    return call
+
+
+class CertificateCheckInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Runs a CertificateCheck before every call a server handles."""
+
+    def __init__(self, check: CertificateCheck) -> None:
+        self.check = check
+
+    async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]],
+                                handler_call_details: Any) -> Any:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        changes = {kind: _guarded(getattr(handler, kind), self.check)
+                   for kind in ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+                   if getattr(handler, kind) is not None}
+        return handler._replace(**changes)
+
+
+def server_interceptors(info: TLSInfo) -> list[grpc.aio.ServerInterceptor]:
+    return [CertificateCheckInterceptor(CertificateCheck(info))] if info.checks_certificates else []
+
+
+# -- dialing peers -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PeerSecurity:
+    """The peer side's TLS as the transport uses it: how to listen on, and how to dial, TLS URLs."""
+
+    info: TLSInfo
+
+    @property
+    def listens_securely(self) -> bool:
+        return not self.info.empty
+
+    def server_credentials(self) -> grpc.ServerCredentials:
+        return server_credentials(self.info)
+
+    def server_interceptors(self) -> list[grpc.aio.ServerInterceptor]:
+        return server_interceptors(self.info)
+
+    async def dial_credentials(self, url: str) -> grpc.ChannelCredentials | None:
+        """None for a plain-text URL; for a TLS one, our certificate and the CA to verify the peer.
+
+        With auto-TLS etcd does not verify the peer at all; gRPC always verifies, so the peer's own
+        certificate is fetched first and trusted for this connection, which verifies no more.
+        """
+        if not is_secure_url(url):
+            return None
+        pinned = await fetch_certificate(url) if self.info.self_cert else None
+        return channel_credentials(self.info, pinned)
+
+
+async def fetch_certificate(url: str, timeout: float = 2.0) -> bytes | None:
+    """The certificate a TLS peer presents, unverified (what etcd's InsecureSkipVerify accepts)."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or parts.hostname is None or parts.port is None:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, parts.port, ssl=context),
+                                           timeout)
+    except (OSError, TimeoutError, ssl.SSLError):
+        return None
+    try:
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    finally:
+        writer.close()
+    if not der:
+        return None
+    return x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)

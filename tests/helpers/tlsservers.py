@@ -1,0 +1,75 @@
+"""Members (real etcd or pyetcd) started with https client and/or peer URLs, and etcdctl over TLS."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.helpers.certs import CertFiles
+from tests.helpers.servers import HOST, ServerProcess, free_port, run_etcdctl
+
+
+@dataclass
+class ClientCredentials:
+    """What etcdctl is given: --cacert, and --cert/--key when it has a client certificate."""
+
+    cacert: Path | None = None
+    cert: CertFiles | None = None
+
+    def flags(self) -> list[str]:
+        flags = [f"--cacert={self.cacert}"] if self.cacert else []
+        if self.cert is not None:
+            flags += [f"--cert={self.cert.cert}", f"--key={self.cert.key}"]
+        return flags
+
+
+@dataclass
+class TLSServerProcess(ServerProcess):
+    """A member whose client and peer URLs use the given schemes; etcdctl speaks TLS to https ones."""
+
+    client_scheme: str = "https"
+    peer_scheme: str = "https"
+    credentials: ClientCredentials = field(default_factory=ClientCredentials)
+
+    @property
+    def client_url(self) -> str:
+        return f"{self.client_scheme}://{HOST}:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"{self.peer_scheme}://{HOST}:{self.peer_port}"
+
+    @property
+    def endpoint(self) -> str:
+        return self.client_url
+
+    def etcdctl(self, *args: str, input: str | bytes | None = None,
+                timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        return run_etcdctl(self.endpoint, *self.credentials.flags(), *args, input=input, timeout=timeout)
+
+
+def tls_cluster(binary: str, root: Path, size: int, member_args: Sequence[Sequence[str]], *,
+                client_scheme: str = "https", peer_scheme: str = "https",
+                credentials: ClientCredentials | None = None) -> list[TLSServerProcess]:
+    """`size` members on fresh ports (not started); member i gets member_args[i] as extra flags."""
+    ports = [(free_port(), free_port()) for _ in range(size)]
+    initial = ",".join(f"m{i}={peer_scheme}://{HOST}:{peer}" for i, (_, peer) in enumerate(ports))
+    return [TLSServerProcess(binary, f"m{i}", root / f"m{i}.etcd", client, peer, extra_args=list(member_args[i]),
+                             initial_cluster=initial, client_scheme=client_scheme, peer_scheme=peer_scheme,
+                             credentials=credentials or ClientCredentials())
+            for i, (client, peer) in enumerate(ports)]
+
+
+def start_all(members: Sequence[ServerProcess], timeout: float = 60.0) -> None:
+    """Start every member, then wait until each answers (a cluster needs a quorum to answer)."""
+    for member in members:
+        member.start(wait=False)
+    for member in members:
+        member.wait_healthy(timeout)
+
+
+def stop_all(members: Sequence[ServerProcess]) -> None:
+    for member in members:
+        member.stop()
