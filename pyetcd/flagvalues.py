@@ -86,8 +86,10 @@ def url_problem(url: str) -> str | None:
         port = parts.port
     except ValueError:
         port = None
-    if parts.scheme in ("http", "https") and port is None:
+    if port is None:  # unix sockets too: etcd names the socket file by the URL's host:port
         return f'URL address does not have the form "host:port": {url}'
+    if parts.path:
+        return f"URL must not contain a path: {url}"
     return None
 
 

@@ -161,15 +161,17 @@ def _now() -> datetime.datetime:
 def self_cert(directory: str, hosts: Sequence[str]) -> TLSInfo:
     """etcd's transport.SelfCert: a self-signed certificate for `hosts` (host:port), made once.
 
-    As etcd 3.4: an ECDSA P-521 key, organisation "etcd", valid a year, server-auth usage, IP or
-    DNS names from the hosts; `cert.pem` and `key.pem` in `directory` are reused when present.
+    As etcd 3.4: an ECDSA key, organisation "etcd", valid a year, server-auth usage, IP or DNS
+    names from the hosts; `cert.pem` and `key.pem` in `directory` are reused when present. etcd's
+    key is on P-521, which gRPC's TLS library (BoringSSL) will not sign handshakes with, so ours
+    is on P-384.
     """
     os.makedirs(directory, mode=0o700, exist_ok=True)
     cert_path = os.path.join(directory, "cert.pem")
     key_path = os.path.join(directory, "key.pem")
     if os.path.exists(cert_path) and os.path.exists(key_path):
         return TLSInfo(cert_file=cert_path, key_file=key_path, self_cert=True)
-    key = ec.generate_private_key(ec.SECP521R1())
+    key = ec.generate_private_key(ec.SECP384R1())
     subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "etcd")])
     names: list[x509.GeneralName] = []
     for host in hosts:

@@ -275,15 +275,20 @@ class PeerSecurity:
 async def fetch_certificate(url: str, timeout: float = 2.0) -> bytes | None:
     """The certificate a TLS peer presents, unverified (what etcd's InsecureSkipVerify accepts)."""
     parts = urlsplit(url)
-    if parts.scheme != "https" or parts.hostname is None or parts.port is None:
+    if parts.hostname is None:
         return None
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2"])
+    if parts.scheme == "unixs":
+        connecting = asyncio.open_unix_connection(parts.netloc + parts.path, ssl=context,
+                                                  server_hostname=parts.hostname)
+    else:
+        connecting = asyncio.open_connection(parts.hostname, parts.port, ssl=context)
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, parts.port, ssl=context),
-                                           timeout)
-    except (OSError, TimeoutError, ssl.SSLError):
+        _, writer = await asyncio.wait_for(connecting, timeout)
+    except (OSError, TimeoutError, ssl.SSLError, ValueError):
         return None
     try:
         der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)

@@ -85,6 +85,7 @@ class ServerProcess:
     initial_cluster: str | None = None  # default: a cluster of just this member
     flags_as_environment: bool = False  # pass the member's flags as ETCD_* variables instead
     extra_environment: dict[str, str] = field(default_factory=dict)
+    working_dir: Path | None = None  # where relative paths (unix socket URLs) resolve; default: ours
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -134,7 +135,7 @@ class ServerProcess:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, start_new_session=True,
-                                            env=self.environment())
+                                            env=self.environment(), cwd=self.working_dir)
         if wait:
             try:
                 self.wait_healthy(timeout)

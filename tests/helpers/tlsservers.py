@@ -31,6 +31,7 @@ class TLSServerProcess(ServerProcess):
 
     client_scheme: str = "https"
     peer_scheme: str = "https"
+    peer_host: str = HOST  # a unix socket URL names its file by host:port (etcd's rule), e.g. localhost:port
     credentials: ClientCredentials = field(default_factory=ClientCredentials)
 
     @property
@@ -39,7 +40,7 @@ class TLSServerProcess(ServerProcess):
 
     @property
     def peer_url(self) -> str:
-        return f"{self.peer_scheme}://{HOST}:{self.peer_port}"
+        return f"{self.peer_scheme}://{self.peer_host}:{self.peer_port}"
 
     @property
     def endpoint(self) -> str:
@@ -51,13 +52,17 @@ class TLSServerProcess(ServerProcess):
 
 
 def tls_cluster(binary: str, root: Path, size: int, member_args: Sequence[Sequence[str]], *,
-                client_scheme: str = "https", peer_scheme: str = "https",
+                client_scheme: str = "https", peer_scheme: str = "https", peer_host: str = HOST,
                 credentials: ClientCredentials | None = None) -> list[TLSServerProcess]:
-    """`size` members on fresh ports (not started); member i gets member_args[i] as extra flags."""
+    """`size` members on fresh ports (not started); member i gets member_args[i] as extra flags.
+
+    Relative paths (unix sockets) resolve in `root`, where every member runs.
+    """
     ports = [(free_port(), free_port()) for _ in range(size)]
-    initial = ",".join(f"m{i}={peer_scheme}://{HOST}:{peer}" for i, (_, peer) in enumerate(ports))
+    initial = ",".join(f"m{i}={peer_scheme}://{peer_host}:{peer}" for i, (_, peer) in enumerate(ports))
     return [TLSServerProcess(binary, f"m{i}", root / f"m{i}.etcd", client, peer, extra_args=list(member_args[i]),
-                             initial_cluster=initial, client_scheme=client_scheme, peer_scheme=peer_scheme,
+                             initial_cluster=initial, working_dir=root, client_scheme=client_scheme,
+                             peer_scheme=peer_scheme, peer_host=peer_host,
                              credentials=credentials or ClientCredentials())
             for i, (client, peer) in enumerate(ports)]
 

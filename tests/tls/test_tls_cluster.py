@@ -1,0 +1,129 @@
+"""Clusters that speak TLS, driven by the real etcdctl: TLS everywhere, and plain clients with TLS peers."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.servers import HOST, error_lines, etcdctl_env, free_port, run_etcdctl
+from tests.helpers.tlsservers import TLSServerProcess, start_all, stop_all, tls_cluster
+from tests.tls.conftest import PKI
+
+# etcd's log line when a handshake or the check after it refuses a connection (embed.logTLSHandshakeFailure).
+REJECTED = re.compile(r'rejected connection from "127\.0\.0\.1:\d+" \(error "(?P<error>[^"]*)", ServerName "", '
+                      r'IPAddresses \["127\.0\.0\.1"\], DNSNames \["localhost"\]\)')
+
+
+def etcdctl_ok(member: TLSServerProcess, *args: str) -> str:
+    result = member.etcdctl(*args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_tls_only_cluster_replicates_writes_made_over_tls(tls_only_cluster: list[TLSServerProcess]) -> None:
+    first, _, last = tls_only_cluster
+    assert etcdctl_ok(first, "put", "tls/k", "over-tls") == "OK\n"
+    # A linearizable read on another member needs the leader's ReadIndex, over the TLS peer links.
+    assert etcdctl_ok(last, "get", "tls/k", "--print-value-only") == "over-tls\n"
+    members = json.loads(etcdctl_ok(first, "member", "list", "-w", "json"))["members"]
+    assert sorted(url for m in members for url in m["peerURLs"]) == sorted(m.peer_url for m in tls_only_cluster)
+    assert sorted(url for m in members for url in m["clientURLs"]) == sorted(m.client_url for m in tls_only_cluster)
+    everyone = ",".join(m.client_url for m in tls_only_cluster)
+    health = run_etcdctl(everyone, *last.credentials.flags(), "endpoint", "health")
+    assert health.returncode == 0 and health.stderr.count("is healthy") == 3, health.stderr
+
+
+@pytest.mark.parametrize("who", ["pyetcd", "etcd"])
+def test_a_client_without_a_certificate_is_refused(who: str, tls_only_cluster: list[TLSServerProcess],
+                                                    real_etcd_member: TLSServerProcess, pki: PKI) -> None:
+    member = tls_only_cluster[0] if who == "pyetcd" else real_etcd_member
+    result = subprocess.run(["etcdctl", f"--endpoints={member.client_url}", f"--cacert={pki.ca}",
+                             "--command-timeout=2s", "get", "tls/k"],
+                            env=etcdctl_env(), capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert error_lines(result.stderr) == ["Error: context deadline exceeded"]
+
+
+def rejections_since(member: TLSServerProcess, offset: int, timeout: float = 5.0) -> list[str]:
+    """The errors of the "rejected connection" lines the member logged after byte `offset` of its log."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [m["error"] for m in REJECTED.finditer(member.log_path.read_text(errors="replace")[offset:])]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+def log_size(member: TLSServerProcess) -> int:
+    return len(member.log_path.read_text(errors="replace"))
+
+
+@pytest.mark.parametrize("who", ["pyetcd", "etcd"])
+def test_a_revoked_client_certificate_is_refused_and_logged_as_etcd_logs_it(
+        who: str, tls_only_cluster: list[TLSServerProcess], real_etcd_member: TLSServerProcess, pki: PKI) -> None:
+    member = tls_only_cluster[0] if who == "pyetcd" else real_etcd_member
+    offset = log_size(member)
+    result = subprocess.run(["etcdctl", f"--endpoints={member.client_url}", *pki.client_credentials(pki.revoked)
+                             .flags(), "--command-timeout=2s", "put", "tls/revoked", "x"],
+                            env=etcdctl_env(), capture_output=True, text=True, timeout=30)
+    revoked = f"transport: certificate serial {pki.revoked.serial.to_bytes(20, 'big').lstrip(bytes(1)).hex()} revoked"
+    assert result.returncode == 1
+    # etcd drops the connection, so etcdctl times out; pyetcd refuses each call and says why.
+    assert error_lines(result.stderr) == (["Error: context deadline exceeded"] if who == "etcd" else
+                                          [f"Error: rpc error: code = Unauthenticated desc = {revoked}"])
+    assert set(rejections_since(member, offset)) == {revoked}
+    assert member.etcdctl("get", "tls/revoked", "--print-value-only").stdout == ""
+
+
+def test_a_member_whose_certificate_is_not_allowed_cannot_join(
+        tls_only_cluster: list[TLSServerProcess], pki: PKI, tmp_path: Path) -> None:
+    first = tls_only_cluster[0]
+    offset = log_size(first)
+    # The intruder's certificate comes from the cluster's own CA, but its CN is not --peer-cert-allowed-cn.
+    intruder = TLSServerProcess("pyetcd", "intruder", tmp_path / "intruder.etcd", free_port(), free_port())
+    intruder.initial_cluster = ",".join([f"{m.name}={m.peer_url}" for m in tls_only_cluster]
+                                        + [f"intruder={intruder.peer_url}"])
+    intruder.extra_args = ["--initial-cluster-state=existing", f"--peer-cert-file={pki.intruder.cert}",
+                           f"--peer-key-file={pki.intruder.key}", f"--peer-trusted-ca-file={pki.ca}",
+                           f"--cert-file={pki.member.cert}", f"--key-file={pki.member.key}"]
+    intruder.start(wait=False)
+    try:
+        assert intruder.process is not None
+        assert intruder.process.wait(30) == 1
+    finally:
+        intruder.stop()
+    assert "could not retrieve cluster information from the given URLs" in intruder.log_tail()
+    assert set(rejections_since(first, offset)) == {"client certificate authentication failed"}
+
+
+def test_real_etcd_logs_a_refused_peer_in_the_same_words(real_etcd_member: TLSServerProcess, pki: PKI) -> None:
+    offset = log_size(real_etcd_member)
+    context = ssl.create_default_context(cafile=str(pki.ca))
+    context.load_cert_chain(str(pki.intruder.cert), str(pki.intruder.key))
+    with socket.create_connection((HOST, real_etcd_member.peer_port), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname=HOST) as tls, contextlib.suppress(ssl.SSLError, OSError):
+        tls.recv(1)
+    assert set(rejections_since(real_etcd_member, offset)) == {"client certificate authentication failed"}
+
+
+def test_plain_clients_with_auto_tls_peers_over_unix_sockets(tmp_path: Path) -> None:
+    """A mixed cluster: clients in plain text, peers over unixs:// sockets with self-signed certificates."""
+    members = tls_cluster("pyetcd", tmp_path, 3, [["--peer-auto-tls"]] * 3, client_scheme="http",
+                          peer_scheme="unixs", peer_host="localhost")
+    try:
+        start_all(members)
+        assert etcdctl_ok(members[0], "put", "mixed/k", "v") == "OK\n"
+        assert etcdctl_ok(members[2], "get", "mixed/k", "--print-value-only") == "v\n"
+        for member in members:
+            assert (member.data_dir / "fixtures" / "peer" / "cert.pem").exists()
+            assert (tmp_path / f"localhost:{member.peer_port}").is_socket()
+    finally:
+        stop_all(members)
