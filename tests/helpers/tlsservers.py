@@ -17,9 +17,12 @@ class ClientCredentials:
 
     cacert: Path | None = None
     cert: CertFiles | None = None
+    insecure_skip_verify: bool = False  # for auto-TLS certificates, which no CA vouches for
 
     def flags(self) -> list[str]:
         flags = [f"--cacert={self.cacert}"] if self.cacert else []
+        if self.insecure_skip_verify:
+            flags += ["--insecure-transport=false", "--insecure-skip-tls-verify"]
         if self.cert is not None:
             flags += [f"--cert={self.cert.cert}", f"--key={self.cert.key}"]
         return flags
