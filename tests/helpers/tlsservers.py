@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import ssl
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -81,3 +83,24 @@ def start_all(members: Sequence[ServerProcess], timeout: float = 60.0) -> None:
 def stop_all(members: Sequence[ServerProcess]) -> None:
     for member in members:
         member.stop()
+
+
+def tls_handshake(port: int, *, ciphers: str | None = None, tls13: bool = False,
+                  cert: CertFiles | None = None) -> str:
+    """The cipher a TLS client settles on with the member, or the handshake's failure."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2"])
+    if not tls13:
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+    if ciphers:
+        context.set_ciphers(ciphers)
+    if cert is not None:
+        context.load_cert_chain(str(cert.cert), str(cert.key))
+    try:
+        with socket.create_connection((HOST, port), timeout=5) as raw, context.wrap_socket(raw) as tls:
+            cipher = tls.cipher()
+            return cipher[0] if cipher else ""
+    except ssl.SSLError as err:
+        return f"refused: {err.reason}"

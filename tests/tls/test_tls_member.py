@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
-import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.helpers.servers import HOST, binary_path, etcdctl_env, free_port
-from tests.helpers.tlsservers import ClientCredentials, TLSServerProcess, start_all, tls_cluster
+from tests.helpers.tlsservers import ClientCredentials, TLSServerProcess, start_all, tls_cluster, tls_handshake
 from tests.tls.conftest import PKI
 
 BINARIES = ["pyetcd", "etcd"]
@@ -72,33 +70,15 @@ def test_auto_tls_makes_a_self_signed_certificate_as_etcd_does(auto_tls_member: 
     assert sans.get_values_for_type(x509.DNSName) == ["localhost"]
 
 
-def handshake(port: int, *, ciphers: str | None = None, tls13: bool = False) -> str:
-    """The cipher a TLS client settles on with the member, or the handshake's failure."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols(["h2"])
-    if not tls13:
-        context.maximum_version = ssl.TLSVersion.TLSv1_2
-    if ciphers:
-        context.set_ciphers(ciphers)
-    try:
-        with socket.create_connection((HOST, port), timeout=5) as raw, context.wrap_socket(raw) as tls:
-            cipher = tls.cipher()
-            return cipher[0] if cipher else ""
-    except ssl.SSLError as err:
-        return f"refused: {err.reason}"
-
-
-def test_a_client_offering_none_of_the_cipher_suites_fails_the_handshake(auto_tls_member: TLSServerProcess) -> None:
+def test_a_client_offering_none_of_the_cipher_suites_fails_the_tls_handshake(auto_tls_member: TLSServerProcess) -> None:
     port = auto_tls_member.client_port
-    refused = handshake(port, ciphers="ECDHE-ECDSA-AES256-GCM-SHA384")
+    refused = tls_handshake(port, ciphers="ECDHE-ECDSA-AES256-GCM-SHA384")
     # etcd (Go) answers with a handshake_failure alert; gRPC's TLS library just closes the connection.
     assert refused in ("refused: SSLV3_ALERT_HANDSHAKE_FAILURE", "refused: UNEXPECTED_EOF_WHILE_READING")
-    assert handshake(port, ciphers="ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384") == \
+    assert tls_handshake(port, ciphers="ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384") == \
         "ECDHE-ECDSA-AES128-GCM-SHA256"
     # As in etcd 3.4 (Go), TLS 1.3 suites are not configurable: a TLS 1.3 client still connects.
-    assert handshake(port, tls13=True).startswith("TLS_AES_")
+    assert tls_handshake(port, tls13=True).startswith("TLS_AES_")
 
 
 def start_refused(binary: str, tmp_path: Path, *flags: str) -> tuple[int, str]:
