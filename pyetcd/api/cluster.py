@@ -16,10 +16,10 @@ __all__ = ["ClusterServicer", "dialable", "valid_peer_urls"]
 
 
 def dialable(urls: Sequence[str]) -> bool:
-    """Whether the peer transport can dial each URL: it speaks plain-text gRPC to http://host:port only.
+    """Whether the peer transport can name a target for each URL (http, https, unix, unixs).
 
-    etcd also takes https and unix URLs. Here a member the transport cannot dial would stop
-    every member's apply loop when its conf change is applied, so such URLs are refused up front.
+    A member the transport cannot dial would stop every member's apply loop when its conf
+    change is applied, so such URLs are refused up front.
     """
     try:
         for url in urls:

@@ -885,7 +885,7 @@ unknown_member_ids = st.one_of(st.integers(0, 2**64 - 1), st.sampled_from([0, 1,
 
 
 def usable_peer_urls(urls: Sequence[str]) -> bool:
-    """Valid for etcd, and dialable by pyetcd's plain-text transport (which refuses https and unix)."""
+    """Valid for etcd, and dialable by pyetcd's transport (http, https, unix and unixs, as etcd's)."""
     return valid_peer_urls(urls) and dialable([trim_go_space(url) for url in urls])
 
 
@@ -916,13 +916,19 @@ def test_garbage_peer_urls_and_unknown_members_are_refused_in_etcds_words(
 
 
 def test_members_the_transport_cannot_dial_are_refused_before_they_are_applied(start_server: StartServer) -> None:
-    """etcd takes these URLs; pyetcd's plain-text transport would fail to dial them when the change
-    is applied and stop the server (for good: the entry is replayed at every start)."""
+    """etcd takes these URLs; pyetcd's transport could not even name a target for them when the change
+    is applied and would stop the server (for good: the entry is replayed at every start).
+    TLS and unix socket URLs, which the transport dials, are taken as etcd takes them."""
     server = start_server("pyetcd")
     with grpc.insecure_channel(server.endpoint) as channel:
         target = Target(server, channel)
         me = target.ok(cluster("MemberList"), rpc_pb2.MemberListRequest()).members[0]
-        for url in ["https://127.0.0.1:1", "unix://peer:1", "http://[a]:1"]:
+        learner = target.ok(cluster("MemberAdd"), rpc_pb2.MemberAddRequest(peerURLs=["https://127.0.0.1:1"],
+                                                                           isLearner=True)).member
+        moved = target.call(cluster("MemberUpdate"), rpc_pb2.MemberUpdateRequest(ID=learner.ID,
+                                                                                 peerURLs=["unix://peer:1"]))
+        assert_answer(moved, None)
+        for url in ["http://[a]:1"]:
             add = target.call(cluster("MemberAdd"), rpc_pb2.MemberAddRequest(peerURLs=[url], isLearner=True))
             assert_answer(add, E.ErrGRPCMemberBadURLs)
             update = target.call(cluster("MemberUpdate"), rpc_pb2.MemberUpdateRequest(ID=me.ID, peerURLs=[url]))

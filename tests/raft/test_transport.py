@@ -229,7 +229,7 @@ async def test_full_queue_drops_and_reports_unreachable(make_member: MakeMember)
 
 
 async def test_a_peer_url_the_transport_cannot_dial_leaves_that_peer_unreachable(make_member: MakeMember) -> None:
-    # Committed membership entries carry such URLs (https, unix); refusing them would stop the member.
+    # Committed membership entries may carry URLs nobody answers on; refusing them would stop the member.
     one, two = await make_member(1), await make_member(2)
     one.transport.add_peer(3, ["unix://sock:0"])
     one.transport.add_peer(2, ["https://127.0.0.1:1", two.url])
