@@ -36,6 +36,10 @@ def test_tls_only_cluster_replicates_writes_made_over_tls(tls_only_cluster: list
     members = json.loads(etcdctl_ok(first, "member", "list", "-w", "json"))["members"]
     assert sorted(url for m in members for url in m["peerURLs"]) == sorted(m.peer_url for m in tls_only_cluster)
     assert sorted(url for m in members for url in m["clientURLs"]) == sorted(m.client_url for m in tls_only_cluster)
+    # Keep-alives on every member reach the leader's lessor, over TLS from the followers.
+    lease = etcdctl_ok(first, "lease", "grant", "60").split()[1]
+    for member in tls_only_cluster:
+        assert f"lease {lease} keepalived with TTL(60)" in etcdctl_ok(member, "lease", "keep-alive", "--once", lease)
     everyone = ",".join(m.client_url for m in tls_only_cluster)
     health = run_etcdctl(everyone, *last.credentials.flags(), "endpoint", "health")
     assert health.returncode == 0 and health.stderr.count("is healthy") == 3, health.stderr
