@@ -123,6 +123,8 @@ FLAGS: tuple[FlagSpec, ...] = (
     FlagSpec("peer-cert-allowed-hostname", "", help="Allowed TLS hostname for inter peer authentication."),
     FlagSpec("peer-auto-tls", "false", "bool", help="Peer TLS using generated certificates."),
     FlagSpec("peer-crl-file", "", help="Path to the peer certificate revocation list file."),
+    FlagSpec("experimental-peer-skip-client-san-verification", "false", "bool",
+             help="Skip verification of SAN field in client certificate for peer connections."),
     FlagSpec("cipher-suites", "", "list", help="Comma-separated list of supported TLS cipher suites between "
              "client/server and peers (etcd's names; empty will be auto-populated)."),
     FlagSpec("cors", "*"),
@@ -575,7 +577,8 @@ def resolve(args: argparse.Namespace, environ: dict[str, str] | None = None, *,
     peer_tls = TLSInfo(cert_file=get("peer-cert-file"), key_file=get("peer-key-file"),
                        trusted_ca_file=get("peer-trusted-ca-file"),
                        client_cert_auth=parse_go_bool(get("peer-client-cert-auth")), crl_file=get("peer-crl-file"),
-                       allowed_cn=get("peer-cert-allowed-cn"), allowed_hostname=get("peer-cert-allowed-hostname"))
+                       allowed_cn=get("peer-cert-allowed-cn"), allowed_hostname=get("peer-cert-allowed-hostname"),
+                       skip_client_san_verify=parse_go_bool(get("experimental-peer-skip-client-san-verification")))
     if peer_tls.allowed_cn and peer_tls.allowed_hostname:
         raise FatalConfigError(f"AllowedCN and AllowedHostname are mutually exclusive "
                                f'(cn="{peer_tls.allowed_cn}", hostname="{peer_tls.allowed_hostname}")')

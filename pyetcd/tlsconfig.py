@@ -75,6 +75,8 @@ class TLSInfo:
     crl_file: str = ""
     allowed_cn: str = ""
     allowed_hostname: str = ""
+    skip_client_san_verify: bool = False
+    """Peers only: do not check that a peer's certificate names its address (etcd's experimental flag)."""
     self_cert: bool = False
     """Made by auto-TLS: whoever dials with it does not verify the other side (etcd's selfCert)."""
 

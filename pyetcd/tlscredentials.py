@@ -14,6 +14,7 @@ import ipaddress
 import json
 import logging
 import os
+import socket
 import ssl
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -132,20 +133,80 @@ def serial_hex(serial: int) -> str:
     return serial.to_bytes(max(1, (serial.bit_length() + 7) // 8), "big").hex()
 
 
-class CertificateCheck:
-    """etcd's post-handshake checks of a peer's verified certificate: CRL, then allowed CN or hostname."""
+def _sans(certificate: x509.Certificate) -> tuple[list[str], list[str]]:
+    """The certificate's IP and DNS subject alternative names."""
+    try:
+        sans = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return [], []
+    return [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)], list(sans.get_values_for_type(x509.DNSName))
 
-    def __init__(self, info: TLSInfo) -> None:
+
+async def san_problem(certificate: x509.Certificate, host: str) -> str | None:
+    """etcd's checkCertSAN for peers: the certificate must name the address the peer connects from.
+
+    An IP SAN must match it; failing that, a DNS SAN whose reverse or forward lookup gives it.
+    """
+    ips, dns_names = _sans(certificate)
+    if not ips and not dns_names:
+        return None
+    if ips:
+        if hostname_matches(certificate, host):
+            return None
+        if not dns_names:
+            return f"x509: certificate is valid for {', '.join(ips)}, not {host}"
+    if await _host_in_dns(host, dns_names):
+        return None
+    return f"tls: {go_quote(host)} does not match any of DNSNames {go_quote_list(dns_names)}"
+
+
+async def _host_in_dns(host: str, dns_names: list[str]) -> bool:
+    """etcd's isHostInDNS: a reverse lookup of `host` names one of them, or one of them resolves to it."""
+    loop = asyncio.get_running_loop()
+    wildcards = [name[1:] for name in dns_names if name.startswith("*.")]
+    names = [name for name in dns_names if not name.startswith("*.")]
+    try:
+        primary, aliases, _ = await loop.run_in_executor(None, socket.gethostbyaddr, host)
+        for found in (primary, *aliases):
+            found = found.rstrip(".")
+            if found in names or any(found.endswith(suffix) for suffix in wildcards):
+                return True
+    except OSError:
+        pass
+    for name in names:
+        try:
+            infos = await loop.getaddrinfo(name, None)
+        except OSError:
+            continue
+        if any(info[4][0] == host for info in infos):
+            return True
+    return False
+
+
+class CertificateCheck:
+    """etcd's checks of a verified certificate after the handshake: allowed CN or hostname, the
+    peer's address (peers only), then the CRL."""
+
+    def __init__(self, info: TLSInfo, *, check_san: bool = False) -> None:
         self.info = info
+        self.check_san = check_san
         self.crl = RevocationList(info.crl_file) if info.crl_file else None
         self._verdicts: OrderedDict[tuple[str, bytes], str | None] = OrderedDict()
 
-    def problem(self, certificate: x509.Certificate) -> str | None:
+    @property
+    def needed(self) -> bool:
+        return self.check_san or self.info.checks_certificates
+
+    async def problem(self, certificate: x509.Certificate, remote_host: str | None = None) -> str | None:
         """etcd's error for this certificate, or None when it may connect."""
         if self.info.allowed_cn and common_name(certificate) != self.info.allowed_cn:
             return ERR_CERTIFICATE_NOT_ALLOWED
         if self.info.allowed_hostname and not hostname_matches(certificate, self.info.allowed_hostname):
             return ERR_CERTIFICATE_NOT_ALLOWED
+        if self.check_san and remote_host is not None:
+            problem = await san_problem(certificate, remote_host)
+            if problem is not None:
+                return problem
         if self.crl is not None:
             try:
                 revoked = self.crl.revoked_serials()
@@ -155,7 +216,7 @@ class CertificateCheck:
                 return f"transport: certificate serial {serial_hex(certificate.serial_number)} revoked"
         return None
 
-    def refusal(self, context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
+    async def refusal(self, context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
         """Why the call's connection is refused, or None. Each connection is judged and logged once."""
         auth = context.auth_context() or {}
         pem = b"".join(auth.get("x509_pem_cert", ()))
@@ -167,7 +228,7 @@ class CertificateCheck:
             self._verdicts.move_to_end(key)
             return self._verdicts[key]
         certificate = x509.load_pem_x509_certificate(pem)
-        verdict = self.problem(certificate)
+        verdict = await self.problem(certificate, remote_host(peer))
         if verdict is not None:
             self._log_rejection(peer, auth, certificate, verdict)
         self._verdicts[key] = verdict
@@ -178,12 +239,7 @@ class CertificateCheck:
     @staticmethod
     def _log_rejection(peer: str, auth: dict[str, list[bytes]], certificate: x509.Certificate,
                        error: str) -> None:
-        try:
-            sans = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            ips = [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)]
-            dns = list(sans.get_values_for_type(x509.DNSName))
-        except x509.ExtensionNotFound:
-            ips, dns = [], []
+        ips, dns = _sans(certificate)
         server_name = b"".join(auth.get("ssl_requested_server_name", ())).decode(errors="replace")
         log.info("rejected connection from %s (error %s, ServerName %s, IPAddresses %s, DNSNames %s)",
                  go_quote(remote_address(peer)), go_quote(error), go_quote(server_name),
@@ -198,11 +254,20 @@ def remote_address(peer: str) -> str:
     return peer
 
 
+def remote_host(peer: str) -> str | None:
+    """The IP a TCP peer connects from; None for a unix socket, which has no address to check."""
+    if peer.startswith("ipv4:"):
+        return peer[len("ipv4:"):].rsplit(":", 1)[0]
+    if peer.startswith("ipv6:"):
+        return peer[len("ipv6:"):].rsplit(":", 1)[0].strip("[]")
+    return None
+
+
 def _guarded(behavior: Callable[..., Any], check: CertificateCheck) -> Callable[..., Any]:
     """`behavior` (a gRPC handler of any shape) preceded by the certificate check."""
 
     async def refuse(context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        problem = check.refusal(context)
+        problem = await check.refusal(context)
         if problem is not None:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, problem)
 
@@ -237,8 +302,9 @@ class CertificateCheckInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[m
         return handler._replace(**changes)
 
 
-def server_interceptors(info: TLSInfo) -> list[grpc.aio.ServerInterceptor]:
-    return [CertificateCheckInterceptor(CertificateCheck(info))] if info.checks_certificates else []
+def server_interceptors(info: TLSInfo, *, check_san: bool = False) -> list[grpc.aio.ServerInterceptor]:
+    check = CertificateCheck(info, check_san=check_san)
+    return [CertificateCheckInterceptor(check)] if check.needed else []
 
 
 # -- dialing peers -------------------------------------------------------------------------------
@@ -258,7 +324,8 @@ class PeerSecurity:
         return server_credentials(self.info)
 
     def server_interceptors(self) -> list[grpc.aio.ServerInterceptor]:
-        return server_interceptors(self.info)
+        """etcd checks that a peer's certificate names the address it connects from, unless told not to."""
+        return server_interceptors(self.info, check_san=not self.info.empty and not self.info.skip_client_san_verify)
 
     async def dial_credentials(self, url: str) -> grpc.ChannelCredentials | None:
         """None for a plain-text URL; for a TLS one, our certificate and the CA to verify the peer.

@@ -22,6 +22,7 @@ class PKI:
     ca: Path
     member: CertFiles  # CN "member": serves clients and peers, and dials peers
     intruder: CertFiles  # same CA, CN "intruder": not an allowed peer
+    misplaced: CertFiles  # CN "member", but made for another address (10.9.9.9)
     client: CertFiles  # no Common Name: etcdctl's and the grpc-proxy's certificate
     named_client: CertFiles  # CN "root": a client certificate that names a user
     revoked: CertFiles  # listed in `crl`
@@ -37,7 +38,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
     revoked = authority.issue("revoked")
     authority.revoke(revoked)
     return PKI(ca=authority.cert_path, member=authority.issue("member", common_name="member"),
-               intruder=authority.issue("intruder", common_name="intruder"), client=authority.issue("client"),
+               intruder=authority.issue("intruder", common_name="intruder"),
+               misplaced=authority.issue("misplaced", common_name="member", hosts=("10.9.9.9",)),
+               client=authority.issue("client"),
                named_client=authority.issue("root", common_name="root"), revoked=revoked,
                crl=authority.write_crl())
 

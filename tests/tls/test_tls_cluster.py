@@ -18,8 +18,10 @@ from tests.helpers.tlsservers import TLSServerProcess, start_all, stop_all, tls_
 from tests.tls.conftest import PKI
 
 # etcd's log line when a handshake or the check after it refuses a connection (embed.logTLSHandshakeFailure).
-REJECTED = re.compile(r'rejected connection from "127\.0\.0\.1:\d+" \(error "(?P<error>[^"]*)", ServerName "", '
-                      r'IPAddresses \["127\.0\.0\.1"\], DNSNames \["localhost"\]\)')
+REJECTED = (r'rejected connection from "127\.0\.0\.1:\d+" \(error "(?P<error>[^"]*)", ServerName "", '
+            r'IPAddresses \[{sans}\)')
+OUR_SANS = r'"127\.0\.0\.1"\], DNSNames \["localhost"\]'
+ANY_SANS = r'[^]]*\], DNSNames \[[^]]*\]'
 
 
 def etcdctl_ok(member: TLSServerProcess, *args: str) -> str:
@@ -56,11 +58,13 @@ def test_a_client_without_a_certificate_is_refused(who: str, tls_only_cluster: l
     assert error_lines(result.stderr) == ["Error: context deadline exceeded"]
 
 
-def rejections_since(member: TLSServerProcess, offset: int, timeout: float = 5.0) -> list[str]:
-    """The errors of the "rejected connection" lines the member logged after byte `offset` of its log."""
+def rejections_since(member: TLSServerProcess, offset: int, timeout: float = 5.0, sans: str = OUR_SANS) -> list[str]:
+    """The errors of the "rejected connection" lines the member logged after byte `offset` of its log,
+    for a certificate whose SANs match `sans`."""
     deadline = time.monotonic() + timeout
+    pattern = re.compile(REJECTED.format(sans=sans))
     while True:
-        found = [m["error"] for m in REJECTED.finditer(member.log_path.read_text(errors="replace")[offset:])]
+        found = [m["error"] for m in pattern.finditer(member.log_path.read_text(errors="replace")[offset:])]
         if found or time.monotonic() > deadline:
             return found
         time.sleep(0.1)
@@ -87,16 +91,24 @@ def test_a_revoked_client_certificate_is_refused_and_logged_as_etcd_logs_it(
     assert member.etcdctl("get", "tls/revoked", "--print-value-only").stdout == ""
 
 
+# Who may not be a peer, and the words etcd logs for each.
+REFUSED_PEERS = [("intruder", "client certificate authentication failed"),
+                 ("misplaced", "x509: certificate is valid for 10.9.9.9, not 127.0.0.1")]
+
+
+@pytest.mark.parametrize(("which", "error"), REFUSED_PEERS)
 def test_a_member_whose_certificate_is_not_allowed_cannot_join(
-        tls_only_cluster: list[TLSServerProcess], pki: PKI, tmp_path: Path) -> None:
+        which: str, error: str, tls_only_cluster: list[TLSServerProcess], pki: PKI, tmp_path: Path) -> None:
     first = tls_only_cluster[0]
+    certificate = getattr(pki, which)
     offset = log_size(first)
-    # The intruder's certificate comes from the cluster's own CA, but its CN is not --peer-cert-allowed-cn.
+    # The certificate comes from the cluster's own CA, but its CN is not --peer-cert-allowed-cn, or it
+    # does not name the address the member connects from.
     intruder = TLSServerProcess("pyetcd", "intruder", tmp_path / "intruder.etcd", free_port(), free_port())
     intruder.initial_cluster = ",".join([f"{m.name}={m.peer_url}" for m in tls_only_cluster]
                                         + [f"intruder={intruder.peer_url}"])
-    intruder.extra_args = ["--initial-cluster-state=existing", f"--peer-cert-file={pki.intruder.cert}",
-                           f"--peer-key-file={pki.intruder.key}", f"--peer-trusted-ca-file={pki.ca}",
+    intruder.extra_args = ["--initial-cluster-state=existing", f"--peer-cert-file={certificate.cert}",
+                           f"--peer-key-file={certificate.key}", f"--peer-trusted-ca-file={pki.ca}",
                            f"--cert-file={pki.member.cert}", f"--key-file={pki.member.key}"]
     intruder.start(wait=False)
     try:
@@ -105,17 +117,20 @@ def test_a_member_whose_certificate_is_not_allowed_cannot_join(
     finally:
         intruder.stop()
     assert "could not retrieve cluster information from the given URLs" in intruder.log_tail()
-    assert set(rejections_since(first, offset)) == {"client certificate authentication failed"}
+    assert set(rejections_since(first, offset, sans=ANY_SANS)) == {error}
 
 
-def test_real_etcd_logs_a_refused_peer_in_the_same_words(real_etcd_member: TLSServerProcess, pki: PKI) -> None:
+@pytest.mark.parametrize(("which", "error"), REFUSED_PEERS)
+def test_real_etcd_logs_a_refused_peer_in_the_same_words(
+        which: str, error: str, real_etcd_member: TLSServerProcess, pki: PKI) -> None:
     offset = log_size(real_etcd_member)
+    certificate = getattr(pki, which)
     context = ssl.create_default_context(cafile=str(pki.ca))
-    context.load_cert_chain(str(pki.intruder.cert), str(pki.intruder.key))
+    context.load_cert_chain(str(certificate.cert), str(certificate.key))
     with socket.create_connection((HOST, real_etcd_member.peer_port), timeout=5) as raw, \
             context.wrap_socket(raw, server_hostname=HOST) as tls, contextlib.suppress(ssl.SSLError, OSError):
         tls.recv(1)
-    assert set(rejections_since(real_etcd_member, offset)) == {"client certificate authentication failed"}
+    assert set(rejections_since(real_etcd_member, offset, sans=ANY_SANS)) == {error}
 
 
 def test_plain_clients_with_auto_tls_peers_over_unix_sockets(tmp_path: Path) -> None:

@@ -117,7 +117,7 @@ def test_self_cert_is_made_once_and_reused(tmp_path: Path) -> None:
     assert not hostname_matches(certificate, "10.0.0.1")
 
 
-def test_certificate_check_refuses_revoked_and_disallowed_certificates(tmp_path: Path) -> None:
+async def test_certificate_check_refuses_revoked_and_disallowed_certificates(tmp_path: Path) -> None:
     authority = CertificateAuthority(tmp_path)
     good = authority.issue("good", common_name="member", hosts=("*.example.com",))
     bad = authority.issue("bad", common_name="member")
@@ -128,13 +128,25 @@ def test_certificate_check_refuses_revoked_and_disallowed_certificates(tmp_path:
         return x509.load_pem_x509_certificate(path.read_bytes())
 
     check = CertificateCheck(TLSInfo(crl_file=str(crl), allowed_cn="member"))
-    assert check.problem(load(good.cert)) is None
-    assert check.problem(load(bad.cert)) == f"transport: certificate serial {serial_hex(bad.serial)} revoked"
-    assert CertificateCheck(TLSInfo(allowed_cn="other")).problem(load(good.cert)) == \
+    assert await check.problem(load(good.cert)) is None
+    assert await check.problem(load(bad.cert)) == f"transport: certificate serial {serial_hex(bad.serial)} revoked"
+    assert await CertificateCheck(TLSInfo(allowed_cn="other")).problem(load(good.cert)) == \
         "client certificate authentication failed"
     by_host = CertificateCheck(TLSInfo(allowed_hostname="a.example.com"))
-    assert by_host.problem(load(good.cert)) is None
-    assert by_host.problem(load(bad.cert)) == "client certificate authentication failed"
+    assert await by_host.problem(load(good.cert)) is None
+    assert await by_host.problem(load(bad.cert)) == "client certificate authentication failed"
+
+
+async def test_a_peer_certificate_must_name_the_address_it_connects_from(tmp_path: Path) -> None:
+    authority = CertificateAuthority(tmp_path)
+    by_ip = x509.load_pem_x509_certificate(authority.issue("ip", hosts=("127.0.0.1",)).cert.read_bytes())
+    by_name = x509.load_pem_x509_certificate(authority.issue("dns", hosts=("localhost",)).cert.read_bytes())
+    check = CertificateCheck(TLSInfo(), check_san=True)
+    assert await check.problem(by_ip, "127.0.0.1") is None
+    assert await check.problem(by_ip, "10.0.0.2") == "x509: certificate is valid for 127.0.0.1, not 10.0.0.2"
+    assert await check.problem(by_name, "127.0.0.1") is None  # localhost resolves to it
+    assert await check.problem(by_name, "10.0.0.2") == 'tls: "10.0.0.2" does not match any of DNSNames ["localhost"]'
+    assert await check.problem(by_ip, None) is None  # a unix socket has no address to check
 
 
 def test_serials_print_as_etcd_prints_them() -> None:
