@@ -15,7 +15,7 @@ import pytest
 
 from tests.helpers.servers import HOST, error_lines, etcdctl_env, free_port, run_etcdctl
 from tests.helpers.tlsservers import TLSServerProcess, start_all, stop_all, tls_cluster
-from tests.tls.conftest import PKI
+from tests.tls.conftest import PKI, secure_member_flags
 
 # etcd's log line when a handshake or the check after it refuses a connection (embed.logTLSHandshakeFailure).
 REJECTED = (r'rejected connection from "127\.0\.0\.1:\d+" \(error "(?P<error>[^"]*)", ServerName "", '
@@ -146,3 +146,30 @@ def test_plain_clients_with_auto_tls_peers_over_unix_sockets(tmp_path: Path) -> 
             assert (tmp_path / f"localhost:{member.peer_port}").is_socket()
     finally:
         stop_all(members)
+
+
+def test_a_member_with_an_allowed_certificate_joins_over_tls(
+        tls_only_cluster: list[TLSServerProcess], pki: PKI, tmp_path: Path) -> None:
+    first = tls_only_cluster[0]
+    etcdctl_ok(first, "put", "tls/before-join", "replicated")
+    joiner = TLSServerProcess("pyetcd", "joiner", tmp_path / "joiner.etcd", free_port(), free_port(),
+                              credentials=pki.client_credentials())
+    added = etcdctl_ok(first, "member", "add", "joiner", f"--peer-urls={joiner.peer_url}", "--learner")
+    member_id = re.search(r"Member ([0-9a-f]+) added", added)
+    assert member_id is not None, added
+    joiner.initial_cluster = ",".join([f"{m.name}={m.peer_url}" for m in tls_only_cluster]
+                                      + [f"joiner={joiner.peer_url}"])
+    joiner.extra_args = ["--initial-cluster-state=existing", *secure_member_flags(pki)]
+    joiner.start(wait=False)
+    try:
+        deadline = time.monotonic() + 30
+        value = ""
+        while value != "replicated\n" and time.monotonic() < deadline:
+            assert joiner.process is not None and joiner.process.poll() is None, joiner.log_tail()
+            # A learner serves serializable reads only: what it has from the leader, over TLS.
+            value = joiner.etcdctl("get", "tls/before-join", "--print-value-only", "--consistency=s").stdout
+            time.sleep(0.2)
+        assert value == "replicated\n", joiner.log_tail()
+    finally:
+        etcdctl_ok(first, "member", "remove", member_id.group(1))
+        joiner.stop()
