@@ -50,14 +50,57 @@ def _system_roots() -> bytes | None:
     return None
 
 
+class CertificateFiles:
+    """A listener's certificate, key and CA files, read again when they change on disk.
+
+    etcd reads its certificate at every handshake, so an operator can rotate it without a restart;
+    gRPC asks this before each new connection's handshake.
+    """
+
+    def __init__(self, info: TLSInfo) -> None:
+        self.info = info
+        self.require_client_certificate = info.requires_client_certificate
+        self._stamp = self._files_stamp()
+        self.initial = self._configuration()
+
+    def _files_stamp(self) -> tuple[tuple[float, int], ...]:
+        paths = [self.info.cert_file, self.info.key_file, self.info.trusted_ca_file]
+        stamps = []
+        for path in paths:
+            try:
+                stat = os.stat(path) if path else None
+            except OSError:
+                stat = None
+            stamps.append((stat.st_mtime, stat.st_size) if stat else (0.0, -1))
+        return tuple(stamps)
+
+    def _configuration(self) -> Any:
+        roots = _read(self.info.trusted_ca_file) if self.info.trusted_ca_file else None
+        if self.require_client_certificate and roots is None:
+            roots = _system_roots()
+        return grpc.ssl_server_certificate_configuration([(_read(self.info.key_file), _read(self.info.cert_file))],
+                                                         root_certificates=roots)
+
+    def fetch(self) -> Any:
+        """A new configuration when a file changed, else None (gRPC keeps the one it has)."""
+        stamp = self._files_stamp()
+        if stamp == self._stamp:
+            return None
+        try:
+            configuration = self._configuration()
+        except (OSError, ValueError) as err:
+            log.warning("failed to reload certificate files (%s); keeping the ones in use", err)
+            return None
+        self._stamp = stamp
+        return configuration
+
+
 def server_credentials(info: TLSInfo) -> grpc.ServerCredentials:
-    """A listener's credentials, asking for client certificates when etcd would (a CA, or --client-cert-auth)."""
-    roots = _read(info.trusted_ca_file) if info.trusted_ca_file else None
-    required = info.requires_client_certificate
-    if required and roots is None:
-        roots = _system_roots()
-    return grpc.ssl_server_credentials([(_read(info.key_file), _read(info.cert_file))],
-                                       root_certificates=roots, require_client_auth=required)
+    """A listener's credentials, asking for client certificates when etcd would (a CA, or --client-cert-auth);
+    changed certificate files take effect at the next connection, as in etcd."""
+    files = CertificateFiles(info)
+    return grpc.dynamic_ssl_server_credentials(files.initial, files.fetch,
+                                               require_client_authentication=files.require_client_certificate)
 
 
 def channel_credentials(info: TLSInfo, pinned_server_cert: bytes | None = None) -> grpc.ChannelCredentials:

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.skipif(not pyetcd_built(), reason="pyetcd is not instal
 class PKI:
     """What an operator's CA would hand out: member, client, and refused certificates, and a CRL."""
 
+    authority: CertificateAuthority
     ca: Path
     member: CertFiles  # CN "member": serves clients and peers, and dials peers
     intruder: CertFiles  # same CA, CN "intruder": not an allowed peer
@@ -37,7 +38,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
     authority = CertificateAuthority(tmp_path_factory.mktemp("pki"))
     revoked = authority.issue("revoked")
     authority.revoke(revoked)
-    return PKI(ca=authority.cert_path, member=authority.issue("member", common_name="member"),
+    return PKI(authority=authority, ca=authority.cert_path, member=authority.issue("member", common_name="member"),
                intruder=authority.issue("intruder", common_name="intruder"),
                misplaced=authority.issue("misplaced", common_name="member", hosts=("10.9.9.9",)),
                client=authority.issue("client"),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import socket
+import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,3 +115,35 @@ def test_tls_flags_etcd_refuses_are_refused_in_its_words(flags: tuple[str, ...],
 def test_pki_fixture_revokes_only_the_revoked_certificate(pki: PKI) -> None:
     crl = x509.load_pem_x509_crl(pki.crl.read_bytes())
     assert [entry.serial_number for entry in crl] == [pki.revoked.serial]
+
+
+def served_serial(port: int) -> int:
+    """The serial number of the certificate a TLS listener presents."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2"])
+    with socket.create_connection((HOST, port), timeout=5) as raw, context.wrap_socket(raw) as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+@pytest.mark.parametrize("binary", BINARIES)
+def test_a_rotated_certificate_is_served_without_a_restart(binary: str, pki: PKI, tmp_path: Path) -> None:
+    cert, key = tmp_path / "server.pem", tmp_path / "server-key.pem"
+    first = pki.authority.issue(f"rotate-{binary}-1", common_name="member")
+    cert.write_bytes(first.cert.read_bytes())
+    key.write_bytes(first.key.read_bytes())
+    (member,) = tls_cluster(binary, tmp_path, 1, [[f"--cert-file={cert}", f"--key-file={key}"]], peer_scheme="http",
+                            credentials=ClientCredentials(cacert=pki.ca))
+    try:
+        start_all([member])
+        assert served_serial(member.client_port) == first.serial
+        second = pki.authority.issue(f"rotate-{binary}-2", common_name="member")
+        key.write_bytes(second.key.read_bytes())
+        cert.write_bytes(second.cert.read_bytes())
+        assert served_serial(member.client_port) == second.serial
+        assert member.etcdctl("put", "rotated", "yes").stdout == "OK\n"
+    finally:
+        member.stop()
