@@ -224,13 +224,16 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
         from pyetcd.api.register import add_services
 
         add_services(server, self)
-        credentials = None if self.client_tls.empty else server_credentials(self.client_tls)
         for url in self.config.listen_client_urls:
             address = listen_address(url)
-            if is_secure_url(url) and credentials is not None:
-                port = server.add_secure_port(address, credentials)
-            else:
-                port = server.add_insecure_port(address)
+            try:
+                if is_secure_url(url) and not self.client_tls.empty:
+                    # One credentials object per port: gRPC's reloadable credentials cannot be shared.
+                    port = server.add_secure_port(address, server_credentials(self.client_tls))
+                else:
+                    port = server.add_insecure_port(address)
+            except RuntimeError:
+                port = 0
             if port == 0:
                 network = "unix" if address.startswith("unix:") else "tcp"
                 raise errors.StartupError(f"listen {network} {host_port(url)}: bind: address already in use")
