@@ -20,6 +20,7 @@ from etcdpb.etcdserverpb import raft_internal_pb2, rpc_pb2
 from etcdpb.serverpb import peer_pb2, peer_pb2_grpc
 from pyetcd import errors
 from pyetcd.apply import Applier, ApplyOutcome, MembershipChanges, encode_conf_change_context, txn_writes
+from pyetcd.certchecks import server_interceptors
 from pyetcd.compactor import new_compactor
 from pyetcd.config import ServerConfig, configured_member_id, host_port
 from pyetcd.datadir import MemberDirLocks, prepare_member_dirs
@@ -35,7 +36,7 @@ from pyetcd.peer_service import PeerService
 from pyetcd.proposals import AppliedIndexWaiters
 from pyetcd.reconfigure import MembershipService
 from pyetcd.tlsconfig import TLSInfo, is_secure_url, listen_address, with_auto_tls
-from pyetcd.tlscredentials import PeerSecurity, server_credentials, server_interceptors
+from pyetcd.tlscredentials import PeerSecurity, server_credentials
 from raft.core import ConfChange, ConfChangeType, ConfState, ProposalDropped, Snapshot, SnapshotMetadata
 from raft.node import ApplyBatch, NodeConfig, RaftNode
 from raft.transport import GrpcTransport, open_peer_channel

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from pyetcd.certchecks import CertificateCheck, hostname_matches, serial_hex
 from pyetcd.config import ConfigError, FatalConfigError, parse_server_args
 from pyetcd.tlsconfig import CipherSuiteError, TLSInfo, grpc_cipher_list, listen_address, self_cert
-from pyetcd.tlscredentials import CertificateCheck, hostname_matches, serial_hex
 from tests.helpers.certs import CertificateAuthority
 
 TLS_MEMBER = ["--name=m", "--listen-client-urls=https://127.0.0.1:2379", "--advertise-client-urls=https://127.0.0.1:2379",
