@@ -82,7 +82,7 @@ class CoreCluster:
                 rd = node.ready()
                 self.readies += 1
                 self.storages[member_id].save(rd.hard_state, list(rd.entries), rd.snapshot)
-                outbox.extend(rd.messages)
+                outbox.extend(rd.messages + rd.messages_after_append)
                 for entry in rd.committed_entries:
                     if entry.type == EntryType.CONF_CHANGE:
                         node.apply_conf_change(decode_conf_change(entry.data))
@@ -187,6 +187,7 @@ async def _apply(member: GrpcMember, notify: Callable[[], None]) -> None:
             if entry.type == EntryType.CONF_CHANGE:
                 member.node.apply_conf_change(decode_conf_change(entry.data))
             member.applied = entry.index
+        member.node.apply_queue.task_done()
         notify()
 
 

@@ -290,6 +290,8 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
                 log.exception("apply failed; stopping")
                 self.fail("apply failed")
                 raise
+            # The Raft driver waits for this before advancing past a conf change (raft/node.py).
+            self.node.apply_queue.task_done()
 
     def _apply_batch(self, batch: ApplyBatch) -> None:
         if batch.snapshot is not None and not batch.snapshot.is_empty:

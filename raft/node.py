@@ -1,10 +1,19 @@
 """RaftNode: the asyncio driver around the sans-I/O core.
 
 It ticks the core every heartbeat, steps the messages the transport delivers, and
-runs the Ready loop: persist (in a worker thread, so the loop keeps stepping and
-ticking), then send, then hand committed entries to the application, then advance.
+runs the Ready loop in the order of raft/core/ready_cycle.py: send what may leave
+now, persist (in the log writer thread, so the loop keeps stepping and ticking), send
+the acknowledgements, hand committed entries to the application, then advance.
 Proposals that arrive while a save is in flight pile up in the core and go out in
 the next Ready together: one fsync for many entries (group commit).
+
+The application takes batches from `apply_queue`, applies them in order (calling
+`apply_conf_change` for CONF_CHANGE entries) and calls `apply_queue.task_done()` after
+each. A Ready that commits a conf change waits for that before `advance`; the others
+do not wait, so applying runs behind replication.
+
+The clock is the event loop's (a virtual-time loop makes it deterministic, as the
+simulator does) and the log writer is injectable, so a seeded run replays exactly.
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from raft.core import (
@@ -26,7 +35,6 @@ from raft.core import (
     HardState,
     LogStore,
     Message,
-    MessageType,
     ProposalDropped,
     RaftError,
     RawNode,
@@ -34,6 +42,7 @@ from raft.core import (
     Snapshot,
     StateRole,
     Status,
+    holds_messages_until_applied,
 )
 from raft.transport import Transport
 
@@ -42,10 +51,6 @@ logger = logging.getLogger(__name__)
 LeaderListener = Callable[[int, int], None]
 """Called with (leader_id, term) whenever the known leader changes (0: no leader)."""
 
-
-LEADER_MESSAGES = frozenset({MessageType.APP, MessageType.HEARTBEAT, MessageType.SNAP, MessageType.TIMEOUT_NOW,
-                             MessageType.READ_INDEX_RESP})
-"""What a leader sends that acknowledges nothing of its own log, so it may leave before the leader's fsync."""
 
 GROUP_COMMIT_WINDOW = 0.002
 """Seconds a busy leader leaves between Ready cycles, so proposals gather into one disk write.
@@ -74,7 +79,10 @@ class NodeConfig:
 
 @dataclass(frozen=True)
 class ApplyBatch:
-    """What the application must apply next, in order: the snapshot first (if any), then the entries."""
+    """What the application must apply next, in order: the snapshot first (if any), then the entries.
+
+    After applying it the application calls `RaftNode.apply_queue.task_done()`.
+    """
 
     entries: list[Entry]
     snapshot: Snapshot | None
@@ -85,7 +93,8 @@ class RaftNode:
 
     def __init__(self, config: NodeConfig, log_store: LogStore, transport: Transport, *,
                  applied_index: int = 0,
-                 snapshot_provider: Callable[[], Snapshot] | None = None) -> None:
+                 snapshot_provider: Callable[[], Snapshot] | None = None,
+                 log_writer: Executor | None = None) -> None:
         self.config = config
         self.log_store = log_store
         self.transport = transport
@@ -109,9 +118,11 @@ class RaftNode:
         self._role = StateRole.FOLLOWER
         self._leader_listeners: list[LeaderListener] = []
         self._leader_waiters: list[tuple[int | None, asyncio.Future[None]]] = []
-        # One writer thread keeps saves, snapshots and compactions in order.
-        self._log_writer = ThreadPoolExecutor(max_workers=1,
-                                              thread_name_prefix=f"raftlog-{config.member_id:x}")
+        # One writer thread keeps saves, snapshots and compactions in order; a simulation passes
+        # one that runs them inline, so nothing depends on thread scheduling.
+        self._owns_log_writer = log_writer is None
+        self._log_writer: Executor = log_writer or ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"raftlog-{config.member_id:x}")
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
@@ -160,7 +171,8 @@ class RaftNode:
             if not waiter.done():
                 waiter.cancel()
         self._leader_waiters.clear()
-        await asyncio.get_running_loop().run_in_executor(None, self._log_writer.shutdown, True)
+        if self._owns_log_writer:
+            await asyncio.get_running_loop().run_in_executor(None, self._log_writer.shutdown, True)
 
     def _hand_over_stored_snapshot(self) -> None:
         """Give the application the leader's snapshot the log holds if it has not applied that far.
@@ -211,7 +223,7 @@ class RaftNode:
                     task.cancel()
 
     async def _handle_ready(self, ready: Ready) -> None:
-        persisted = self._hard_state
+        """One Ready cycle, in the order of raft/core/ready_cycle.py (the core's contract)."""
         if ready.hard_state is not None:
             self._hard_state = ready.hard_state
         if ready.soft_state is not None:
@@ -220,28 +232,32 @@ class RaftNode:
             waiter = self._read_inflight.get(read_state.request_ctx)
             if waiter is not None and not waiter.done():
                 waiter.set_result(read_state.index)
-        has_snapshot = ready.snapshot is not None and not ready.snapshot.is_empty
-        same_term_and_vote = ready.hard_state is None or (
-            (ready.hard_state.term, ready.hard_state.vote) == (persisted.term, persisted.vote))
-        early = (self._role is StateRole.LEADER and same_term_and_vote
-                 and all(m.type in LEADER_MESSAGES for m in ready.messages))
-        if early and ready.messages:
-            # thesis §10.2.1: the leader replicates in parallel with its own disk write. Safe because
-            # whatever a commit makes visible (applying, answering, the commit index reaching
-            # followers) comes out in a later Ready, after this save has completed.
+        hold = holds_messages_until_applied(ready, self._role)
+        if not hold and ready.messages:
+            # thesis §10.2.1: what the core lets leave early (appends, heartbeats, requests) goes out
+            # in parallel with our own disk write; acknowledgements wait in messages_after_append.
             self.transport.send(ready.messages)
-        if ready.hard_state is not None or ready.entries or has_snapshot:
-            # Persist before sending: a vote or an append acknowledged must survive a crash (§5, Figure 2).
+        has_snapshot = ready.snapshot is not None and not ready.snapshot.is_empty
+        if ready.has_durable_state:
+            # A vote or an append acknowledged must survive a crash (§5, Figure 2).
             await asyncio.get_running_loop().run_in_executor(
                 self._log_writer, self.log_store.save, ready.hard_state, list(ready.entries),
                 ready.snapshot if has_snapshot else None, ready.must_sync)
             self.saves += 1
             self.saved_entries += len(ready.entries)
-        if ready.messages and not early:
-            self.transport.send(ready.messages)
+        if not hold and ready.messages_after_append:
+            self.transport.send(ready.messages_after_append)
         if has_snapshot or ready.committed_entries:
             self.apply_queue.put_nowait(ApplyBatch(entries=list(ready.committed_entries),
                                                    snapshot=ready.snapshot if has_snapshot else None))
+        if ready.commits_conf_change:
+            # The core's contract: a conf change is applied (apply_conf_change) before `advance`
+            # moves the applied index past it, or the core would count votes and quorums, and
+            # accept the next conf change, with a membership it has not switched to (thesis §4.1).
+            # Only these Readies wait for the application; the others leave it working behind us.
+            await self.apply_queue.join()
+        if hold and (ready.messages or ready.messages_after_append):
+            self.transport.send(ready.messages + ready.messages_after_append)
         self._rawnode.advance(ready)
 
     def _on_soft_state(self, leader_id: int, role: StateRole) -> None:

@@ -10,6 +10,7 @@ from raft.core.config import Config
 from raft.core.memory_storage import MemoryStorage, SnapshotOutOfDate
 from raft.core.progress import ProgressState
 from raft.core.rawnode import RawNode
+from raft.core.ready_cycle import ReadyHooks, holds_messages_until_applied, run_ready_cycle
 from raft.core.roles import describe_role_transitions
 from raft.core.status import ProgressStatus, Status
 from raft.core.storage import LogStore, Storage
@@ -57,6 +58,7 @@ __all__ = [
     "RawNode",
     "ReadState",
     "Ready",
+    "ReadyHooks",
     "Snapshot",
     "SnapshotMetadata",
     "SnapshotOutOfDate",
@@ -69,4 +71,6 @@ __all__ = [
     "decode_conf_change",
     "describe_role_transitions",
     "encode_conf_change",
+    "holds_messages_until_applied",
+    "run_ready_cycle",
 ]

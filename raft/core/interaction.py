@@ -13,8 +13,9 @@ A script looks like this (see tests/raft/scenarios/*.txt)::
     ...
 
 Every member runs over a MemoryStorage and a trivial application that records what it
-applied. Nothing moves unless a command moves it: `process-ready` persists a member's
-Ready, queues its messages and applies its committed entries; `deliver-msgs` hands queued
+applied. Nothing moves unless a command moves it: `process-ready` runs a member's Ready
+through the shared Ready cycle (raft/core/ready_cycle.py: queue the messages that may leave
+now, persist, queue the acknowledgements, apply, advance); `deliver-msgs` hands queued
 messages to their recipients. So a scenario shows each step of the protocol in order.
 
 Commands:
@@ -31,13 +32,14 @@ Commands:
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from raft.core.codec import decode_conf_change
 from raft.core.config import Config
 from raft.core.memory_storage import MemoryStorage
 from raft.core.rawnode import RawNode
+from raft.core.ready_cycle import run_ready_cycle
 from raft.core.types import (
     ConfChange,
     ConfChangeType,
@@ -148,6 +150,9 @@ def describe_ready(rd: Ready) -> list[str]:
     if rd.messages:
         lines.append("Messages:")
         lines.extend(describe_message(m) for m in rd.messages)
+    if rd.messages_after_append:
+        lines.append("MessagesAfterAppend:")
+        lines.extend(describe_message(m) for m in rd.messages_after_append)
     if rd.read_states:
         lines.append("ReadStates:")
         lines.extend(f"index={rs.index} ctx={_quote(rs.request_ctx)}" for rs in rd.read_states)
@@ -163,6 +168,39 @@ class Member:
     node: RawNode
     storage: MemoryStorage
     applied: list[str] = field(default_factory=list)
+
+
+class _ScriptMemberHooks:
+    """One member's side of the Ready cycle: a MemoryStorage, the script's message queue, a list app."""
+
+    def __init__(self, member: Member, queue: list[Message]) -> None:
+        self.member = member
+        self.queue = queue
+
+    def send(self, messages: Sequence[Message]) -> None:
+        self.queue.extend(messages)
+
+    def persist(self, rd: Ready) -> None:
+        self.member.storage.save(rd.hard_state, list(rd.entries), rd.snapshot)
+
+    def apply(self, rd: Ready) -> None:
+        member, node = self.member, self.member.node
+        if rd.snapshot is not None:
+            member.applied = [f"snapshot@{rd.snapshot.metadata.index}"]
+        for e in rd.committed_entries:
+            if e.type is EntryType.CONF_CHANGE:
+                cc = decode_conf_change(e.data)
+                node.apply_conf_change(cc)
+                member.applied.append(describe_conf_change(cc))
+            elif e.data:
+                member.applied.append(e.data.decode("utf-8", errors="backslashreplace"))
+        if rd.committed_entries:
+            # Like a real application, keep a snapshot of the applied state (with the membership it
+            # implies) ready for a leader to send; `compact` decides when the log behind it goes.
+            index = rd.committed_entries[-1].index
+            if index > member.storage.snapshot().metadata.index:
+                member.storage.create_snapshot(index, node.raft.trk.conf_state(),
+                                               f"state@{index}".encode())
 
 
 class InteractionEnv:
@@ -325,26 +363,7 @@ class InteractionEnv:
         rd = node.ready()
         for line in describe_ready(rd):
             self._print(line)
-        # 1. persist; 2. send (queue); 3. apply; 4. advance — the order the Ready contract demands.
-        member.storage.save(rd.hard_state, list(rd.entries), rd.snapshot)
-        self.queue.extend(rd.messages)
-        if rd.snapshot is not None:
-            member.applied = [f"snapshot@{rd.snapshot.metadata.index}"]
-        for e in rd.committed_entries:
-            if e.type is EntryType.CONF_CHANGE:
-                cc = decode_conf_change(e.data)
-                node.apply_conf_change(cc)
-                member.applied.append(describe_conf_change(cc))
-            elif e.data:
-                member.applied.append(e.data.decode("utf-8", errors="backslashreplace"))
-        if rd.committed_entries:
-            # Like a real application, keep a snapshot of the applied state (with the membership it
-            # implies) ready for a leader to send; `compact` decides when the log behind it goes.
-            index = rd.committed_entries[-1].index
-            if index > member.storage.snapshot().metadata.index:
-                member.storage.create_snapshot(index, node.raft.trk.conf_state(),
-                                               f"state@{index}".encode())
-        node.advance(rd)
+        run_ready_cycle(node, rd, _ScriptMemberHooks(member, self.queue))
         self._indent = ""
 
     def _process_ready_cmd(self, args: list[str], kw: dict[str, str]) -> None:

@@ -5,7 +5,8 @@ handles terms (§5.1) and votes, then hands the message to the step function of 
 current role (`_step_leader`, `_step_candidate`, `_step_follower`). Role changes go
 through the transition table in roles.py. Nothing here does I/O, reads a clock or
 uses global randomness: outgoing messages pile up in `msgs`, and RawNode hands them
-to the application in a Ready.
+to the application in a Ready. Messages that acknowledge our own log or vote pile up
+apart, in `msgs_after_append`, because they may only leave after the Ready is persisted.
 """
 
 from __future__ import annotations
@@ -53,6 +54,12 @@ CAMPAIGN_TRANSFER_CONTEXT = b"CampaignTransfer"
 LOCAL_MESSAGES = frozenset({MT.HUP, MT.BEAT, MT.UNREACHABLE, MT.SNAP_STATUS, MT.CHECK_QUORUM})
 """Messages a member generates for itself; they never travel on the network."""
 
+MESSAGES_AFTER_APPEND = frozenset({MT.APP_RESP, MT.VOTE_RESP, MT.PRE_VOTE_RESP})
+"""Answers that vouch for our own log or vote: they may leave only once the Ready that produced them
+is durable (§5 Figure 2 "respond to RPCs only after updating stable storage"; thesis §3.8). Everything
+else may leave at once, in parallel with the write: a leader's appends and heartbeats (thesis §10.2.1),
+requests and forwarded proposals, which promise nothing about our disk."""
+
 RESPONSE_MESSAGES = frozenset({MT.APP_RESP, MT.VOTE_RESP, MT.HEARTBEAT_RESP, MT.UNREACHABLE,
                                MT.READ_INDEX_RESP, MT.PRE_VOTE_RESP})
 
@@ -81,6 +88,7 @@ class Raft:
         self.is_learner = False
         self.trk = ProgressTracker(config.max_inflight_msgs)
         self.msgs: list[Message] = []
+        self.msgs_after_append: list[Message] = []
         self.read_states: list[ReadState] = []
         self.read_only = ReadOnly()
         # ReadIndex requests that arrived before the leader committed an entry of its term (thesis §6.4).
@@ -136,7 +144,10 @@ class Raft:
         return pr
 
     def _send(self, m: Message) -> None:
-        self.msgs.append(m)
+        if m.type in MESSAGES_AFTER_APPEND:
+            self.msgs_after_append.append(m)
+        else:
+            self.msgs.append(m)
 
     def _message(self, type_: MessageType, to: int, *, index: int = 0, log_term: int = 0,
                  entries: tuple[Entry, ...] = (), commit: int = 0, snapshot: Snapshot | None = None,

@@ -1,9 +1,14 @@
 """RawNode: the public face of the core. Inputs go in (tick, step, propose, ...); a Ready comes out.
 
-The application loop is: while `has_ready()`: `rd = ready()`, persist rd's hard state,
-entries and snapshot, send rd.messages, apply rd.snapshot and rd.committed_entries
-(calling `apply_conf_change` for CONF_CHANGE entries), act on rd.read_states, then
-`advance(rd)`. Readies must be persisted and advanced in the order they were taken.
+The application loop is: while `has_ready()`: `rd = ready()`, send rd.messages (they may
+go out while the write runs), persist rd's hard state, entries and snapshot, then send
+rd.messages_after_append, apply rd.snapshot and rd.committed_entries (calling
+`apply_conf_change` for CONF_CHANGE entries), act on rd.read_states, then `advance(rd)`.
+Readies must be persisted and advanced in the order they were taken. The contract that
+matters most: every CONF_CHANGE entry of a Ready is applied (`apply_conf_change`) before
+that Ready is advanced; normal entries may be applied later, in order (see `Ready`).
+raft/core/ready_cycle.py runs this loop for the synchronous embedders, raft/node.py for
+the asyncio driver.
 """
 
 from __future__ import annotations
@@ -119,7 +124,7 @@ class RawNode:
     def has_ready(self) -> bool:
         r = self.raft
         log = r.log
-        if r.msgs or r.read_states:
+        if r.msgs or r.msgs_after_append or r.read_states:
             return True
         if r.lead != self._prev_soft_state.leader_id or r.state is not self._prev_soft_state.role:
             return True
@@ -151,6 +156,7 @@ class RawNode:
             snapshot=snapshot,
             committed_entries=committed,
             messages=tuple(r.msgs),
+            messages_after_append=tuple(r.msgs_after_append),
             read_states=tuple(r.read_states),
             # Term and vote must be durable before we answer anyone (§5, Figure 2); a commit index can be
             # recomputed, so it alone needs no fsync.
@@ -158,6 +164,7 @@ class RawNode:
             or (hard_changed and (hard.term != prev_hard.term or hard.vote != prev_hard.vote)),
         )
         r.msgs = []
+        r.msgs_after_append = []
         r.read_states = []
         log.unstable.accept_in_progress()
         if committed:

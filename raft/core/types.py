@@ -163,10 +163,18 @@ class ReadState:
 class Ready:
     """Everything the application must do now, in this order:
 
-    1. persist `hard_state`, `entries` and `snapshot` (one fsync when `must_sync`);
-    2. send `messages` (only after step 1: §5 "respond after persisting");
-    3. apply `snapshot`, then `committed_entries`, in order; act on `read_states`;
-    4. call `advance(ready)`.
+    1. send `messages`: they promise nothing about our disk, so they may leave before or while
+       step 2 runs (thesis §10.2.1: the leader replicates in parallel with its own write);
+    2. persist `hard_state`, `entries` and `snapshot` (one fsync when `must_sync`);
+    3. send `messages_after_append` (votes and append acknowledgements: only once step 2 is
+       durable, §5 Figure 2);
+    4. apply `snapshot`, then `committed_entries`, in order, calling `apply_conf_change` for each
+       CONF_CHANGE entry; act on `read_states`;
+    5. call `advance(ready)`.
+
+    Normal committed entries may be applied after `advance` by an application that applies in
+    order (the driver hands them to an apply queue); conf changes may not, or the core would
+    count votes and quorums with a membership it has not switched to yet (thesis §4.1).
     """
 
     soft_state: SoftState | None = None
@@ -175,8 +183,20 @@ class Ready:
     snapshot: Snapshot | None = None
     committed_entries: tuple[Entry, ...] = ()
     messages: tuple[Message, ...] = ()
+    messages_after_append: tuple[Message, ...] = ()
     read_states: tuple[ReadState, ...] = ()
     must_sync: bool = False
+
+    @property
+    def commits_conf_change(self) -> bool:
+        """Whether a committed entry changes the membership: the driver must apply it before `advance`."""
+        return any(e.type is EntryType.CONF_CHANGE for e in self.committed_entries)
+
+    @property
+    def has_durable_state(self) -> bool:
+        """Whether step 2 has anything to write."""
+        return (self.hard_state is not None or bool(self.entries)
+                or (self.snapshot is not None and not self.snapshot.is_empty))
 
 
 class RaftError(Exception):

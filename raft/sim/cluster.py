@@ -1,7 +1,8 @@
 """An in-process cluster of RawNodes driven by one seeded clock and network.
 
-Each member does what a real driver does with a Ready (persist, send, apply, advance),
-so the simulator exercises the core exactly as raft/node.py will. Crashes may strike
+Each member runs its Readies through the shared Ready cycle (raft/core/ready_cycle.py),
+with hooks that persist to a MemoryStorage, send on the simulated network and apply to a
+list. raft/sim/driven.py runs the production driver itself (raft/node.py) instead. Crashes may strike
 between those phases; what was persisted survives, everything else is lost.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from raft.core import (
@@ -26,6 +28,7 @@ from raft.core import (
     Ready,
     StateRole,
     decode_conf_change,
+    run_ready_cycle,
 )
 from raft.core.storage import Storage
 from raft.sim.app import AppliedEntry, AppState
@@ -35,13 +38,46 @@ from raft.sim.trace import Trace, describe_entries, describe_entry
 
 
 class CrashPoint(enum.IntEnum):
-    """Where in the Ready cycle a crash strikes (the driver's steps 1-4 in `Ready`'s docstring)."""
+    """Where in the Ready cycle a crash strikes (the steps in `Ready`'s docstring)."""
 
     NOW = 0  # between Ready cycles
-    BEFORE_PERSIST = 1  # the Ready was taken but nothing was written
-    BEFORE_SEND = 2  # persisted, but no message left
+    BEFORE_PERSIST = 1  # the Ready was taken, its early messages may have left, nothing was written
+    BEFORE_SEND = 2  # persisted, but no acknowledgement left
     BEFORE_APPLY = 3  # persisted and sent, nothing applied
     BEFORE_ADVANCE = 4  # applied, but the core never heard `advance`
+
+
+class _Crashed(Exception):
+    """Raised inside a Ready cycle when an armed crash strikes; the cycle stops there."""
+
+
+class _MemberHooks:
+    """One simulated member's side of the shared Ready cycle, with its armed crash point."""
+
+    def __init__(self, cluster: Cluster, member: Member) -> None:
+        self.cluster = cluster
+        self.member = member
+
+    def _strike(self, point: CrashPoint, where: str) -> None:
+        if self.member.crash_at is point:
+            self.cluster._crash_now(self.member, where)
+            raise _Crashed
+
+    def send(self, messages: Sequence[Message]) -> None:
+        if self.member.node is not None:
+            self.cluster._send(self.member, messages)
+
+    def persist(self, rd: Ready) -> None:
+        self._strike(CrashPoint.BEFORE_PERSIST, " before persisting its Ready")
+        self.cluster._persist(self.member, rd)
+        self._strike(CrashPoint.BEFORE_SEND, " after persisting, before acknowledging")
+
+    def apply(self, rd: Ready) -> None:
+        self._strike(CrashPoint.BEFORE_APPLY, " after sending, before applying")
+        self.cluster._apply(self.member, rd)
+        if self.member.node is None:
+            raise _Crashed  # stopped while applying its own removal
+        self._strike(CrashPoint.BEFORE_ADVANCE, " after applying, before advance")
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,21 +350,10 @@ class Cluster:
         node = m.node
         assert node is not None
         rd = node.ready()
-        crash_at = m.crash_at
-        if crash_at is CrashPoint.BEFORE_PERSIST:
-            return self._crash_now(m, " before persisting its Ready")
-        self._persist(m, rd)
-        if crash_at is CrashPoint.BEFORE_SEND:
-            return self._crash_now(m, " after persisting, before sending")
-        self._send(m, rd)
-        if crash_at is CrashPoint.BEFORE_APPLY:
-            return self._crash_now(m, " after sending, before applying")
-        self._apply(m, rd)
-        if m.node is None:
+        try:
+            run_ready_cycle(node, rd, _MemberHooks(self, m))
+        except _Crashed:
             return
-        if crash_at is CrashPoint.BEFORE_ADVANCE:
-            return self._crash_now(m, " after applying, before advance")
-        node.advance(rd)
         self._flush_reports()
 
     def _persist(self, m: Member, rd: Ready) -> None:
@@ -375,9 +400,9 @@ class Cluster:
         else:
             self.note(f"n{m.id} becomes follower in term {m.term}")
 
-    def _send(self, m: Member, rd: Ready) -> None:
-        """Step 2: only now may messages leave (§5: respond after persisting)."""
-        for msg in rd.messages:
+    def _send(self, m: Member, messages: Sequence[Message]) -> None:
+        """Messages leave when the Ready cycle says so (acknowledgements only after persisting, §5)."""
+        for msg in messages:
             lost = not self.network.send(msg, self.now)
             if self.trace.enabled:
                 text = describe_message(msg)

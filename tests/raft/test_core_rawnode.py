@@ -46,7 +46,7 @@ class Cluster:
             elif e.data:
                 self.applied[member_id].append(e.data)
         node.advance(rd)
-        return list(rd.messages)
+        return list(rd.messages + rd.messages_after_append)
 
     def stabilize(self) -> None:
         moved = True

@@ -133,6 +133,7 @@ class Cluster:
                 elif entry.data:
                     app.payloads.append(entry.data)
                 app.applied_index, app.applied_term = entry.index, entry.term
+            member.node.apply_queue.task_done()
             app.changed.set()
 
     async def stop_member(self, member_id: int) -> None:
