@@ -4,6 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PROTO_FILES := $(shell find proto/etcdpb -name '*.proto' | sort)
 SEEDS ?= 2000
+DRIVER_SEEDS ?= 1000
 DURATION ?= 600
 # The benchmark's load generator: Go, built offline in GOPATH mode against Debian's packaged etcd sources.
 LOADGEN := benchmarks/loadgen/bin/loadgen
@@ -57,6 +58,7 @@ lint: install go-toolchain
 
 sim: install
 	$(PY) -m raft.sim --seeds $(SEEDS)
+	$(PY) -m raft.sim --driver --seeds $(DRIVER_SEEDS)
 
 bench: install etcd-binaries loadgen
 	$(PY) -m benchmarks.compare --mode $(or $(MODE),quick)

@@ -71,6 +71,7 @@ class NodeConfig:
     max_size_per_msg: int = 1 << 20
     max_inflight_msgs: int = 256
     snapshot_catchup_entries: int = 5000  # entries kept after a snapshot for slow followers (etcd's value)
+    random_seed: int | None = None  # seeds the election timer's randomness (None: the member ID)
 
     @property
     def election_tick(self) -> int:
@@ -110,6 +111,7 @@ class RaftNode:
             id=config.member_id, election_tick=config.election_tick, heartbeat_tick=1,
             max_size_per_msg=config.max_size_per_msg, max_inflight_msgs=config.max_inflight_msgs,
             pre_vote=config.pre_vote, check_quorum=True, applied=applied_index,
+            random_seed=config.random_seed,
         )
         self._rawnode = RawNode(core_config, log_store)
         hard_state, _ = log_store.initial_state()
@@ -436,6 +438,11 @@ class RaftNode:
         return message.snapshot
 
     # -------------------------------------------------------------- status
+
+    @property
+    def core(self) -> RawNode:
+        """The sans-I/O core this driver runs: for reading (the simulator's checks), never for driving."""
+        return self._rawnode
 
     def add_leader_listener(self, listener: LeaderListener) -> None:
         self._leader_listeners.append(listener)

@@ -1,6 +1,7 @@
 """`python -m raft.sim`: run seeded schedules and report any broken Raft property.
 
     python -m raft.sim --seeds 2000                        # seeds 0..1999, summary at the end
+    python -m raft.sim --driver --seeds 1000               # the same, members run raft/node.py
     python -m raft.sim --seed 1234 --steps 400 --trace     # replay one run, narrated
     python -m raft.sim --scenario figure-8 --trace         # the paper's Figure 8, step by step
 """
@@ -12,6 +13,8 @@ import sys
 import time
 from collections.abc import Sequence
 
+from raft.sim.cluster import Cluster
+from raft.sim.driven import DrivenCluster
 from raft.sim.invariants import Violation
 from raft.sim.scenarios import SCENARIOS
 from raft.sim.schedule import SimResult, run_seed
@@ -20,9 +23,11 @@ from raft.sim.trace import Trace
 DEFAULT_STEPS = 400
 
 
-def replay_command(seed: int, steps: int, nodes: int, check_liveness: bool) -> str:
+def replay_command(seed: int, steps: int, nodes: int, check_liveness: bool, driver: bool = False) -> str:
     """The one command that replays a schedule with its trace."""
     extra = "" if check_liveness else " --no-liveness"
+    if driver:
+        extra += " --driver"
     return f"python -m raft.sim --seed {seed} --steps {steps} --nodes {nodes}{extra} --trace"
 
 
@@ -38,6 +43,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--core-log", action="store_true", help="with --trace, also show the core's own log lines")
     p.add_argument("--no-liveness", dest="liveness", action="store_false",
                    help="skip the end-of-run check that a healed cluster makes progress")
+    p.add_argument("--driver", action="store_true",
+                   help="members run the production driver (raft/node.py) on a virtual clock, "
+                        "not the core through the shared Ready cycle")
     p.add_argument("--scenario", choices=sorted(SCENARIOS), default=None,
                    help="play a hand-written scenario instead of seeded schedules")
     p.add_argument("--max-failures", type=int, default=10, help="stop after this many failing seeds")
@@ -69,7 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         trace = Trace(enabled=args.trace, out=sys.stdout if args.trace else None, core_lines=args.core_log)
         if args.trace:
             print(f"=== seed {seed}: {args.steps} steps, {args.nodes} members ===")
-        result = run_seed(seed, steps=args.steps, nodes=args.nodes, check_liveness=args.liveness, trace=trace)
+        result = run_seed(seed, steps=args.steps, nodes=args.nodes, check_liveness=args.liveness, trace=trace,
+                          cluster_type=DrivenCluster if args.driver else Cluster)
         ticks += result.ticks
         for key, value in result.stats.items():
             totals[key] = totals.get(key, 0) + value
@@ -77,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             failures.append(result)
             print(f"seed {seed}: VIOLATION after {result.events} events, tick {result.ticks}: "
                   f"{result.violation}")
-            print(f"  replay: {replay_command(seed, args.steps, args.nodes, args.liveness)}")
+            print(f"  replay: {replay_command(seed, args.steps, args.nodes, args.liveness, args.driver)}")
             if len(failures) >= args.max_failures:
                 print(f"stopping after {len(failures)} failing seeds")
                 break

@@ -167,9 +167,7 @@ class Cluster:
         for i in range(1, nodes + 1):
             m = Member(i, MemoryStorage())
             self.members[i] = m
-            self._start(m)
-            assert m.node is not None
-            m.node.bootstrap(peers)
+            self._start(m, bootstrap=peers)
         self.note(f"bootstrap: members {list(range(1, nodes + 1))} as voters")
         self.stabilize()
 
@@ -209,7 +207,8 @@ class Cluster:
 
     # -- life cycle ----------------------------------------------------------------------------
 
-    def _start(self, m: Member) -> None:
+    def _start(self, m: Member, bootstrap: list[ConfChange] | None = None) -> None:
+        """Start a member over what it persisted (a brand-new cluster's members bootstrap first)."""
         c = self.config
         cfg = Config(
             m.id,
@@ -232,6 +231,8 @@ class Cluster:
         m.leader_id = 0
         m.hard_state, _ = m.storage.initial_state()
         m.synced_hard_state = m.hard_state
+        if bootstrap:
+            m.node.bootstrap(bootstrap)
 
     def crash(self, m: Member, point: CrashPoint = CrashPoint.NOW) -> None:
         """Crash `m` now, or arm a crash that strikes at `point` of its next Ready cycle."""
@@ -414,8 +415,6 @@ class Cluster:
 
     def _apply(self, m: Member, rd: Ready) -> None:
         """Step 3: apply the snapshot, then committed entries in order; serve ReadIndex reads."""
-        node = m.node
-        assert node is not None
         if rd.snapshot is not None and not rd.snapshot.is_empty:
             meta = rd.snapshot.metadata
             if meta.index <= m.app.applied_index:
@@ -433,7 +432,7 @@ class Cluster:
             self.note(f"n{m.id} applies {describe_entry(e)}")
             if e.type is EntryType.CONF_CHANGE:
                 cc = decode_conf_change(e.data)
-                m.app.conf_state = node.apply_conf_change(cc)
+                m.app.conf_state = self._apply_conf_change(m, cc)
                 if cc.id:  # bootstrap entries (id 0) are applied at once by bootstrap() itself, so skip them
                     self.checker.on_conf_applied(m.id, e.index, m.app.conf_state)
                 self._conf_change_applied(m, cc)
@@ -449,6 +448,11 @@ class Cluster:
             read.index = rs.index
             self.note(f"n{m.id} read {rs.request_ctx.decode()} gets read index {rs.index}")
         self._serve_reads(m)
+
+    def _apply_conf_change(self, m: Member, cc: ConfChange) -> ConfState:
+        node = m.node
+        assert node is not None
+        return node.apply_conf_change(cc)
 
     def _serve_reads(self, m: Member) -> None:
         if not m.reads:
@@ -490,7 +494,7 @@ class Cluster:
         self._next_payload += 1
         payload = f"p{self._next_payload}".encode()
         try:
-            m.node.propose(payload)
+            self._submit_proposal(m, payload)
         except ProposalDropped:
             self.count("proposals dropped")
             self.note(f"client proposal {payload.decode()} at n{m.id} dropped (no leader / transfer)")
@@ -529,7 +533,7 @@ class Cluster:
         self._next_cc_id += 1
         cc = ConfChange(cc_type, node_id, id=self._next_cc_id)
         try:
-            leader.node.propose_conf_change(cc)
+            self._submit_conf_change(leader, cc)
         except ProposalDropped:
             self.note(f"conf change {cc_type.name} n{node_id} dropped by n{leader.id}")
             return False
@@ -564,17 +568,39 @@ class Cluster:
             return
         self.note(f"admin asks leader n{leader.id} to hand leadership to n{target.id}")
         self.count("transfers")
-        leader.node.transfer_leader(target.id)
+        self._submit_transfer(leader, target.id)
         self.stabilize()
 
     def campaign(self, m: Member) -> None:
         if m.node is None:
             return
         self.note(f"n{m.id} is told to campaign now")
-        m.node.campaign()
+        self._submit_campaign(m)
         self.stabilize()
 
+    # How requests reach a member's core: straight into its RawNode here; driven.py overrides
+    # them to go through the production driver's API.
+
+    def _submit_proposal(self, m: Member, payload: bytes) -> None:
+        assert m.node is not None
+        m.node.propose(payload)
+
+    def _submit_conf_change(self, leader: Member, cc: ConfChange) -> None:
+        assert leader.node is not None
+        leader.node.propose_conf_change(cc)
+
+    def _submit_transfer(self, leader: Member, target: int) -> None:
+        assert leader.node is not None
+        leader.node.transfer_leader(target)
+
+    def _submit_campaign(self, m: Member) -> None:
+        assert m.node is not None
+        m.node.campaign()
+
     # -- end-of-run checks ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release what the run holds (nothing here; the driven cluster closes its event loop)."""
 
     def check_logs(self) -> None:
         self.checker.check_logs_match({m.id: m.storage for m in self.members.values()})

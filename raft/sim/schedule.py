@@ -388,14 +388,19 @@ class SimResult:
 
 def run_events(events: Iterable[Event], seed: int, nodes: int = 3,
                check_liveness: bool = True, trace: Trace | None = None,
-               config: SimConfig | None = None, rng: random.Random | None = None) -> SimResult:
-    """Play `events` on a fresh cluster whose network and clocks are seeded with `seed`."""
+               config: SimConfig | None = None, rng: random.Random | None = None,
+               cluster_type: type[Cluster] = Cluster) -> SimResult:
+    """Play `events` on a fresh cluster whose network and clocks are seeded with `seed`.
+
+    `cluster_type` is Cluster (members run the core through the shared Ready cycle) or
+    raft.sim.driven.DrivenCluster (members run the production driver on a virtual clock).
+    """
     rng = rng if rng is not None else random.Random(seed)
     trace = trace or Trace()
     result = SimResult(seed, None, trace=trace)
     cluster: Cluster | None = None
     try:
-        cluster = Cluster(rng, nodes=nodes, config=config, trace=trace)
+        cluster = cluster_type(rng, nodes=nodes, config=config, trace=trace)
         runner = Runner(cluster)
         for event in events:
             result.events += 1
@@ -410,6 +415,7 @@ def run_events(events: Iterable[Event], seed: int, nodes: int = 3,
         tb = traceback.format_exception(exc)
         result.violation = Violation("core raised", "".join(tb[-6:]).rstrip())
     if cluster is not None:
+        cluster.close()
         result.cluster = cluster
         result.ticks = cluster.now
         result.stats = dict(cluster.stats)
@@ -436,9 +442,10 @@ def random_config(rng: random.Random) -> SimConfig:
 
 
 def run_seed(seed: int, steps: int = 400, nodes: int = 3, check_liveness: bool = True,
-             trace: Trace | None = None, config: SimConfig | None = None) -> SimResult:
-    """One seeded schedule: the same (seed, steps, nodes) always replays the same run."""
+             trace: Trace | None = None, config: SimConfig | None = None,
+             cluster_type: type[Cluster] = Cluster) -> SimResult:
+    """One seeded schedule: the same (seed, steps, nodes, cluster_type) always replays the same run."""
     rng = random.Random(seed)
     config = config or random_config(rng)
     return run_events(random_events(rng, steps), seed, nodes=nodes, check_liveness=check_liveness,
-                      trace=trace, config=config, rng=rng)
+                      trace=trace, config=config, rng=rng, cluster_type=cluster_type)
