@@ -6,8 +6,9 @@ loop, a snapshot carries the sending application's state (`snapshot_to_send`) an
 outcome is reported back (`report_snapshot`), and a message to a peer that cannot be
 reached is reported (`report_unreachable`) so the leader falls back to probing it.
 
-A `LinkPolicy` decides each message's fate (deliver after a delay, or lose it); the
-default delivers everything at once. The simulator passes a seeded one.
+A `LinkPolicy` decides each message's fate: the delays of the copies that arrive (none:
+it is lost; two: it is duplicated). The default delivers everything once, at once. The
+simulator passes a seeded one.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from collections.abc import Callable, Sequence
 from raft.core.types import Message, MessageType
 from raft.transport import RaftHandler
 
-LinkPolicy = Callable[[Message], float | None]
-"""Seconds until `message` arrives, or None when it is lost on the way."""
+LinkPolicy = Callable[[Message], Sequence[float]]
+"""Seconds until each copy of `message` arrives; empty when it is lost on the way."""
 
 
-def deliver_at_once(message: Message) -> float | None:
-    return 0.0
+def deliver_at_once(message: Message) -> Sequence[float]:
+    return (0.0,)
 
 
 class MemoryNetwork:
@@ -62,10 +63,10 @@ class MemoryNetwork:
             if message.type is MessageType.SNAP and sender.handler is not None:
                 # As over gRPC: the application's applied state replaces the log's metadata-only snapshot.
                 message = dataclasses.replace(message, snapshot=sender.handler.snapshot_to_send(message))
-            delay = self.policy(message) if self.link_open(message.sender, message.to) else None
-            if delay is None:
+            delays = self.policy(message) if self.link_open(message.sender, message.to) else ()
+            if not delays:
                 loop.call_soon(sender.lost, message)
-            else:
+            for delay in delays:
                 loop.call_later(delay, self._arrive, sender, message)
 
     def _arrive(self, sender: MemoryTransport, message: Message) -> None:

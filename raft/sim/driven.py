@@ -114,7 +114,7 @@ class DrivenCluster(Cluster):
     def __init__(self, rng: random.Random, nodes: int = 3, config: SimConfig | None = None,
                  trace: Trace | None = None) -> None:
         self.loop = VirtualClockLoop()
-        self.memory_network = MemoryNetwork(self._link_delay)
+        self.memory_network = MemoryNetwork(self._link_delays)
         self.log_writer = InlineExecutor()
         self._incarnations: dict[int, _Incarnation] = {}
         self._failure: Violation | None = None
@@ -126,15 +126,19 @@ class DrivenCluster(Cluster):
 
     # -- the network: the seeded simulated network decides each message's fate ------------------
 
-    def _link_delay(self, message: Message) -> float | None:
+    def _link_delays(self, message: Message) -> list[float]:
         net = self.network
         f = net.faults
         net.sent += 1
         if not net.link_open(message.sender, message.to) or (f.drop and self.rng.random() < f.drop):
             net.dropped += 1
-            return None
-        ticks = self.rng.randint(1, f.max_delay) if f.delay and self.rng.random() < f.delay else 0
-        return LATENCY_SECONDS + ticks * TICK_SECONDS
+            return []
+        copies = 2 if f.duplicate and self.rng.random() < f.duplicate else 1
+        delays = []
+        for _ in range(copies):
+            ticks = self.rng.randint(1, f.max_delay) if f.delay and self.rng.random() < f.delay else 0
+            delays.append(LATENCY_SECONDS + ticks * TICK_SECONDS)
+        return delays
 
     # -- life cycle ----------------------------------------------------------------------------
 
