@@ -23,6 +23,7 @@ Commands:
             [check-quorum=B] [election=T] [heartbeat=T] [max-inflight=K] [max-size=BYTES]
   campaign ID | propose ID DATA | propose-conf-change ID v4|l4|r2|u2 | read-index ID CTX
   transfer-leader ID TRANSFEREE | report-unreachable ID PEER | report-snapshot ID PEER [failed=B]
+  forget-leader ID
   tick ID [N] | tick-heartbeat ID | tick-election ID
   process-ready [ID..] | deliver-msgs [ID..] [drop=(..)] | stabilize [ID..]
   isolate ID | recover | compact ID INDEX | status ID | raft-log ID | raft-state | applied ID
@@ -217,7 +218,8 @@ class InteractionEnv:
             "add-nodes": self._add_nodes, "campaign": self._campaign, "propose": self._propose,
             "propose-conf-change": self._propose_conf_change, "read-index": self._read_index,
             "transfer-leader": self._transfer_leader, "report-unreachable": self._report_unreachable,
-            "report-snapshot": self._report_snapshot, "tick": self._tick,
+            "report-snapshot": self._report_snapshot, "forget-leader": self._forget_leader,
+            "tick": self._tick,
             "tick-heartbeat": self._tick_heartbeat, "tick-election": self._tick_election,
             "process-ready": self._process_ready_cmd, "deliver-msgs": self._deliver_msgs_cmd,
             "stabilize": self._stabilize, "isolate": self._isolate, "recover": self._recover,
@@ -327,6 +329,9 @@ class InteractionEnv:
 
     def _report_snapshot(self, args: list[str], kw: dict[str, str]) -> None:
         self._node(args[0]).report_snapshot(int(args[1]), self._bool(kw.get("failed", "false")))
+
+    def _forget_leader(self, args: list[str], kw: dict[str, str]) -> None:
+        self._node(args[0]).forget_leader()
 
     def _tick(self, args: list[str], kw: dict[str, str]) -> None:
         node = self._node(args[0])

@@ -51,7 +51,8 @@ MT = MessageType
 CAMPAIGN_TRANSFER_CONTEXT = b"CampaignTransfer"
 """The context of a VOTE forced by leadership transfer: voters answer it despite their leader lease."""
 
-LOCAL_MESSAGES = frozenset({MT.HUP, MT.BEAT, MT.UNREACHABLE, MT.SNAP_STATUS, MT.CHECK_QUORUM})
+LOCAL_MESSAGES = frozenset({MT.HUP, MT.BEAT, MT.UNREACHABLE, MT.SNAP_STATUS, MT.CHECK_QUORUM,
+                            MT.FORGET_LEADER})
 """Messages a member generates for itself; they never travel on the network."""
 
 MESSAGES_AFTER_APPEND = frozenset({MT.APP_RESP, MT.VOTE_RESP, MT.PRE_VOTE_RESP})
@@ -352,6 +353,22 @@ class Raft:
         else:
             self._campaign(kind, RoleEvent.ELECTION_TIMEOUT)
 
+    def _forget_leader(self) -> None:
+        """A follower stops counting on the leader it knows, e.g. because the operator knows it is gone.
+
+        Without a leader its lease is void, so it grants (pre-)votes at once instead of ignoring
+        them until an election timeout passes (thesis §4.2.3), and a new leader is elected
+        sooner. The next message from a leader of the term restores it.
+        """
+        if self.state is not StateRole.FOLLOWER:
+            self._info(f"{self.id} ignoring FORGET_LEADER as {self.state.value} at term {self.term}")
+            return
+        if self.lead == NO_NODE:
+            self._info(f"{self.id} no leader at term {self.term}; ignoring FORGET_LEADER")
+            return
+        self._info(f"{self.id} forgetting leader {self.lead} at term {self.term}")
+        self.lead = NO_NODE
+
     def _has_unapplied_conf_change(self) -> bool:
         """A member with committed but unapplied conf changes may not know the current voters yet."""
         if self.log.applied >= self.log.committed:
@@ -458,6 +475,8 @@ class Raft:
 
         if m.type is MT.HUP:
             self._hup(CampaignKind.PRE_ELECTION if self.pre_vote else CampaignKind.ELECTION)
+        elif m.type is MT.FORGET_LEADER:
+            self._forget_leader()
         elif m.type is MT.VOTE or m.type is MT.PRE_VOTE:
             self._handle_vote_request(m)
         else:

@@ -111,6 +111,10 @@ class RawNode:
         """Ask the leader to hand leadership to `transferee` (thesis §3.10)."""
         self.raft.step(Message(MessageType.TRANSFER_LEADER, sender=transferee))
 
+    def forget_leader(self) -> None:
+        """A follower forgets its leader, so it votes for a new one without waiting out the lease."""
+        self.raft.step(Message(MessageType.FORGET_LEADER, sender=self.raft.id))
+
     def report_unreachable(self, peer_id: int) -> None:
         """The transport failed to deliver to `peer_id`; the leader falls back to probing it."""
         self.raft.step(Message(MessageType.UNREACHABLE, sender=peer_id))

@@ -61,6 +61,7 @@ class MessageType(enum.IntEnum):
     READ_INDEX_RESP = 16
     PRE_VOTE = 17  # thesis §9.6
     PRE_VOTE_RESP = 18
+    FORGET_LEADER = 19  # local: a follower forgets its leader (the operator knows it is gone)
 
 
 @dataclass(frozen=True, slots=True)
