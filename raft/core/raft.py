@@ -369,6 +369,13 @@ class Raft:
         self._info(f"{self.id} forgetting leader {self.lead} at term {self.term}")
         self.lead = NO_NODE
 
+    def _has_conf_change_being_applied(self) -> bool:
+        """Whether a conf change handed to the application in a Ready has not been applied yet."""
+        if self.log.applied >= self.log.applying:
+            return False
+        lo = max(self.log.applied + 1, self.log.first_index())
+        return any(e.type is EntryType.CONF_CHANGE for e in self.log.slice(lo, self.log.applying + 1))
+
     def _has_unapplied_conf_change(self) -> bool:
         """A member with committed but unapplied conf changes may not know the current voters yet."""
         if self.log.applied >= self.log.committed:
@@ -854,6 +861,13 @@ class Raft:
         if meta.index <= self.log.committed:
             return False
         if self.state is not StateRole.FOLLOWER:
+            return False
+        if self._has_conf_change_being_applied():
+            # The application is still applying conf changes handed out in a Ready; applied after
+            # the snapshot's membership, they would corrupt it (thesis §4.1: a change takes effect
+            # when applied, in log order). The leader sends the snapshot again later.
+            self._info(f"{self.id} ignoring snapshot [index: {meta.index}, term: {meta.term}]: conf "
+                       f"changes up to {self.log.applying} are still being applied")
             return False
         cs = meta.conf_state
         if self.id not in cs.voters and self.id not in cs.learners:

@@ -16,6 +16,8 @@ from raft.core import (
     RaftError,
     RawNode,
     Ready,
+    Snapshot,
+    SnapshotMetadata,
     StateRole,
     decode_conf_change,
     describe_role_transitions,
@@ -251,3 +253,38 @@ def test_a_transition_missing_from_the_table_is_refused() -> None:
     node = RawNode(Config(id=1), MemoryStorage())
     with pytest.raises(RaftError):
         node.raft._change_role(RoleEvent.VOTE_WON)  # a follower cannot win an election
+
+
+def test_follower_ignores_a_snapshot_while_a_conf_change_it_was_handed_is_unapplied() -> None:
+    # Applied after the snapshot's membership, the older change would corrupt it (thesis §4.1).
+    cluster = Cluster((1, 2, 3))
+    cluster.elect(1)
+    cluster.nodes[1].propose_conf_change(ConfChange(ConfChangeType.ADD_LEARNER_NODE, 4))
+    follower, held = cluster.nodes[2], None
+    for _ in range(10):
+        outbox: list[Message] = []
+        for member_id, node in cluster.nodes.items():
+            if not node.has_ready() or (member_id == 2 and held is not None):
+                continue
+            rd = node.ready()
+            if member_id == 2 and rd.commits_conf_change:
+                held = rd  # persisted and answered, but the application has not applied it yet
+                cluster.storages[2].save(rd.hard_state, list(rd.entries), rd.snapshot)
+                continue
+            outbox.extend(cluster.handle(member_id, rd))
+        for m in outbox:
+            if m.to in cluster.nodes:  # learner 4 is never started here
+                cluster.nodes[m.to].step(m)
+    assert held is not None
+    term, committed = follower.status().term, follower.status().commit
+    snapshot = Snapshot(SnapshotMetadata(index=50, term=term, conf_state=ConfState(voters=(1, 2, 3),
+                                                                                   learners=(4, 5))))
+    install = Message(MessageType.SNAP, to=2, sender=1, term=term, snapshot=snapshot)
+    follower.step(install)
+    assert follower.status().commit == committed
+    assert follower.status().conf_state == ConfState(voters=(1, 2, 3))
+    cluster.handle(2, held)  # applies the conf change, then advances
+    assert follower.status().conf_state == ConfState(voters=(1, 2, 3), learners=(4,))
+    follower.step(install)
+    assert follower.status().commit == 50
+    assert follower.status().conf_state == ConfState(voters=(1, 2, 3), learners=(4, 5))
