@@ -238,6 +238,8 @@ class RaftNode:
         if not hold and ready.messages:
             # thesis §10.2.1: what the core lets leave early (appends, heartbeats, requests) goes out
             # in parallel with our own disk write; acknowledgements wait in messages_after_append.
+            # Safe because whatever a commit makes visible (applying, answering, the commit index
+            # reaching followers) comes out in a later Ready, taken only after this save completed.
             self.transport.send(ready.messages)
         has_snapshot = ready.snapshot is not None and not ready.snapshot.is_empty
         if ready.has_durable_state:
