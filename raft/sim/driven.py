@@ -269,6 +269,13 @@ class DrivenCluster(Cluster):
     def _check(self) -> None:
         if self._failure is not None:
             raise self._failure
+        for life in self._incarnations.values():
+            # A check that failed inside a save surfaces here: the driver stops on a failed save.
+            err = life.driver.fatal_error
+            if isinstance(err, Violation):
+                raise err
+            if err is not None:
+                raise Violation("driver stopped", repr(err))
         for m in self.live_members():
             self.check_conf_changes_applied(m)
 

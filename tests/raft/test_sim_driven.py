@@ -29,6 +29,7 @@ from raft.sim.schedule import (
     run_seed,
 )
 from raft.sim.trace import Trace
+from tests.raft.test_sim import forget_votes
 
 # CI runs these many seeded schedules against the real driver; `make sim` runs more.
 TOTAL_SEEDS = 100
@@ -132,3 +133,11 @@ def test_driver_reads_are_served_through_leader_isolation() -> None:
     result = run_events(events, seed=5, cluster_type=DrivenCluster)
     assert result.ok, result.violation
     assert result.stats.get("reads served", 0) >= 2
+
+
+def test_driver_simulation_catches_followers_that_vote_twice_in_one_term(monkeypatch: pytest.MonkeyPatch) -> None:
+    forget_votes(monkeypatch)
+    results = (run_seed(seed, steps=SEED_STEPS, cluster_type=DrivenCluster) for seed in range(300))
+    failed = next((r for r in results if not r.ok), None)
+    assert failed is not None and failed.violation is not None, "two votes per term went unnoticed"
+    assert failed.violation.rule == "election safety"
