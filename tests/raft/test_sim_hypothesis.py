@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from raft.sim.cluster import CrashPoint
+from raft.sim.driven import DrivenCluster
 from raft.sim.schedule import (
     FAULT_LEVELS,
     AddLearner,
@@ -78,4 +79,12 @@ def test_any_mix_of_faults_and_clients_keeps_raft_safe(schedule: list[Event], se
        seed=seeds)
 def test_crash_and_partition_storms_keep_raft_safe_without_liveness(schedule: list[Event], seed: int) -> None:
     result = run_events([WARM_UP, *schedule], seed=seed, check_liveness=False)
+    assert result.ok, f"{result.violation}\nschedule: {schedule}"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(schedule=st.lists(events, min_size=30, max_size=150), seed=seeds, nodes=st.sampled_from([3, 5]))
+def test_any_mix_of_faults_and_clients_keeps_the_production_driver_safe(schedule: list[Event], seed: int,
+                                                                         nodes: int) -> None:
+    result = run_events([WARM_UP, *schedule], seed=seed, nodes=nodes, cluster_type=DrivenCluster)
     assert result.ok, f"{result.violation}\nschedule: {schedule}"
