@@ -12,7 +12,7 @@ LOADGEN_SOURCES := $(wildcard benchmarks/loadgen/*.go)
 GO_ETCD_STUBS := /usr/share/gocode/src/go.etcd.io/etcd/etcdserver/etcdserverpb
 GO_ENV := GO111MODULE=off GOPATH=/usr/share/gocode GOPROXY=off GOFLAGS= GOCACHE=$(CURDIR)/benchmarks/loadgen/bin/cache
 
-.PHONY: install run test test-slow test-fast proto lint sim cluster bench chaos etcd-binaries go-toolchain loadgen clean
+.PHONY: install run test test-slow test-fast proto lint sim sim-driver cluster bench chaos etcd-binaries go-toolchain loadgen clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -56,8 +56,10 @@ lint: install go-toolchain
 	@test -z "$$(gofmt -l benchmarks/loadgen)" || { gofmt -l benchmarks/loadgen; echo "run gofmt -w benchmarks/loadgen"; exit 1; }
 	cd benchmarks/loadgen && $(GO_ENV) go vet .
 
-sim: install
+sim: install sim-driver
 	$(PY) -m raft.sim --seeds $(SEEDS)
+
+sim-driver: install
 	$(PY) -m raft.sim --driver --seeds $(DRIVER_SEEDS)
 
 bench: install etcd-binaries loadgen
