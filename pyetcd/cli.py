@@ -16,39 +16,15 @@ from typing import TYPE_CHECKING
 from pyetcd import __version__
 from pyetcd.config import ConfigError, FatalConfigError, FlagSyntaxError, ServerConfig, parse_server_args
 from pyetcd.tlsconfig import CipherSuiteError, apply_cipher_suites
+from pyetcd.logs import NOTICE, LogOutputError, setup_logging
 
 if TYPE_CHECKING:  # the server is imported only when one is started, to keep --help and --version fast
     from pyetcd.server import EtcdServer
 
 log = logging.getLogger("pyetcd")
 
-NOTICE = 25
-"""capnslog's NOTICE level (its `N` lines), between INFO and WARNING."""
-logging.addLevelName(NOTICE, "NOTICE")
-LEVEL_LETTERS = {"DEBUG": "D", "INFO": "I", "NOTICE": "N", "WARNING": "W", "ERROR": "E", "CRITICAL": "C"}
 GO_SIGNAL_NAMES = {signal.SIGTERM: "terminated", signal.SIGINT: "interrupt"}
 """How Go names the signals a member stops on, for etcd's "received ... signal" line."""
-
-
-class EtcdStyleFormatter(logging.Formatter):
-    """Lines like etcd 3.4's: `2026-01-02 15:04:05.000000 I | etcdserver: message`."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        stamp = datetime.fromtimestamp(record.created).strftime("%Y-%m-%d %H:%M:%S.%f")
-        package = record.name.split(".")[-1]
-        line = f"{stamp} {LEVEL_LETTERS.get(record.levelname, 'I')} | {package}: {record.getMessage()}"
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        return line
-
-
-def setup_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(EtcdStyleFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel({"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
-                   "error": logging.ERROR}.get(level, logging.INFO))
 
 
 def print_version() -> None:
@@ -81,6 +57,7 @@ async def run_server(config: ServerConfig, make_server: Callable[[ServerConfig],
     """Serve until a signal or a fatal error; the exit status (1 when the member failed)."""
     from pyetcd.datadir import create_files_private
     from pyetcd.errors import StartupError
+    from pyetcd.http.wiring import HttpWiring
     from pyetcd.server import EtcdServer
 
     create_files_private()
@@ -94,18 +71,24 @@ async def run_server(config: ServerConfig, make_server: Callable[[ServerConfig],
         received.append(signum)
         server.stopped.set()
 
+    http = HttpWiring(server)
+    await http.start()
     loop = asyncio.get_running_loop()
     for signum in GO_SIGNAL_NAMES:
         loop.add_signal_handler(signum, on_signal, signum)
     try:
         await server.start()
+        if not server.stopped.is_set():
+            await http.serve_metrics_urls()
     except StartupError as err:
         await server.stop()
+        await http.stop()
         return fatal(str(err), package=getattr(err, "package", "etcdmain"))
     await server.stopped.wait()
     if not received:
         log.info("shutting down: %s", server.stop_reason or "stopped")
     await server.stop()
+    await http.stop()
     if server.failed:
         return 1
     return -received[0] if received else 0
@@ -167,6 +150,32 @@ def proxy_main(argv: Sequence[str]) -> int:
     return exit_like_etcd(run_async(main()))
 
 
+def gateway_main(argv: Sequence[str]) -> int:
+    from pyetcd.proxy.tcp_gateway import GatewayConfigError, add_gateway_arguments, gateway_from_args
+
+    parser = argparse.ArgumentParser(prog="pyetcd gateway start", description="Start the gateway (L4 TCP proxy).")
+    add_gateway_arguments(parser)
+    args = parser.parse_args(list(argv))
+    try:
+        gateway = gateway_from_args(args)
+    except GatewayConfigError as err:
+        return fatal(str(err))
+    setup_logging("info")
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            await gateway.serve(stop)
+        except OSError as err:
+            return fatal(f"listen tcp {gateway.listen_addr}: {err.strerror or err}")
+        return 0
+
+    return run_async(main())
+
+
 EXIT_BAD_ARGS = 128
 """etcdctl's exit status for a wrong number of arguments."""
 
@@ -226,6 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:2] == ["grpc-proxy", "start"]:
         return proxy_main(args[2:])
+    if args[:2] == ["gateway", "start"]:
+        return gateway_main(args[2:])
     if args[:1] == ["snapshot"]:
         return snapshot_main(args[1:])
     if args[:1] == ["migrate"]:
@@ -236,7 +247,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return refuse_configuration(err)
     if config is None:
         return 0
-    setup_logging(config.log_level)
+    try:
+        setup_logging(config.log_level, config.logger, config.log_outputs)
+    except LogOutputError as err:
+        return fatal(str(err))
     for level, notice in config.notices:
         logging.getLogger("pyetcd.flags").log(level, "%s", notice)
     try:

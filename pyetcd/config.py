@@ -74,17 +74,18 @@ FLAGS: tuple[FlagSpec, ...] = (
     FlagSpec("snapshot-count", "100000", "uint", help="Committed entries between Raft snapshots."),
     FlagSpec("heartbeat-interval", "100", "uint", help="Time (in milliseconds) of a heartbeat interval."),
     FlagSpec("election-timeout", "1000", "uint", help="Time (in milliseconds) for an election to timeout."),
-    FlagSpec("initial-election-tick-advance", "true", "bool"),
+    FlagSpec("initial-election-tick-advance", "true", "bool",
+             help="A lone voter campaigns after one tick instead of a whole election timeout."),
     FlagSpec("listen-peer-urls", "http://localhost:2380", "urls", help="URLs to listen on for peer traffic."),
     FlagSpec("listen-client-urls", "http://localhost:2379", "urls", help="URLs to listen on for client traffic."),
-    FlagSpec("max-snapshots", "5", "uint"),
-    FlagSpec("max-wals", "5", "uint"),
+    FlagSpec("max-snapshots", "5", "uint", supported=False),
+    FlagSpec("max-wals", "5", "uint", supported=False),
     FlagSpec("quota-backend-bytes", "0", "int", help="Raise alarms when backend size exceeds the given quota."),
-    FlagSpec("backend-batch-interval", ""),
-    FlagSpec("backend-batch-limit", "0", "int"),
+    FlagSpec("backend-batch-interval", "", supported=False),
+    FlagSpec("backend-batch-limit", "0", "int", supported=False),
     FlagSpec("max-txn-ops", "128", "uint", help="Maximum number of operations permitted in a transaction."),
     FlagSpec("max-request-bytes", "1572864", "uint", help="Maximum client request size in bytes."),
-    FlagSpec("max-concurrent-streams", "math.MaxUint32"),
+    FlagSpec("max-concurrent-streams", "math.MaxUint32", supported=False),
     FlagSpec("grpc-keepalive-min-time", "5s", "duration"),
     FlagSpec("grpc-keepalive-interval", "2h", "duration"),
     FlagSpec("grpc-keepalive-timeout", "20s", "duration"),
@@ -97,7 +98,7 @@ FLAGS: tuple[FlagSpec, ...] = (
     FlagSpec("advertise-client-urls", "http://localhost:2379", "urls",
              help="This member's client URLs to advertise to the public."),
     FlagSpec("discovery", "", supported=False),
-    FlagSpec("discovery-fallback", "proxy"),
+    FlagSpec("discovery-fallback", "proxy", supported=False),
     FlagSpec("discovery-proxy", "", supported=False),
     FlagSpec("discovery-srv", "", supported=False),
     FlagSpec("discovery-srv-name", "", supported=False),
@@ -127,29 +128,32 @@ FLAGS: tuple[FlagSpec, ...] = (
              help="Skip verification of SAN field in client certificate for peer connections."),
     FlagSpec("cipher-suites", "", "list", help="Comma-separated list of supported TLS cipher suites between "
              "client/server and peers (etcd's names; empty will be auto-populated)."),
-    FlagSpec("cors", "*"),
-    FlagSpec("host-whitelist", "*"),
+    FlagSpec("cors", "*", help="Origins allowed to make cross-origin requests (comma-separated; * or empty: any)."),
+    FlagSpec("host-whitelist", "*",
+             help="Host headers accepted on plain-HTTP client requests (comma-separated; * or empty: any)."),
     FlagSpec("auth-token", "simple"),
     FlagSpec("bcrypt-cost", "10", "uint"),
     FlagSpec("auth-token-ttl", "300", "uint"),
-    FlagSpec("enable-pprof", "false", "bool"),
-    FlagSpec("metrics", "basic", "choice", ("basic", "extensive")),
+    FlagSpec("enable-pprof", "false", "bool", supported=False),
+    FlagSpec("metrics", "basic", "choice", ("basic", "extensive"),
+             help="basic, or extensive to add grpc_server_handling_seconds."),
     FlagSpec("listen-metrics-urls", "", "urls", help="Extra URLs to serve /metrics and /health on."),
-    FlagSpec("logger", "zap"),
-    FlagSpec("log-outputs", "default", "list"),
+    FlagSpec("logger", "capnslog", help="Log format: capnslog (etcd 3.4's text lines) or zap (JSON lines)."),
+    FlagSpec("log-outputs", "default", "list",
+             help="Where logs go: default, stderr, stdout or file paths (comma-separated)."),
     FlagSpec("log-level", "info", "choice", ("debug", "info", "warn", "error", "panic", "fatal")),
-    FlagSpec("proxy", "off", "choice", ("off", "readonly", "on")),
-    FlagSpec("experimental-initial-corrupt-check", "false", "bool"),
-    FlagSpec("experimental-corrupt-check-time", "0s", "duration"),
-    FlagSpec("experimental-enable-lease-checkpoint", "false", "bool"),
-    FlagSpec("experimental-compaction-batch-limit", "1000", "int"),
+    FlagSpec("proxy", "off", "choice", ("off", "readonly", "on"), supported=False),
+    FlagSpec("experimental-initial-corrupt-check", "false", "bool", supported=False),
+    FlagSpec("experimental-corrupt-check-time", "0s", "duration", supported=False),
+    FlagSpec("experimental-enable-lease-checkpoint", "false", "bool", supported=False),
+    FlagSpec("experimental-compaction-batch-limit", "1000", "int", supported=False),
     FlagSpec("experimental-watch-progress-notify-interval", "10m", "duration"),
     FlagSpec("experimental-snapshot-catchup-entries", "5000", "int",
              help="Entries kept after a snapshot for slow followers to catch up from (etcd 3.5's flag)."),
     FlagSpec("experimental-warning-apply-duration", "100ms", "duration"),
     FlagSpec("force-new-cluster", "false", "bool", supported=False),
-    FlagSpec("debug", "false", "bool"),
-    FlagSpec("log-package-levels", ""),
+    FlagSpec("debug", "false", "bool", help="Log at debug level (the same as --log-level=debug)."),
+    FlagSpec("log-package-levels", "", supported=False),
 )
 FLAGS_BY_NAME = {spec.name: spec for spec in FLAGS}
 
@@ -192,6 +196,15 @@ class ServerConfig:
     """--peer-cert-file, --peer-key-file, --peer-trusted-ca-file, --peer-client-cert-auth, ..."""
     peer_auto_tls: bool = False
     cipher_suites: tuple[str, ...] = ()
+    grpc_keepalive_interval_s: float = 7200.0
+    grpc_keepalive_timeout_s: float = 20.0
+    warning_apply_duration_s: float = 0.1
+    metrics: str = "basic"
+    logger: str = "capnslog"
+    log_outputs: tuple[str, ...] = ("default",)
+    initial_election_tick_advance: bool = True
+    host_whitelist: tuple[str, ...] = ("*",)
+    cors: tuple[str, ...] = ("*",)
     extra: dict[str, str] = field(default_factory=dict)
     notices: tuple[tuple[int, str], ...] = ()
     """What etcd logs while reading its configuration (environment variables used or unknown, ...)."""
@@ -334,18 +347,21 @@ class _GoFlagParser(argparse.ArgumentParser):
 
 def build_flag_parser(prog: str = "pyetcd") -> argparse.ArgumentParser:
     """An argparse parser that accepts etcd's flags; values stay strings until resolve()."""
-    parser = _GoFlagParser(prog=prog, add_help=True, allow_abbrev=False,
+    parser = _GoFlagParser(prog=prog, add_help=False, allow_abbrev=False,
                            description="pyetcd: a Raft-based key-value server that speaks the etcd v3 API.")
     for spec in FLAGS:
         dest = spec.name.replace("-", "_")
         help_text = f"{spec.help} (default {spec.default!r})".strip()
+        # Go's flag package takes -name as well as --name.
         if spec.kind == "bool":
-            parser.add_argument(f"--{spec.name}", dest=dest, nargs="?", const="true", default=None, help=help_text)
+            parser.add_argument(f"--{spec.name}", f"-{spec.name}", dest=dest, nargs="?", const="true", default=None,
+                                help=help_text)
         else:
-            parser.add_argument(f"--{spec.name}", dest=dest, default=None, help=help_text)
-    parser.add_argument("--config-file", dest="config_file", default=None,
+            parser.add_argument(f"--{spec.name}", f"-{spec.name}", dest=dest, default=None, help=help_text)
+    parser.add_argument("--config-file", "-config-file", dest="config_file", default=None,
                         help="Path to the server configuration file (YAML, etcd's keys).")
-    parser.add_argument("--version", action="store_true", help="Print the version and exit.")
+    parser.add_argument("--version", "-version", action="store_true", help="Print the version and exit.")
+    parser.add_argument("-h", "--help", "-help", dest="help", action="store_true", help="Show the help.")
     return parser
 
 
@@ -605,7 +621,7 @@ def resolve(args: argparse.Namespace, environ: dict[str, str] | None = None, *,
         auto_compaction_mode=compaction_mode,
         auto_compaction_retention=compaction_retention,
         auto_compaction_retention_value=parse_compaction_retention(compaction_mode, compaction_retention),
-        log_level=get("log-level"),
+        log_level="debug" if parse_go_bool(get("debug")) else get("log-level"),
         listen_metrics_urls=parse_urls(get("listen-metrics-urls"), "listen-metrics-urls"),
         watch_progress_notify_interval_s=parse_go_duration(get("experimental-watch-progress-notify-interval")),
         grpc_keepalive_min_time_s=parse_go_duration(get("grpc-keepalive-min-time")),
@@ -614,6 +630,15 @@ def resolve(args: argparse.Namespace, environ: dict[str, str] | None = None, *,
         peer_tls=peer_tls,
         peer_auto_tls=parse_go_bool(get("peer-auto-tls")),
         cipher_suites=cipher_suites,
+        grpc_keepalive_interval_s=parse_go_duration(get("grpc-keepalive-interval")),
+        grpc_keepalive_timeout_s=parse_go_duration(get("grpc-keepalive-timeout")),
+        warning_apply_duration_s=parse_go_duration(get("experimental-warning-apply-duration")),
+        metrics=get("metrics"),
+        logger=get("logger"),
+        log_outputs=tuple(o.strip() for o in get("log-outputs").split(",") if o.strip()) or ("default",),
+        initial_election_tick_advance=parse_go_bool(get("initial-election-tick-advance")),
+        host_whitelist=tuple(sorted({h.strip() for h in get("host-whitelist").split(",") if h.strip()})),
+        cors=tuple(sorted({o.strip() for o in get("cors").split(",") if o.strip()})),
         notices=tuple(raw.notices),
     )
     validate_cluster_flags(config)
@@ -658,8 +683,13 @@ def validate_cluster_flags(config: ServerConfig) -> None:
 def parse_server_args(argv: Sequence[str], environ: dict[str, str] | None = None,
                       on_version: Callable[[], None] | None = None, *,
                       refuse_shadowed_env: bool = False) -> ServerConfig | None:
-    """Parse argv; returns None when --version was handled."""
+    """Parse argv; returns None when --help or --version was handled."""
     args = build_flag_parser().parse_args(list(argv))
+    if args.help:
+        from pyetcd.help import help_text
+
+        print(help_text(), end="")
+        return None
     if args.version:
         if on_version is not None:
             on_version()

@@ -15,6 +15,7 @@ from etcdpb.serverpb import peer_pb2_grpc
 from pyetcd import errors
 from pyetcd.apply import Applier, ApplyOutcome
 from pyetcd.config import ServerConfig
+from pyetcd.counters import ServerCounters
 from pyetcd.ids import RequestIdGenerator
 from pyetcd.lease import Lessor
 from pyetcd.membership import Member, Membership
@@ -36,6 +37,7 @@ class ServerCore:
     lessor: Lessor
     membership: Membership
     applier: Applier
+    counters: ServerCounters
     _ids: RequestIdGenerator
     _waiters: dict[int, asyncio.Future[ApplyOutcome]]
     _applied: AppliedIndexWaiters
@@ -76,12 +78,14 @@ class ServerCore:
             try:
                 propose()
             except ProposalDropped:
+                self.counters.proposals_failed += 1
                 raise errors.ErrNoLeader from None
             try:
                 # asyncio.timeout, unlike wait_for, starts no extra task per request.
                 async with asyncio.timeout(timeout or self.request_timeout()):
                     outcome = await future
             except TimeoutError:
+                self.counters.proposals_failed += 1
                 raise errors.ErrTimeout from None
         finally:
             self._waiters.pop(request_id, None)

@@ -12,17 +12,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 
 from etcdpb.etcdserverpb import raft_internal_pb2, rpc_pb2
 from etcdpb.serverpb import peer_pb2, peer_pb2_grpc
-from pyetcd import errors
+from pyetcd import errors, etcd_lines
 from pyetcd.apply import Applier, ApplyOutcome, MembershipChanges, encode_conf_change_context, txn_writes
 from pyetcd.certchecks import server_interceptors
 from pyetcd.compactor import new_compactor
 from pyetcd.config import ServerConfig, configured_member_id, host_port
+from pyetcd.counters import DiskObservers, ServerCounters
 from pyetcd.datadir import MemberDirLocks, prepare_member_dirs
 from pyetcd.diskspace import DiskSpaceGuard
 from pyetcd.identity import Identity
@@ -43,6 +45,9 @@ from raft.transport import GrpcTransport, open_peer_channel
 from storage.mvcc import MvccStore, QuotaExceededError
 from storage.raftlog import DurableLog
 
+if TYPE_CHECKING:
+    from pyetcd.api.stats import GrpcStats
+
 log = logging.getLogger("pyetcd.server")
 tls_log = logging.getLogger("pyetcd.embed")
 
@@ -56,6 +61,16 @@ REMOVED_MESSAGE = "the member has been permanently removed from the cluster"
 
 
 
+
+
+class ClientFront(Protocol):
+    """What owns the client URLs when gRPC shares them with HTTP (pyetcd/http/front.py)."""
+
+    grpc_address: str
+
+    def bind(self, urls: tuple[str, ...]) -> None: ...
+    def start(self) -> None: ...
+    async def stop(self) -> None: ...
 
 
 class EtcdServer(MembershipService, MaintenanceService, LeaseService):
@@ -89,6 +104,13 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
         self.client_tls = config.client_tls
         self.peer_tls = config.peer_tls
         """The TLS settings in use: the flags', or the certificates auto-TLS made."""
+        self.counters = ServerCounters()
+        self.disk_observers: DiskObservers | None = None
+        self.grpc_stats: GrpcStats | None = None
+        """Set by the CLI to count client calls for /metrics."""
+        self.client_front: ClientFront | None = None
+        """Set by the CLI: owns the client URLs and passes gRPC connections on (pyetcd/http/front.py).
+        Without one, grpc-core binds the client URLs itself (gRPC only)."""
 
     # -- start-up ------------------------------------------------------------------------------
 
@@ -104,6 +126,9 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
         # store need not fsync each apply batch: entries it loses on power failure are replayed.
         self.store = MvccStore(config.store_dir, quota_bytes=config.quota_backend_bytes, sync_commits=False)
         log_store = DurableLog.open(config.raft_log_dir)
+        if self.disk_observers is not None:
+            log_store.fsync_observer = self.disk_observers.wal_fsync
+            self.store.commit_observer = self.disk_observers.backend_commit
         bootstrap: list[ConfChange] | None = None
         if identity is not None:
             log.info("restarting member from %s (ignoring --initial-cluster flags)", config.data_dir)
@@ -115,6 +140,7 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
         else:
             identity = await self._join_existing_cluster()
         self.member_id, self.cluster_id = identity.member_id, identity.cluster_id
+        etcd_lines.starting_member(self.member_id, self.cluster_id)
         self._ids = RequestIdGenerator(self.member_id)
         self.lessor = Lessor(min_ttl=self.config.min_lease_ttl)
         self.lessor.restore(self.store.leases())
@@ -141,6 +167,9 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
         await self.node.start(bootstrap_peers=bootstrap)
         identity.save(config.member_dir)
         self.node.add_leader_listener(self._on_leader_change)
+        self.node.add_leader_listener(self.counters.on_leader_change)
+        self.node.add_leader_listener(etcd_lines.LeaderLines(self.member_id))
+        self._fast_forward_election(bootstrap)
         publish = asyncio.create_task(self._publish_attributes(), name="publish")
         self._tasks = [asyncio.create_task(self._apply_loop(), name="apply"), publish,
                        asyncio.create_task(self._lease_expiry_loop(), name="lease-expiry"),
@@ -155,8 +184,19 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
         if self.stopped.is_set():
             return
         await self._serve_clients()
-        log.info("pyetcd member %s serving clients on %s (cluster %s)", format_id(self.member_id),
-                 ",".join(config.listen_client_urls), format_id(self.cluster_id))
+        etcd_lines.serving_clients(config.listen_client_urls,
+                                   lambda url: is_secure_url(url) and not self.client_tls.empty)
+        etcd_lines.cluster_version_set(CLUSTER_VERSION[:3], self.member_id, self.cluster_id)
+
+    def _fast_forward_election(self, bootstrap: list[ConfChange] | None) -> None:
+        """etcd's --initial-election-tick-advance for a lone voter: campaign after one tick, not a timeout."""
+        voters = [cc.node_id for cc in bootstrap] if bootstrap else [m.id for m in self.membership.voters()]
+        if not self.config.initial_election_tick_advance or voters != [self.member_id]:
+            return
+        ticks = self.config.election_ticks - 1
+        log.info("%s as single-node; fast-forwarding %d ticks (election ticks %d)", format_id(self.member_id),
+                 ticks, self.config.election_ticks)
+        self.node.advance_ticks(ticks)
 
     def _set_up_tls(self) -> None:
         """Auto-TLS certificates and etcd's start-up notes about TLS on each side."""
@@ -220,12 +260,24 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
             ("grpc.max_send_message_length", 2**31 - 1),
             ("grpc.max_concurrent_streams", 2**31 - 1),
             ("grpc.http2.min_ping_interval_without_data_ms", int(self.config.grpc_keepalive_min_time_s * 1000)),
+            ("grpc.keepalive_time_ms", int(self.config.grpc_keepalive_interval_s * 1000)),
+            ("grpc.keepalive_timeout_ms", int(self.config.grpc_keepalive_timeout_s * 1000)),
             ("grpc.so_reuseport", 0),
         ])
         from pyetcd.api.register import add_services
 
-        add_services(server, self)
+        add_services(server, self, stats=self.grpc_stats)
+        # Plain client URLs go to the front, which shares them with the HTTP side; TLS ones stay
+        # grpc-core's own (the front cannot tell gRPC from HTTP inside TLS).
+        front = self.client_front
+        fronted = [url for url in self.config.listen_client_urls
+                   if front is not None and not (is_secure_url(url) and not self.client_tls.empty)]
+        if front is not None and fronted:
+            front.bind(tuple(fronted))
+            server.add_insecure_port(front.grpc_address)
         for url in self.config.listen_client_urls:
+            if url in fronted:
+                continue
             address = listen_address(url)
             try:
                 if is_secure_url(url) and not self.client_tls.empty:
@@ -240,11 +292,15 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
                 raise errors.StartupError(f"listen {network} {host_port(url)}: bind: address already in use")
         await server.start()
         self._grpc_server = server
+        if front is not None and fronted:
+            front.start()
 
     # -- shut-down -----------------------------------------------------------------------------
 
     async def stop(self) -> None:
         """Stop serving; a leader hands leadership over first, as etcd does on shutdown."""
+        if self.client_front is not None:
+            await self.client_front.stop()
         if self._grpc_server is not None:
             await self._grpc_server.stop(grace=0.5)
         if getattr(self, "node", None) is not None and self.node.is_leader and len(self.membership.voters()) > 1:
@@ -297,7 +353,10 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
         if batch.snapshot is not None and not batch.snapshot.is_empty:
             self._install_snapshot(batch.snapshot)
         if batch.entries:
+            started = time.perf_counter()
             applied = self.applier.apply_entries(batch.entries)
+            if time.perf_counter() - started > self.config.warning_apply_duration_s:
+                self.counters.slow_applies += 1
             for action in applied.after_commit:
                 action()
             for outcome in applied.outcomes:
@@ -351,10 +410,12 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
         return self.node.apply_conf_change(cc)
 
     def _on_member_added(self, member: Member) -> None:
+        etcd_lines.member_added(member.id, member.peer_urls, self.member_id, self.cluster_id)
         if member.id != self.member_id:
             self.transport.add_peer(member.id, list(member.peer_urls))
 
     def _on_member_removed(self, member_id: int) -> None:
+        etcd_lines.member_removed(member_id, self.member_id, self.cluster_id)
         if member_id == self.member_id:
             self._shut_down_removed()
             return
@@ -377,6 +438,8 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
             try:
                 await self._propose_and_wait(request, timeout=self.config.election_ms / 1000 * 5)
                 self._published = True
+                etcd_lines.published(self.config.name, self.config.advertise_client_urls, self.member_id,
+                                     self.cluster_id)
                 return
             except (TimeoutError, errors.EtcdError, ProposalDropped):
                 await asyncio.sleep(self.config.heartbeat_ms / 1000 * 2)

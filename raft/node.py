@@ -176,6 +176,13 @@ class RaftNode:
         if self._owns_log_writer:
             await asyncio.get_running_loop().run_in_executor(None, self._log_writer.shutdown, True)
 
+    def advance_ticks(self, ticks: int) -> None:
+        """Tick `ticks` times at once: etcd fast-forwards a fresh member's election clock this way,
+        so that a lone voter campaigns after one heartbeat instead of a whole election timeout."""
+        for _ in range(ticks):
+            self._rawnode.tick()
+        self._wake.set()
+
     def _hand_over_stored_snapshot(self) -> None:
         """Give the application the leader's snapshot the log holds if it has not applied that far.
 

@@ -6,6 +6,7 @@ and the load generator cost, and how much of the machine other work took meanwhi
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -13,12 +14,25 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds the process has used so far (all its threads)."""
+    """User + system CPU seconds the process and its live child processes (pyetcd's client-port
+    front) have used so far, all threads included."""
     stat = Path(f"/proc/{pid}/stat").read_text()
     # The command name (field 2) may hold spaces; the fields after its closing ")" are fixed.
     fields = stat[stat.rindex(")") + 2:].split()
     utime, stime = int(fields[11]), int(fields[12])
-    return (utime + stime) / CLOCK_TICKS
+    total = (utime + stime) / CLOCK_TICKS
+    for child in _children(pid):
+        with contextlib.suppress(OSError):  # exited meanwhile
+            total += cpu_seconds(child)
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in text.split()]
 
 
 def peak_rss_bytes(pid: int) -> int:

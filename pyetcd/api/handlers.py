@@ -14,6 +14,8 @@ Four checks that etcd gets from grpc-go and from v3rpc's interceptors:
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +28,7 @@ from etcdpb.etcdserverpb import rpc_pb2
 from pyetcd import errors
 from pyetcd.api.kv import explain_undecodable_txn
 from pyetcd.api.server_api import EtcdServerApi
+from pyetcd.api.stats import GrpcStats, MethodKey
 from pyetcd.api.watch import GRPC_OVERHEAD_BYTES
 
 ERR_UNMARSHAL_PREFIX = "grpc: error unmarshalling request: "
@@ -156,25 +159,108 @@ def _stream_stream(behavior: Behavior, etcd: EtcdServerApi) -> Callable[[Any, An
     return handle
 
 
-def method_handler(method: MethodDescriptor, behavior: Behavior, etcd: EtcdServerApi) -> Any:
-    """A grpc method handler for one etcd method, with the checks above around `behavior`."""
+def _ending_code(context: Any, err: BaseException) -> grpc.StatusCode:
+    """The status a call that raised `err` ends with (an abort has set it on the context)."""
+    if isinstance(err, asyncio.CancelledError):
+        return grpc.StatusCode.CANCELLED
+    code = context.code()
+    return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
+
+
+def _counted_unary(handle: Callable[[Any, Any], Awaitable[Any]], key: MethodKey,
+                   stats: GrpcStats) -> Callable[[Any, Any], Awaitable[Any]]:
+    async def counted(request: Any, context: Any) -> Any:
+        stats.started[key] += 1
+        started_at = time.perf_counter() if stats.extensive else 0.0
+        code = None
+        try:
+            return await handle(request, context)
+        except BaseException as err:
+            code = _ending_code(context, err)
+            raise
+        finally:
+            stats.finish(key, code, started_at)
+
+    return counted
+
+
+def _counted_stream(handle: Callable[[Any, Any], AsyncIterator[Any]], key: MethodKey,
+                    stats: GrpcStats) -> Callable[[Any, Any], AsyncIterator[Any]]:
+    async def counted(request: Any, context: Any) -> AsyncIterator[Any]:
+        stats.started[key] += 1
+        started_at = time.perf_counter() if stats.extensive else 0.0
+        code = None
+        try:
+            async for response in handle(request, context):
+                yield response
+        except BaseException as err:
+            code = _ending_code(context, err)
+            raise
+        finally:
+            stats.finish(key, code, started_at)
+
+    return counted
+
+
+def _counted_codecs(decode: Callable[[bytes], Any], encode: Callable[[Any], bytes], key: MethodKey,
+                    stats: GrpcStats) -> dict[str, Any]:
+    """Codecs that also count messages and bytes (etcd_network_client_grpc_*_bytes_total)."""
+    msg_received, msg_sent = stats.msg_received, stats.msg_sent
+
+    def counted_decode(raw: bytes) -> Any:
+        msg_received[key] += 1
+        stats.received_bytes += len(raw)
+        return decode(raw)
+
+    def counted_encode(message: Any) -> bytes:
+        data = encode(message)
+        msg_sent[key] += 1
+        stats.sent_bytes += len(data)
+        return data
+
+    return {"request_deserializer": counted_decode, "response_serializer": counted_encode}
+
+
+def grpc_type(method: MethodDescriptor) -> str:
+    """go-grpc-prometheus' grpc_type label."""
+    if method.client_streaming:
+        return "bidi_stream" if method.server_streaming else "client_stream"
+    return "server_stream" if method.server_streaming else "unary"
+
+
+def method_handler(method: MethodDescriptor, behavior: Behavior, etcd: EtcdServerApi,
+                   stats: GrpcStats | None = None) -> Any:
+    """A grpc method handler for one etcd method, with the checks above around `behavior`,
+    counted in `stats` when given."""
     request_class = message_factory.GetMessageClass(method.input_type)
     response_class = message_factory.GetMessageClass(method.output_type)
     max_bytes = etcd.config.max_request_bytes + GRPC_OVERHEAD_BYTES
-    codecs: dict[str, Any] = {"request_deserializer": tolerant_deserializer(request_class, max_bytes),
+    decode = tolerant_deserializer(request_class, max_bytes)
+    codecs: dict[str, Any] = {"request_deserializer": decode,
                               "response_serializer": response_class.SerializeToString}
+    key: MethodKey = (grpc_type(method), method.containing_service.full_name, method.name)
+    if stats is not None:
+        stats.add_method(key)
+        codecs = _counted_codecs(decode, response_class.SerializeToString, key, stats)
     if method.client_streaming and method.server_streaming:
-        return grpc.stream_stream_rpc_method_handler(_stream_stream(behavior, etcd), **codecs)
+        stream = _stream_stream(behavior, etcd)
+        return grpc.stream_stream_rpc_method_handler(
+            stream if stats is None else _counted_stream(stream, key, stats), **codecs)
     if method.server_streaming:
-        return grpc.unary_stream_rpc_method_handler(_unary_stream(behavior, etcd), **codecs)
+        stream = _unary_stream(behavior, etcd)
+        return grpc.unary_stream_rpc_method_handler(
+            stream if stats is None else _counted_stream(stream, key, stats), **codecs)
     if method.client_streaming:  # pragma: no cover - the etcd v3 API has no client-streaming-only call
         raise ValueError(f"client-streaming method {method.full_name} is not supported")
-    return grpc.unary_unary_rpc_method_handler(_unary_unary(behavior, etcd), **codecs)
+    unary = _unary_unary(behavior, etcd)
+    return grpc.unary_unary_rpc_method_handler(unary if stats is None else _counted_unary(unary, key, stats),
+                                               **codecs)
 
 
-def service_handlers(service: ServiceDescriptor, servicer: Any, etcd: EtcdServerApi) -> dict[str, Any]:
+def service_handlers(service: ServiceDescriptor, servicer: Any, etcd: EtcdServerApi,
+                     stats: GrpcStats | None = None) -> dict[str, Any]:
     """Method name -> handler for every method of `service`, answered by `servicer`."""
-    return {method.name: method_handler(method, getattr(servicer, method.name), etcd)
+    return {method.name: method_handler(method, getattr(servicer, method.name), etcd, stats)
             for method in service.methods}
 
 

@@ -160,6 +160,9 @@ class TreeIndex:
     def __len__(self) -> int:
         return len(self._keys)
 
+    def key_indexes(self) -> Iterator[KeyIndex]:
+        return iter(self._index.values())
+
     def key_index(self, key: bytes) -> KeyIndex | None:
         return self._index.get(key)
 

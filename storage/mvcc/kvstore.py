@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,7 +43,7 @@ from storage.mvcc.errors import (
     StoreClosedError,
 )
 from storage.mvcc.index import TreeIndex, Undo
-from storage.mvcc.kvstore_txn import KvReader, KvState, LeaseKeys, TxnWrite
+from storage.mvcc.kvstore_txn import KvReader, KvState, LeaseKeys, MvccCounters, TxnWrite
 from storage.mvcc.requests import (
     apply_delete_range,
     apply_put,
@@ -89,6 +90,8 @@ class MvccStore:
         _remove_leftovers(self.path)
         self._state = self._load(Backend(self.path, self._map_size, self._sync_commits))
         self._hub = WatcherHub(self)
+        self.commit_observer: Callable[[float], None] | None = None
+        """Called with each write batch's commit duration in seconds (etcd_disk_backend_commit_duration_seconds)."""
 
     def _load(self, backend: Backend) -> KvState:
         """Rebuild the key index and lease attachments from the stored revisions (etcd's restore)."""
@@ -177,7 +180,7 @@ class MvccStore:
         """A read-only Txn on the committed state (serializable reads need no Raft round)."""
         if not is_txn_readonly(req):
             raise ValueError("txn_read takes only read-only txns")
-        with self._read_txn() as txn:
+        with self._read_txn() as txn, self._state.counters.txn():
             return apply_txn(TxnWrite(self._state, txn, self._current_rev, self._compact_rev, []), req)
 
     def kv_at(self, key: bytes, rev: int) -> kv_pb2.KeyValue | None:
@@ -273,6 +276,20 @@ class MvccStore:
                 h.write(k)
                 h.write(v)
             return h.value, compact, revision
+
+    @property
+    def counters(self) -> MvccCounters:
+        """Ranges, puts, deletes and txns seen so far (etcd_mvcc_*_total)."""
+        return self._state.counters
+
+    def live_key_count(self) -> int:
+        """Keys that exist now (etcd_debugging_mvcc_keys_total)."""
+        with self._mu:
+            return sum(1 for ki in self._state.index.key_indexes() if ki.is_live())
+
+    def watcher_count(self) -> int:
+        """Watchers registered on the store (etcd_debugging_mvcc_watcher_total)."""
+        return len(self._hub)
 
     def db_size(self) -> int:
         """Size of the database file in bytes."""
@@ -389,7 +406,9 @@ class MvccStore:
             try:
                 be.install_data_file(self.path, tmp)
             finally:
+                counters = self._state.counters
                 self._state = self._load(Backend(self.path, self._map_size, self._sync_commits))
+                self._state.counters = counters
         self._hub.resync_all(offered_through)
 
     def defragment(self) -> None:
@@ -523,7 +542,10 @@ class WriteBatch:
             try:
                 self._txn.put(be.CONSISTENT_INDEX, be.encode_u64(self.consistent_index), db=backend.meta_db)
                 self._txn.put(be.CONSISTENT_TERM, be.encode_u64(self.consistent_term), db=backend.meta_db)
+                started = time.perf_counter()
                 self._txn.commit()
+                if store.commit_observer is not None:
+                    store.commit_observer(time.perf_counter() - started)
             except lmdb.MapFullError as e:  # map_size set too close to the quota: the whole batch is lost
                 self._abort()
                 raise QuotaExceededError(store.quota_bytes, backend.map_size) from e
@@ -605,7 +627,8 @@ class WriteBatch:
         return self._apply(lambda tw: apply_delete_range(tw, req), quota=False)
 
     def txn(self, req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
-        return self._apply(lambda tw: apply_txn(tw, req), quota=not is_txn_readonly(req))
+        with self._store._state.counters.txn():
+            return self._apply(lambda tw: apply_txn(tw, req), quota=not is_txn_readonly(req))
 
     def range(self, req: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
         """etcd's Range as this batch has left the store (header left unset)."""

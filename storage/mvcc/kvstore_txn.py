@@ -6,7 +6,9 @@ takes the next sub revision. A transaction that changes nothing leaves the revis
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from etcdpb.mvccpb import kv_pb2
@@ -60,12 +62,33 @@ class LeaseKeys:
 
 
 @dataclass(slots=True)
+class MvccCounters:
+    """Operations this member's store has seen (etcd's etcd_mvcc_*_total), counted as etcd's mvcc
+    counts them: each Range, Put and DeleteRange call, and each Txn request that made more than one."""
+
+    ranges: int = 0
+    puts: int = 0
+    deletes: int = 0
+    txns: int = 0
+
+    @contextmanager
+    def txn(self) -> Iterator[None]:
+        before = self.ranges + self.puts + self.deletes
+        try:
+            yield
+        finally:
+            if self.ranges + self.puts + self.deletes - before > 1:
+                self.txns += 1
+
+
+@dataclass(slots=True)
 class KvState:
     """The parts of a store that transactions read and change."""
 
     backend: Backend
     index: TreeIndex
     lease_keys: LeaseKeys
+    counters: MvccCounters = field(default_factory=MvccCounters)
 
 
 class KvReader:
@@ -94,6 +117,7 @@ class KvReader:
             at_rev = cur
         if at_rev < self.first_rev:
             raise CompactedError(self.first_rev)
+        self._state.counters.ranges += 1
         found = self._state.index.range(key, end, at_rev)
         if count_only:
             return RangeResult([], len(found), cur)
@@ -131,6 +155,7 @@ class TxnWrite(KvReader):
     def put(self, key: bytes, value: bytes, lease_id: int) -> int:
         """Store a new version of ``key``; returns the revision of the change."""
         state = self._state
+        state.counters.puts += 1
         main = self.begin_rev + 1
         created, version = main, 1
         ki = state.index.key_index(key)
@@ -150,6 +175,7 @@ class TxnWrite(KvReader):
 
     def delete_range(self, key: bytes, end: bytes | None) -> int:
         """Delete every live key in [key, end); returns how many were deleted."""
+        self._state.counters.deletes += 1
         keys = [k for k, _ in self._state.index.range(key, end, self.rev)]
         for k in keys:
             self._delete(k)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from raft.core.types import (
@@ -71,6 +72,8 @@ class DurableLog:
         self.directory = directory
         self.segment_bytes = segment_bytes
         self.fsync_count = 0
+        self.fsync_observer: Callable[[float], None] | None = None
+        """Called with each fsync's duration in seconds (etcd_disk_wal_fsync_duration_seconds)."""
         self._lock = threading.RLock()
         self._hard_state = HardState()
         self._snapshot = SnapshotRecord(metadata=SnapshotMetadata())
@@ -348,8 +351,11 @@ class DurableLog:
 
     def _sync(self) -> None:
         assert self._writer is not None
+        started = time.perf_counter()
         self._writer.sync()
         self.fsync_count += 1
+        if self.fsync_observer is not None:
+            self.fsync_observer(time.perf_counter() - started)
 
     # ------------------------------------------------------- snapshot data files
 

@@ -1,0 +1,85 @@
+"""The lines etcd 3.4 logs at the moments scripts and harnesses wait for, in both of its formats.
+
+Each function is called where etcd logs the same event: a member starting, a member added or
+removed as the log applies it, attributes published, clients served, the cluster version set,
+and leadership changes seen by the Raft node.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from urllib.parse import urlsplit
+
+from pyetcd.logs import NOTICE, log_event
+
+server_log = logging.getLogger("pyetcd.server")
+membership_log = logging.getLogger("pyetcd.membership")
+api_log = logging.getLogger("pyetcd.api")
+embed_log = logging.getLogger("pyetcd.embed")
+raft_log = logging.getLogger("raft")
+
+
+def starting_member(member_id: int, cluster_id: int) -> None:
+    log_event(server_log, logging.INFO, "starting member %x in cluster %x", member_id, cluster_id,
+              zap="starting local member", local_member_id=f"{member_id:x}", cluster_id=f"{cluster_id:x}")
+
+
+def member_added(member_id: int, peer_urls: Sequence[str], local_id: int, cluster_id: int) -> None:
+    log_event(membership_log, logging.INFO, "added member %x [%s] to cluster %x", member_id, " ".join(peer_urls),
+              cluster_id, zap="added member", cluster_id=f"{cluster_id:x}", local_member_id=f"{local_id:x}",
+              added_peer_id=f"{member_id:x}", added_peer_peer_urls=list(peer_urls))
+
+
+def member_removed(member_id: int, local_id: int, cluster_id: int) -> None:
+    log_event(membership_log, logging.INFO, "removed member %x from cluster %x", member_id, cluster_id,
+              zap="removed member", cluster_id=f"{cluster_id:x}", local_member_id=f"{local_id:x}",
+              removed_remote_peer_id=f"{member_id:x}")
+
+
+def published(name: str, client_urls: Sequence[str], member_id: int, cluster_id: int) -> None:
+    attributes = f"{{Name:{name} ClientURLs:[{' '.join(client_urls)}]}}"
+    log_event(server_log, logging.INFO, "published %s to cluster %x", attributes, cluster_id,
+              zap="published local member to cluster through raft", local_member_id=f"{member_id:x}",
+              local_member_attributes=attributes, request_path=f"/0/members/{member_id:x}/attributes",
+              cluster_id=f"{cluster_id:x}", publish_timeout="7s")
+
+
+def serving_clients(listen_client_urls: Sequence[str], secure: Callable[[str], bool]) -> None:
+    embed_log.info("ready to serve client requests", extra={"zap_msg": "", "zap_fields": {}})
+    for url in listen_client_urls:
+        address = urlsplit(url).netloc
+        if secure(url):
+            log_event(embed_log, NOTICE, "serving client requests on %s", address,
+                      zap="serving client traffic securely", address=address)
+        else:
+            log_event(embed_log, NOTICE, "serving insecure client requests on %s, this is strongly discouraged!",
+                      address, zap="serving client traffic insecurely; this is strongly discouraged!",
+                      address=address)
+
+
+def cluster_version_set(version: str, local_id: int, cluster_id: int) -> None:
+    log_event(membership_log, NOTICE, "set the initial cluster version to %s", version,
+              zap="set initial cluster version", cluster_id=f"{cluster_id:x}", local_member_id=f"{local_id:x}",
+              cluster_version=version)
+    log_event(api_log, logging.INFO, "enabled capabilities for version %s", version,
+              zap="enabled capabilities for version", cluster_version=version)
+
+
+class LeaderLines:
+    """raft's `became leader` and raft.node's `elected leader` / `lost leader`, from leader changes."""
+
+    def __init__(self, member_id: int) -> None:
+        self._member_id = member_id
+        self._leader = 0
+
+    def __call__(self, leader_id: int, term: int) -> None:
+        me = self._member_id
+        if leader_id == 0:
+            if self._leader:
+                raft_log.info("raft.node: %x lost leader %x at term %d", me, self._leader, term)
+        else:
+            if leader_id == me:
+                raft_log.info("%x became leader at term %d", me, term)
+            raft_log.info("raft.node: %x elected leader %x at term %d", me, leader_id, term)
+        self._leader = leader_id

@@ -1,0 +1,71 @@
+"""Puts the HTTP side on a member: /health, /version and /metrics beside gRPC on the client URLs
+(through the front that shares the port), and /metrics and /health on --listen-metrics-urls."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from pyetcd.api.register import client_method_handlers
+from pyetcd.http.app import AccessRules, HttpSide, VersionSource, client_url_app, metrics_url_app
+from pyetcd.http.front import ClientPortFront, bind_url
+from pyetcd.http.gateway import JsonGateway
+from pyetcd.http.health import HealthSources
+from pyetcd.http.metrics import MemberView, member_metrics
+from pyetcd.maintenance import SERVER_VERSION
+from pyetcd.server import CLUSTER_VERSION, EtcdServer
+
+log = logging.getLogger("pyetcd.embed")
+
+
+def health_sources(server: EtcdServer) -> HealthSources:
+    return HealthSources(alarms=lambda: server.applier.alarms,
+                         leader_id=lambda: server.node.status().leader_id,
+                         quorum_read=server.linearizable_barrier)
+
+
+def member_view(server: EtcdServer) -> MemberView:
+    return MemberView(
+        member_id=lambda: server.member_id, server_version=SERVER_VERSION,
+        leader_id=lambda: server.node.status().leader_id, committed_index=lambda: server.node.status().commit,
+        applied_index=lambda: server.store.consistent_index, pending_proposals=lambda: len(server._waiters),
+        quota_backend_bytes=lambda: server.config.quota_backend_bytes, db_size=lambda: server.store.db_size(),
+        db_size_in_use=lambda: server.store.db_size_in_use(), live_keys=lambda: server.store.live_key_count(),
+        watchers=lambda: server.store.watcher_count(), counters=server.counters, mvcc=lambda: server.store.counters)
+
+
+class HttpWiring:
+    """The HTTP side of one member; `start` before the server starts, `stop` after it stopped."""
+
+    def __init__(self, server: EtcdServer) -> None:
+        config = server.config
+        metrics = member_metrics(member_view(server), extensive=config.metrics == "extensive")
+        server.grpc_stats = metrics.grpc_stats
+        server.disk_observers = metrics.disk
+        health = health_sources(server)
+        self._server = server
+        gateway = JsonGateway(client_method_handlers(server, stats=metrics.grpc_stats))
+        rules = AccessRules(frozenset(config.host_whitelist), frozenset(config.cors))
+        self._client_side = HttpSide(client_url_app(health, VersionSource(SERVER_VERSION, lambda: CLUSTER_VERSION),
+                                                    metrics.registry, gateway, rules))
+        self._metrics_side = HttpSide(metrics_url_app(health, metrics.registry))
+        self._metrics_servers: list[asyncio.AbstractServer] = []
+
+    async def start(self) -> None:
+        await self._client_side.start()
+        await self._metrics_side.start()
+        self._server.client_front = ClientPortFront(self._client_side.protocol)
+
+    async def serve_metrics_urls(self) -> None:
+        """Listen on --listen-metrics-urls (after the member serves clients, as etcd does)."""
+        loop = asyncio.get_running_loop()
+        for url in self._server.config.listen_metrics_urls:
+            for sock in bind_url(url):
+                self._metrics_servers.append(await loop.create_server(self._metrics_side.protocol, sock=sock))
+            log.info("serving metrics/health on %s", url)
+
+    async def stop(self) -> None:
+        for server in self._metrics_servers:
+            server.close()
+        await self._client_side.stop()
+        await self._metrics_side.stop()
