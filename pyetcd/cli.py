@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 from pyetcd import __version__
 from pyetcd.config import ConfigError, FatalConfigError, FlagSyntaxError, ServerConfig, parse_server_args
-from pyetcd.tlsconfig import CipherSuiteError, apply_cipher_suites
 from pyetcd.logs import NOTICE, LogOutputError, setup_logging
+from pyetcd.tlsconfig import CipherSuiteError, apply_cipher_suites
 
 if TYPE_CHECKING:  # the server is imported only when one is started, to keep --help and --version fast
     from pyetcd.server import EtcdServer
