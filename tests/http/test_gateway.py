@@ -91,16 +91,19 @@ def test_curl_requests_get_etcds_json_bodies_and_statuses(pair: dict[str, Server
 
 
 def test_watch_streams_json_lines(pair: dict[str, ServerProcess]) -> None:
-    lines = {}
-    for name, server in pair.items():
-        done: dict[str, tuple[int, str]] = {}
-        watcher = threading.Thread(target=lambda s=server, d=done: d.update(
-            w=curl(s, "/v3/watch", json.dumps({"create_request": {"key": b64("/w/k")}}), max_time=4)))
+    done: dict[str, tuple[int, str]] = {}
+    watchers = [threading.Thread(target=lambda n=name, s=server: done.update(
+        {n: curl(s, "/v3/watch", json.dumps({"create_request": {"key": b64("/w/k")}}), max_time=4)}))
+        for name, server in pair.items()]
+    for watcher in watchers:
         watcher.start()
-        threading.Event().wait(1.5)
+    threading.Event().wait(1.5)
+    for server in pair.values():
         assert curl(server, "/v3/kv/put", json.dumps({"key": b64("/w/k"), "value": b64("v")}))[0] == 200
+    for watcher in watchers:
         watcher.join()
-        status, text = done["w"]
+    lines = {}
+    for name, (status, text) in done.items():
         assert status in (0, 200), (name, status)  # curl ends the stream itself (-m): status may be unknown
         lines[name] = [masked(json.loads(line)) for line in text.splitlines() if line]
     assert lines["pyetcd"] == lines["etcd"]
