@@ -14,6 +14,9 @@
 //     process's own CPU (all threads) inside the window.
 //
 // Nothing is retried: a failed request is counted and its client pauses briefly before the next.
+//
+// `loadgen fill -endpoints=... -keyspace=N -revisions=R` writes a store before a benchmark instead: every
+// key of the keyspace R times, in txns of up to 128 puts with several in flight (fill.go).
 package main
 
 import (
@@ -69,11 +72,7 @@ func parseOptions(args []string) (options, error) {
 		os.Exit(0)
 	}
 	o.timeout = time.Duration(timeoutS * float64(time.Second))
-	for _, endpoint := range strings.Split(endpoints, ",") {
-		if endpoint = strings.TrimSpace(endpoint); endpoint != "" {
-			o.endpoints = append(o.endpoints, endpoint)
-		}
-	}
+	o.endpoints = splitEndpoints(endpoints)
 	switch {
 	case len(o.endpoints) == 0:
 		return o, fmt.Errorf("-endpoints is required")
@@ -90,6 +89,16 @@ func parseOptions(args []string) (options, error) {
 		return o, fmt.Errorf("unknown workload %q (one of: %s)", o.workload, strings.Join(workloadNames(), ", "))
 	}
 	return o, nil
+}
+
+func splitEndpoints(list string) []string {
+	var endpoints []string
+	for _, endpoint := range strings.Split(list, ",") {
+		if endpoint = strings.TrimSpace(endpoint); endpoint != "" {
+			endpoints = append(endpoints, endpoint)
+		}
+	}
+	return endpoints
 }
 
 // result is the last line this process prints.
@@ -113,6 +122,10 @@ func fail(err error) {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "fill" {
+		fillMain(os.Args[2:])
+		return
+	}
 	o, err := parseOptions(os.Args[1:])
 	if err != nil {
 		fail(err)
