@@ -58,6 +58,7 @@ class LoadSpec:
     writer_rate: float = 0.0  # watch: puts per second this process issues
     rpc_timeout_s: float = 10.0
     clients_per_conn: int = CLIENTS_PER_CONN
+    keyspace: int = KEYSPACE  # unary workloads draw their keys from key(0) .. key(keyspace - 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,19 +113,19 @@ class Channels:
 
 
 def unary_sender(workload: Workload, kv: Any, rng: random.Random, value: bytes,
-                 timeout: float) -> Callable[[], Awaitable[object]]:
+                 timeout: float, keyspace: int = KEYSPACE) -> Callable[[], Awaitable[object]]:
     """A function issuing one request of `workload` on a random key of the keyspace."""
     put = rpc_pb2.PutRequest
     if workload is Workload.PUT:
-        return lambda: kv.Put(put(key=key(rng.randrange(KEYSPACE)), value=value), timeout=timeout)
+        return lambda: kv.Put(put(key=key(rng.randrange(keyspace)), value=value), timeout=timeout)
     if workload is Workload.RANGE:
-        return lambda: kv.Range(rpc_pb2.RangeRequest(key=key(rng.randrange(KEYSPACE))), timeout=timeout)
+        return lambda: kv.Range(rpc_pb2.RangeRequest(key=key(rng.randrange(keyspace))), timeout=timeout)
     if workload is Workload.SERIALIZABLE_RANGE:
         return lambda: kv.Range(
-            rpc_pb2.RangeRequest(key=key(rng.randrange(KEYSPACE)), serializable=True), timeout=timeout)
+            rpc_pb2.RangeRequest(key=key(rng.randrange(keyspace)), serializable=True), timeout=timeout)
     if workload is Workload.TXN:
         def txn() -> Awaitable[object]:
-            k = key(rng.randrange(KEYSPACE))
+            k = key(rng.randrange(keyspace))
             compare = rpc_pb2.Compare(key=k, target=rpc_pb2.Compare.MOD, result=rpc_pb2.Compare.LESS,
                                       mod_revision=TXN_MOD_REVISION_BOUND)
             request = rpc_pb2.TxnRequest(compare=[compare], success=[rpc_pb2.RequestOp(
@@ -133,7 +134,7 @@ def unary_sender(workload: Workload, kv: Any, rng: random.Random, value: bytes,
         return txn
     if workload is Workload.MIXED:
         def mixed() -> Awaitable[object]:
-            k = key(rng.randrange(KEYSPACE))
+            k = key(rng.randrange(keyspace))
             if rng.random() < MIXED_READ_SHARE:
                 return kv.Range(rpc_pb2.RangeRequest(key=k), timeout=timeout)  # type: ignore[no-any-return]
             return kv.Put(put(key=k, value=value), timeout=timeout)  # type: ignore[no-any-return]
@@ -268,7 +269,8 @@ class LoadSession:
             for number in numbers:
                 kv = rpc_pb2_grpc.KVStub(self.channels.for_client(number))
                 rng = random.Random(spec.seed * 1_000_003 + number)
-                self.clients.append(unary_client(unary_sender(spec.workload, kv, rng, value, spec.rpc_timeout_s)))
+                self.clients.append(unary_client(unary_sender(spec.workload, kv, rng, value, spec.rpc_timeout_s,
+                                                                spec.keyspace)))
 
     async def _create_watch(self, number: int) -> Any:
         call = rpc_pb2_grpc.WatchStub(self.channels.for_client(number)).Watch()

@@ -28,7 +28,6 @@ from benchmarks.compare.loadgen import (
     WindowProbe,
     sleep_until,
 )
-from benchmarks.compare.plan import KEYSPACE
 from benchmarks.compare.servers import REPO
 
 LOADGEN_BINARY = REPO / "benchmarks" / "loadgen" / "bin" / "loadgen"
@@ -39,7 +38,7 @@ def command(binary: Path, spec: LoadSpec, latencies: Path, procs: int) -> list[s
     return [
         str(binary), f"-workload={spec.workload}", f"-endpoints={','.join(spec.endpoints)}",
         f"-clients={spec.clients}", f"-first-client={spec.first_client}",
-        f"-clients-per-conn={spec.clients_per_conn}", f"-value-size={spec.value_size}", f"-keyspace={KEYSPACE}",
+        f"-clients-per-conn={spec.clients_per_conn}", f"-value-size={spec.value_size}", f"-keyspace={spec.keyspace}",
         f"-seed={spec.seed}", f"-writer-rate={spec.writer_rate!r}", f"-timeout={spec.rpc_timeout_s!r}",
         f"-latencies={latencies}", f"-procs={procs}",
     ]

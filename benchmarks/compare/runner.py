@@ -21,7 +21,7 @@ from benchmarks.compare import admin, procstats
 from benchmarks.compare.clients import LoadSpec
 from benchmarks.compare.goloadgen import GoLoadGenerator
 from benchmarks.compare.loadgen import Generator, LoadError, LoadGenerator
-from benchmarks.compare.plan import REFERENCE, SERVERS, Mode, Point, Workload
+from benchmarks.compare.plan import KEYSPACE, REFERENCE, SERVERS, Mode, Point, Workload
 from benchmarks.compare.results import Run
 from benchmarks.compare.servers import READY_TIMEOUT_S, Target, cluster, reference, wait_serving
 
@@ -149,10 +149,12 @@ def start_clusters(members: int, base: Path, stack: contextlib.ExitStack, log: L
 
 
 def measure(loadgen: Generator, target: Target, point: Point, round_: int, mode: Mode, settings: Settings,
-            seed: int, outcome: Outcome) -> Run:
-    """One window of `point`'s load on `target`; a run that cannot even start is recorded as failed."""
+            seed: int, outcome: Outcome, keyspace: int = KEYSPACE) -> Run:
+    """One window of `point`'s load on `target`, keys drawn from `keyspace`; a run that cannot even start
+    is recorded as failed."""
     writer_rate = settings.watch_put_rate if point.workload is Workload.WATCH else 0.0
-    spec = LoadSpec(point.workload, target.endpoints, point.clients, 0, point.value_size, seed, writer_rate)
+    spec = LoadSpec(point.workload, target.endpoints, point.clients, 0, point.value_size, seed, writer_rate,
+                    keyspace=keyspace)
     probe = ServerProbe(target.pids)
     cpus = os.cpu_count() or 1
     try:
