@@ -63,7 +63,7 @@ sim-driver: install
 	$(PY) -m raft.sim --driver --seeds $(DRIVER_SEEDS)
 
 bench: install etcd-binaries loadgen
-	$(PY) -m benchmarks.compare --mode $(or $(MODE),quick)
+	$(PY) -m benchmarks.compare --mode $(or $(MODE),quick) $(if $(KEYS),--keys $(KEYS))
 
 cluster: install
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/honcho -f Procfile start

@@ -16,6 +16,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from benchmarks.compare.datascale import (
+    DATASCALE,
+    DEFAULT_HISTORY_REVISIONS,
+    DEFAULT_KEYS,
+    DataScalePlan,
+    run_datascale,
+)
 from benchmarks.compare.goloadgen import LOADGEN_BINARY, GoLoadGenerator
 from benchmarks.compare.plan import (
     BASE_VALUE_SIZE,
@@ -35,8 +42,9 @@ DEFAULT_OUT = REPO / "benchmarks" / "results"
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.compare", description=__doc__)
-    parser.add_argument("--mode", choices=MODES, default="quick",
-                        help="tiny: a smoke run; quick: a few minutes; full: every workload and the value sweep")
+    parser.add_argument("--mode", choices=(*MODES, DATASCALE), default="quick",
+                        help="tiny: a smoke run; quick: a few minutes; full: every workload and the value sweep; "
+                             "datascale: large stores and long histories (writes datascale.md, .json, .png)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where latest.md, latest.json and PNGs go")
     parser.add_argument("--loadgen", choices=("go", "python"), default="go",
                         help="go: benchmarks/loadgen, one process over etcd's Go gRPC stubs (build it with "
@@ -57,7 +65,36 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--watch-put-rate", type=float, default=100.0, help="puts/s under the watched prefix")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-plots", action="store_true", help="skip the PNGs")
-    return parser.parse_args(argv)
+    parser.add_argument("--keys", type=int,
+                        help=f"--mode datascale: keys of the flat store (default {DEFAULT_KEYS:,}; the history store "
+                             "has keys / --history-revisions keys, so as many revisions)")
+    parser.add_argument("--history-revisions", type=int,
+                        help=f"--mode datascale: revisions per key of the history store (default "
+                             f"{DEFAULT_HISTORY_REVISIONS})")
+    args = parser.parse_args(argv)
+    if args.mode == DATASCALE:
+        refused = [name for name, value in (("--workloads", args.workloads), ("--members", args.members))
+                   if value is not None]
+        if refused:
+            parser.error(f"--mode datascale runs range and put on one member per server: {', '.join(refused)} "
+                         "does not apply")
+        if args.loadgen != "go":
+            parser.error("--mode datascale needs the Go load generator (it fills the stores)")
+        if (args.keys is not None and args.keys < 1) or (args.history_revisions is not None
+                                                         and args.history_revisions < 1):
+            parser.error("--keys and --history-revisions must be positive")
+    elif args.keys is not None or args.history_revisions is not None:
+        parser.error("--keys and --history-revisions apply to --mode datascale only")
+    return args
+
+
+def datascale_plan(args: argparse.Namespace) -> DataScalePlan:
+    """The data-scale plan with any of its sizes, load and timings replaced from the command line."""
+    plan = DataScalePlan()
+    return dataclasses.replace(
+        plan, keys=args.keys or plan.keys, history_revisions=args.history_revisions or plan.history_revisions,
+        clients=tuple(args.clients or plan.clients), rounds=args.rounds or plan.rounds,
+        warmup_s=plan.warmup_s if args.warmup is None else args.warmup, duration_s=args.duration or plan.duration_s)
 
 
 def customized(mode: Mode, args: argparse.Namespace) -> Mode:
@@ -140,6 +177,24 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def main_datascale(plan: DataScalePlan, settings: Settings, context: dict[str, str], args: argparse.Namespace) -> int:
+    from benchmarks.compare.datascale_report import write_datascale_results
+
+    log(f"datascale mode: {plan.keys:,} keys x 1 revision, {plan.history_keys:,} keys x {plan.history_revisions} "
+        f"revisions (then compacted); range and put at {', '.join(map(str, plan.clients))} client(s), "
+        f"{plan.rounds} rounds, {plan.warmup_s:g}s warm-up + {plan.duration_s:g}s each, load generator: "
+        f"{context['load generator']}")
+    try:
+        outcome = run_datascale(plan, settings, log)
+    except KeyboardInterrupt:
+        log("interrupted: every server and load process has been stopped")
+        return 130
+    report = write_datascale_results(args.out, outcome, settings, context, plots=not args.no_plots)
+    print(report.read_text())
+    log(f"wrote {report}")
+    return 0 if outcome.runs and outcome.figures else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, stop_on_sigterm)
@@ -152,10 +207,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if shutil.which("etcd") is None:
         log("etcd is not installed: run `make etcd-binaries` first")
         return 2
-    mode = customized(build_mode(args.mode), args)
     settings = Settings(processes=args.processes, watch_put_rate=args.watch_put_rate, seed=args.seed,
                         loadgen=args.loadgen, loadgen_procs=args.loadgen_procs)
     context = machine_context(settings)
+    if args.mode == DATASCALE:
+        return main_datascale(datascale_plan(args), settings, context, args)
+    mode = customized(build_mode(args.mode), args)
     log(f"{mode.name} mode: {len(mode.points)} points x {mode.rounds} rounds, "
         f"{mode.warmup_s:g}s warm-up + {mode.duration_s:g}s each, load generator: {context['load generator']}")
     try:

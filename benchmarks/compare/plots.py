@@ -4,7 +4,7 @@ cluster size), and against value size when the sweep ran."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -113,6 +113,41 @@ def by_value_size(summaries: Mapping[tuple[Point, str], Summary], path: Path) ->
         axis.grid(True, which="both", alpha=0.3)
         axis.legend(fontsize=8)
     fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def by_store(panels: Sequence[tuple[str, Mapping[str, Mapping[str, float | None]]]], stores: Sequence[str],
+             path: Path) -> Path:
+    """Grouped bars, one panel per measure: for each store, etcd's and pyetcd's figure side by side, with
+    the ratio pyetcd / etcd written above each pair."""
+    columns = 2
+    rows = max(1, math.ceil(len(panels) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(5.4 * columns, 3.0 * rows), squeeze=False)
+    width = 0.38
+    for index, (title, values) in enumerate(panels):
+        axis = axes[index // columns][index % columns]
+        axis.set_title(title, fontsize=10)
+        for offset, server in enumerate(SERVERS):
+            heights = [values.get(store, {}).get(server) for store in stores]
+            color, _ = STYLE[server]
+            axis.bar([position + (offset - 0.5) * width for position in range(len(stores))],
+                     [height or 0.0 for height in heights], width, color=color, label=server)
+        for position, store in enumerate(stores):
+            etcd, pyetcd = values.get(store, {}).get("etcd"), values.get(store, {}).get("pyetcd")
+            if etcd and pyetcd is not None:
+                axis.annotate(f"{pyetcd / etcd:.2f}x", (position, max(etcd, pyetcd)), ha="center", va="bottom",
+                              fontsize=8)
+        axis.set_xticks(range(len(stores)), list(stores), fontsize=8)
+        axis.margins(y=0.15)
+        axis.yaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:,.4g}"))
+        axis.grid(True, axis="y", alpha=0.3)
+    for index in range(len(panels), rows * columns):
+        axes[index // columns][index % columns].set_visible(False)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=len(SERVERS), fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
