@@ -31,6 +31,7 @@ STORE_MEASURES: tuple[tuple[str, FigureOf, int], ...] = (
     ("db size after defrag MiB", lambda f: None if f.db_size_defragmented is None else f.db_size_defragmented / MIB, 1),
     ("restart s (start to serving)", lambda f: f.restart_s, 2),
     ("RSS after restart MiB", lambda f: f.rss_restarted / MIB, 0),
+    ("RSS added per key after restart, bytes", lambda f: (f.rss_restarted - f.rss_empty) / f.keys, 0),
 )
 
 
@@ -108,12 +109,15 @@ def render(outcome: DataScaleOutcome, settings: Settings, context: Mapping[str, 
         "",
         *store_table(outcome),
         "",
-        "- keys held, versions: read back once the store is built, before anything is measured: both servers "
-        "hold the same store.",
+        f"- keys held, versions: read back once the store is built, before anything is measured, so both "
+        f"servers are seen to hold the planned store. `{STORES[2]}` is the history store after its put runs, "
+        "whose writes (as many as each server managed) are in its versions too; compaction must not change "
+        "what each held just before it.",
         "- RSS empty: the member just started, before the fill. RSS with the store: once it is written (or "
         "compacted), before any load. RSS added per key: the difference over the store's keys. Peak RSS: the "
         "high-water mark over the fill (or compaction) and the load runs. RSS after restart: once the restarted "
-        "member serves.",
+        "member serves, its index rebuilt from disk; RSS added per key after restart: that less RSS empty, over "
+        "the keys.",
         "- db size: the backend file as Maintenance.Status reports it (`etcdctl endpoint status`), before and "
         "after `etcdctl defrag`. restart: SIGTERM, then the process started again until a linearizable Range is "
         "answered.",

@@ -79,8 +79,9 @@ class TestDataScaleRun:
         assert [(row["store"], row["measure"]) for row in rows] == [
             (store, label) for store in STORES for label, _, _ in STORE_MEASURES]
         for row in rows:
-            assert re.fullmatch(r"[\d,.]+", row["etcd"]) and re.fullmatch(r"[\d,.]+", row["pyetcd"]), row
-            assert re.fullmatch(r"\d+\.\d\dx", row["ratio"]) or row["measure"].startswith("RSS added"), row
+            # RSS added per key can come out negative on a tiny store: the allocator's noise is larger.
+            assert re.fullmatch(r"-?[\d,.]+", row["etcd"]) and re.fullmatch(r"-?[\d,.]+", row["pyetcd"]), row
+            assert re.fullmatch(r"-?\d+\.\d\dx", row["ratio"]), row
         assert "Problems during the run" not in report
 
     def test_both_servers_held_the_planned_store_and_were_defragmented_and_restarted(
