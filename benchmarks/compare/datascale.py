@@ -121,6 +121,7 @@ class StoreFigures:
     db_size_defragmented: int | None
     restart_s: float  # process start until a linearizable Range is answered
     rss_restarted: int  # VmRSS once the restarted member serves
+    rss_restarted_anon: int  # its anonymous part (RssAnon): the heap, without the mapped database file
 
     @property
     def rss_per_key(self) -> float:
@@ -144,10 +145,11 @@ class FillResult:
     revision: int
 
 
-def fill(binary: Path, endpoint: str, keys: int, revisions: int, value_size: int) -> FillResult:
-    """`loadgen fill`: every key written `revisions` times, 128 puts per txn, several txns in flight."""
+def fill(binary: Path, endpoint: str, keys: int, revisions: int, value_size: int, seed: int = 1) -> FillResult:
+    """`loadgen fill`: every key written `revisions` times, 128 puts per txn, several txns in flight, in the
+    random order `seed` gives (the same for every server)."""
     command = [str(binary), "fill", f"-endpoints={endpoint}", f"-keyspace={keys}", f"-revisions={revisions}",
-               f"-value-size={value_size}", f"-timeout={ADMIN_TIMEOUT_S / 10:g}"]
+               f"-value-size={value_size}", f"-seed={seed}", f"-timeout={ADMIN_TIMEOUT_S / 10:g}"]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=ADMIN_TIMEOUT_S)
     lines = completed.stdout.strip().splitlines()
     try:
@@ -227,10 +229,11 @@ def restart(member: Member) -> float:
             time.sleep(SERVING_POLL_S)
 
 
-def rss_bytes(pid: int) -> int:
-    """The resident set (VmRSS) right now."""
+def rss_bytes(pid: int, field: str = "VmRSS") -> int:
+    """The resident set right now: all of it (VmRSS), or its anonymous part (RssAnon: the heap, without
+    the mapped database file's pages, which are RssFile)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) * 1024
     return 0
 
@@ -277,7 +280,8 @@ class DataScaleBench:
 
     def fill(self, target: Target, store: str) -> float:
         keys, revisions = self.plan.store_keys(store), self.plan.store_revisions(store)
-        result = fill(self.loadgen.binary, target.endpoints[0], keys, revisions, self.plan.value_size)
+        result = fill(self.loadgen.binary, target.endpoints[0], keys, revisions, self.plan.value_size,
+                      self.settings.seed)
         self.log(f"filled {target.kind} with {keys:,} keys x {revisions} revision(s) in {result.seconds:.1f}s "
                  f"({result.puts / result.seconds:,.0f} puts/s, {result.txns:,} txns)")
         return result.seconds
@@ -326,7 +330,7 @@ class DataScaleBench:
         restart_s = restart(member)
         figures = StoreFigures(store, target.kind, self.plan.store_keys(store), self.plan.store_revisions(store),
                                build_s, *counts, state.rss_empty, rss_loaded, state.peak_rss, size, defrag_s,
-                               size_after, restart_s, rss_bytes(member.pid))
+                               size_after, restart_s, rss_bytes(member.pid), rss_bytes(member.pid, "RssAnon"))
         self.log(f"{store}: {target.kind} RSS {rss_loaded / 2**20:,.0f} MiB (empty {state.rss_empty / 2**20:,.0f}), "
                  f"defrag {fmt_seconds(defrag_s)}s, restart {restart_s:.2f}s")
         state.peak_rss = 0  # the restarted process has its own high-water mark

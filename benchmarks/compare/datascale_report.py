@@ -32,6 +32,7 @@ STORE_MEASURES: tuple[tuple[str, FigureOf, int], ...] = (
     ("restart s (start to serving)", lambda f: f.restart_s, 2),
     ("RSS after restart MiB", lambda f: f.rss_restarted / MIB, 0),
     ("RSS added per key after restart, bytes", lambda f: (f.rss_restarted - f.rss_empty) / f.keys, 0),
+    ("RSS after restart: anonymous MiB", lambda f: f.rss_restarted_anon / MIB, 0),
 )
 
 
@@ -117,7 +118,8 @@ def render(outcome: DataScaleOutcome, settings: Settings, context: Mapping[str, 
         "compacted), before any load. RSS added per key: the difference over the store's keys. Peak RSS: the "
         "high-water mark over the fill (or compaction) and the load runs. RSS after restart: once the restarted "
         "member serves, its index rebuilt from disk; RSS added per key after restart: that less RSS empty, over "
-        "the keys.",
+        "the keys; its anonymous part is the heap (the key index among it), the rest the pages of the mapped "
+        "database file (bbolt's or LMDB's) the member has touched.",
         "- db size: the backend file as Maintenance.Status reports it (`etcdctl endpoint status`), before and "
         "after `etcdctl defrag`. restart: SIGTERM, then the process started again until a linearizable Range is "
         "answered.",

@@ -99,7 +99,8 @@ class TestDataScaleRun:
             assert entry["defrag_s"] is not None and entry["defrag_s"] > 0, entry
             assert entry["restart_s"] > 0 and entry["build_s"] > 0, entry
             assert entry["db_size"] > 0 and entry["db_size_defragmented"] > 0, entry
-            assert min(entry["rss_empty"], entry["rss_loaded"], entry["peak_rss"], entry["rss_restarted"]) > 0, entry
+            assert min(entry["rss_empty"], entry["rss_loaded"], entry["peak_rss"], entry["rss_restarted"],
+                       entry["rss_restarted_anon"]) > 0, entry
         for run in raw["runs"]:
             assert run["ops"] > 0 and run["errors"] == {}, run
         assert raw["notes"] == []
