@@ -150,32 +150,6 @@ def proxy_main(argv: Sequence[str]) -> int:
     return exit_like_etcd(run_async(main()))
 
 
-def gateway_main(argv: Sequence[str]) -> int:
-    from pyetcd.proxy.tcp_gateway import GatewayConfigError, add_gateway_arguments, gateway_from_args
-
-    parser = argparse.ArgumentParser(prog="pyetcd gateway start", description="Start the gateway (L4 TCP proxy).")
-    add_gateway_arguments(parser)
-    args = parser.parse_args(list(argv))
-    try:
-        gateway = gateway_from_args(args)
-    except GatewayConfigError as err:
-        return fatal(str(err))
-    setup_logging("info")
-
-    async def main() -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        try:
-            await gateway.serve(stop)
-        except OSError as err:
-            return fatal(f"listen tcp {gateway.listen_addr}: {err.strerror or err}")
-        return 0
-
-    return run_async(main())
-
-
 EXIT_BAD_ARGS = 128
 """etcdctl's exit status for a wrong number of arguments."""
 
@@ -235,12 +209,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:2] == ["grpc-proxy", "start"]:
         return proxy_main(args[2:])
-    if args[:2] == ["gateway", "start"]:
-        return gateway_main(args[2:])
     if args[:1] == ["snapshot"]:
         return snapshot_main(args[1:])
     if args[:1] == ["migrate"]:
         return migrate_main(args[1:])
+    if args[:1] == ["gateway"]:
+        from pyetcd.proxy.gateway_command import gateway_main
+        return gateway_main(args[1:])
     try:
         config = parse_server_args(args, on_version=print_version, refuse_shadowed_env=True)
     except ConfigError as err:

@@ -36,5 +36,5 @@ def test_gateway_round_robins_over_live_endpoints_and_skips_dead_ones(start_serv
     finally:
         gateway.terminate()
         output, _ = gateway.communicate(timeout=10)
-    assert "ready to proxy client requests to" in output
-    assert f"deactivated endpoint [{dead}]" in output
+    assert '"msg":"ready to proxy client requests"' in output  # etcd's gateway logs with zap's production JSON
+    assert f'"msg":"deactivated endpoint","address":"{dead}"' in output
