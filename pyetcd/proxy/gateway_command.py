@@ -57,6 +57,8 @@ class ZapProductionFormatter(logging.Formatter):
         for key, value in fields.items():
             # zap writes durations as seconds and a whole number without a fraction.
             line[key] = int(value) if isinstance(value, float) and value.is_integer() else value
+        if record.exc_info:
+            line["stacktrace"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False, separators=(",", ":"))
 
 

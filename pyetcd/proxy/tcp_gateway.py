@@ -16,6 +16,7 @@ import re
 import socket
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import cast
 
 log = logging.getLogger("pyetcd.proxy.tcp_gateway")
 
@@ -62,9 +63,8 @@ class Relay(asyncio.Protocol):
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH, low=WRITE_BUFFER_LOW)
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
+        self.transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH, low=WRITE_BUFFER_LOW)
         sock = transport.get_extra_info("socket")
         if sock is not None:  # as Go's net.Dial and Accept do: gRPC frames must not wait for Nagle
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -102,18 +102,27 @@ class Relay(asyncio.Protocol):
 
 
 class ClientRelay(Relay):
-    """The accepted side: holds its bytes (reading paused) until the gateway has dialed an endpoint."""
+    """The accepted side: holds its first bytes, reading paused, until the gateway has dialed an endpoint."""
 
     def __init__(self, gateway: TCPGateway) -> None:
         super().__init__()
         self.gateway = gateway
+        self.held: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         assert self.transport is not None
-        self.transport.pause_reading()
+        self.transport.pause_reading()  # uvloop starts reading anyway: data_received holds what comes early
         self.gateway.clients.add(self)
         self.gateway.spawn(self.gateway.connect(self))
+
+    def data_received(self, data: bytes) -> None:
+        if self.peer is None:
+            self.held.append(data)
+            assert self.transport is not None
+            self.transport.pause_reading()
+            return
+        super().data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -122,6 +131,9 @@ class ClientRelay(Relay):
     def relay_to(self, upstream: Relay) -> None:
         """Start relaying: the client's held bytes flow to `upstream`, which already writes back to it."""
         self.peer = upstream
+        held, self.held = self.held, []
+        for data in held:
+            super().data_received(data)
         if self.transport is not None:
             self.transport.resume_reading()
 
