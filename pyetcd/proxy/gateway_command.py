@@ -233,15 +233,11 @@ def start_main(argv: list[str]) -> int:
         stream.write(str(refusal) + ("\n" if refusal.stderr else ""))
         stream.flush()
         return 1
-    from pyetcd.cli import run_async
+    from pyetcd.cli import exit_like_etcd, run_async
 
     number = run_async(serve_gateway(TCPGateway(remotes, monitor_interval=flags.retry_delay), listener))
     # etcd's gateway has no signal handler: it dies of the signal, and its parent sees exactly that.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    signal.signal(number, signal.SIG_DFL)
-    os.kill(os.getpid(), number)
-    return 128 + number
+    return exit_like_etcd(-number)
 
 
 def gateway_main(argv: Sequence[str]) -> int:
