@@ -7,13 +7,16 @@ import hashlib
 import logging
 import os
 import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
 from pyetcd.proxy.gateway_command import ZapProductionFormatter, plan_gateway, split_host_port, strip_scheme
 from pyetcd.proxy.gateway_flags import FlagError, GatewayFlags, parse_start_flags
 from pyetcd.proxy.tcp_gateway import Remote, TCPGateway
+from tests.helpers.certs import CertificateAuthority
 from tests.helpers.servers import HOST, free_port
 
 GatewayFactory = Callable[[list[Remote], float], Awaitable[TCPGateway]]
@@ -130,6 +133,31 @@ async def test_a_large_stream_arrives_whole_and_in_order_through_flow_control(
         received = await asyncio.wait_for(reader.readexactly(len(payload)), 60)
         await sending
         assert hashlib.sha256(received).digest() == hashlib.sha256(payload).digest()
+        writer.close()
+    finally:
+        server.close()
+
+
+async def test_tls_passes_through_to_the_endpoint_untouched(start_gateway: GatewayFactory, tmp_path: Path) -> None:
+    """The gateway has no TLS of its own: a client's handshake reaches the endpoint, which it verifies."""
+    authority = CertificateAuthority(tmp_path)
+    leaf = authority.issue("server")
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_side.load_cert_chain(leaf.cert, leaf.key)
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(await reader.read(100))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(echo, HOST, 0, ssl=server_side)
+    try:
+        gateway = await start_gateway([Remote(HOST, server.sockets[0].getsockname()[1])], 60)
+        client_side = ssl.create_default_context(cafile=str(authority.cert_path))
+        reader, writer = await asyncio.open_connection(HOST, gateway.listen_port, ssl=client_side,
+                                                       server_hostname=HOST)
+        writer.write(b"over tls")
+        assert await asyncio.wait_for(reader.read(100), 5) == b"over tls"
         writer.close()
     finally:
         server.close()
