@@ -43,7 +43,11 @@ class GatewayRefusal(Exception):
 
 
 class ZapProductionFormatter(logging.Formatter):
-    """zap's production JSON lines: level, ts (Unix seconds), caller, msg, then the record's fields."""
+    """zap's production JSON lines: level, ts (Unix seconds), caller, msg, then the record's fields.
+
+    etcd's gateway logs with zap.NewProduction(), not the member's logger configuration: its `ts` is a
+    number of seconds where the member's (pyetcd.logs.ZapFormatter) is an ISO 8601 string.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         path = Path(record.pathname)
