@@ -12,7 +12,7 @@ LOADGEN_SOURCES := $(wildcard benchmarks/loadgen/*.go)
 GO_ETCD_STUBS := /usr/share/gocode/src/go.etcd.io/etcd/etcdserver/etcdserverpb
 GO_ENV := GO111MODULE=off GOPATH=/usr/share/gocode GOPROXY=off GOFLAGS= GOCACHE=$(CURDIR)/benchmarks/loadgen/bin/cache
 
-.PHONY: install run test test-slow test-fast proto lint sim sim-driver cluster bench chaos etcd-binaries go-toolchain loadgen clean
+.PHONY: install client-venvs run test test-slow test-fast proto lint sim sim-driver cluster bench chaos etcd-binaries go-toolchain loadgen clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -21,6 +21,22 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+# The etcd client libraries the tests drive, each beside its own pins (tests/clients/): two virtualenvs
+# and the npm client's node_modules, all outside git.
+CLIENTS := .clients
+$(CLIENTS)/%/.installed: tests/clients/requirements-%.txt
+	rm -rf $(CLIENTS)/$*
+	python3 -m venv $(CLIENTS)/$*
+	$(CLIENTS)/$*/bin/pip install -q --no-deps -r $<
+	touch $@
+
+tests/clients/node/node_modules/.installed: tests/clients/node/package.json tests/clients/node/package-lock.json
+	@command -v npm >/dev/null || { (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
+	cd tests/clients/node && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+client-venvs: $(CLIENTS)/etcd3/.installed $(CLIENTS)/aetcd/.installed tests/clients/node/node_modules/.installed
 
 etcd-binaries:
 	@command -v etcdctl >/dev/null && command -v etcd >/dev/null || { \
@@ -43,7 +59,7 @@ proto: install
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m grpc_tools.protoc -Iproto --python_out=proto --grpc_python_out=proto \
 	  --mypy_out=proto $(PROTO_FILES)
 
-test: install etcd-binaries loadgen
+test: install etcd-binaries loadgen client-venvs
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test-slow: install etcd-binaries
@@ -72,4 +88,4 @@ chaos: install
 	$(PY) -m tests.chaos --duration $(DURATION)
 
 clean:
-	rm -rf $(VENV) *.etcd benchmarks/loadgen/bin
+	rm -rf $(VENV) *.etcd benchmarks/loadgen/bin $(CLIENTS) tests/clients/node/node_modules
