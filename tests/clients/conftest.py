@@ -1,18 +1,30 @@
-"""One real etcd and one pyetcd per test module, for the client libraries to be driven against both."""
+"""One real etcd and one pyetcd for all the client libraries' scenarios, and fresh pairs for snapshots."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
-from tests.helpers.servers import ServerProcess, StartServer, pyetcd_built
+from tests.helpers.servers import ServerProcess, StartServer, free_port, pyetcd_built
 
 pytestmark = pytest.mark.skipif(not pyetcd_built(), reason="pyetcd's server is not built yet")
 
 
-@pytest.fixture(scope="module")
-def servers(start_module_server: StartServer) -> dict[str, ServerProcess]:
-    """Shared by a module's tests; every scenario writes under a prefix of its own."""
-    return {"etcd": start_module_server("etcd"), "pyetcd": start_module_server("pyetcd")}
+@pytest.fixture(scope="package")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ServerProcess]]:
+    """Shared by every client's scenarios (each writes under a prefix of its own); stopped at the end."""
+    base = tmp_path_factory.mktemp("client-servers")
+    pair = {binary: ServerProcess(binary=binary, name="n1", data_dir=base / f"{binary}.etcd",
+                                  client_port=free_port(), peer_port=free_port())
+            for binary in ("etcd", "pyetcd")}
+    try:
+        for server in pair.values():
+            server.start()
+        yield pair
+    finally:
+        for server in pair.values():
+            server.stop()
 
 
 @pytest.fixture

@@ -1,0 +1,44 @@
+"""The npm `etcd3` client (1.1.2; ETCD Manager is built on it), run by node against pyetcd and a real etcd.
+
+Each scenario of node/scenario.js runs once against each server; pyetcd must give the client exactly what
+etcd gives it, including the error classes the client picks from etcd's messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.clients.side_by_side import Command, node_binary, run_side_by_side
+from tests.helpers.servers import ServerProcess
+
+PREFIX = "/npm"
+
+# What etcd answers in each scenario, in part: proof that the scenario exercised what it names.
+ETCD_SAYS: dict[str, dict[str, Any]] = {
+    "kv": {"get": "1b", "missing": None, "exists": [True, False], "delete": 1, "delete_again": 0, "after": 0,
+           "prefix": {f"{PREFIX}-kv/a": "1b", f"{PREFIX}-kv/b": "2", f"{PREFIX}-kv/start": "0"}},
+    "txn": {"duplicate": {"error": "GRPCInvalidArgumentError",
+                          "message": "3 INVALID_ARGUMENT: etcdserver: duplicate key given in txn request"}},
+    "watch": {"live": [["put", f"{PREFIX}-watch/w/1", "a", 1, 1, 1], ["put", f"{PREFIX}-watch/w/1", "b", 1, 2, 2],
+                       ["delete", f"{PREFIX}-watch/w/1", "", 0, 3, 0]]},
+    "lease": {"keepalive": [True, 60], "after_revoke": [None, True, -1], "short_granted": 2,
+              "expired": [False, -1],
+              "revoke_again": {"error": "EtcdLeaseInvalidError", "message":
+                               "Lease 5 NOT_FOUND: etcdserver: requested lease not found is expired or revoked"}},
+}
+
+
+def drive(scenario: str) -> Command:
+    def command(server: ServerProcess) -> list[str]:
+        return [node_binary(), "node/scenario.js", scenario, server.endpoint, f"{PREFIX}-{scenario}"]
+    return command
+
+
+@pytest.mark.parametrize("scenario", sorted(ETCD_SAYS))
+def test_scenario_as_etcd(scenario: str, servers: dict[str, ServerProcess]) -> None:
+    seen = run_side_by_side(drive(scenario), servers)
+    for field, expected in ETCD_SAYS[scenario].items():
+        assert seen["etcd"][field] == expected, field
+    assert seen["pyetcd"] == seen["etcd"]
