@@ -36,6 +36,9 @@ MEMBERS, MEMBERS_REMOVED, CLUSTER = b"members", b"members_removed", b"cluster"
 AUTH, AUTH_USERS, AUTH_ROLES, ALARM = b"auth", b"authUsers", b"authRoles", b"alarm"
 ETCD_BUCKETS = (ALARM, AUTH, AUTH_ROLES, AUTH_USERS, CLUSTER, KEY, LEASE, MEMBERS, MEMBERS_REMOVED, META)
 AUTH_BUCKETS = (AUTH, AUTH_USERS, AUTH_ROLES)
+# etcd's auth store writes its revision, 1, the first time it opens (auth/store.go NewAuthStore), so
+# every etcd backend holds this key even when auth was never used.
+AUTH_REVISION_KEY, FIRST_AUTH_REVISION = b"authRevision", (1).to_bytes(8, "big")
 """Kept as etcd wrote them, byte for byte, so users and roles survive a trip through pyetcd."""
 
 CLUSTER_VERSION_KEY = b"clusterVersion"
@@ -74,6 +77,7 @@ def etcd_backend(contents: StoreContents) -> Bucket:
         root.buckets[ALARM].items[alarm_member.SerializeToString()] = b""
     for name in AUTH_BUCKETS:
         root.buckets[name].items = dict(contents.buckets.get(name.decode(), {}))
+    root.buckets[AUTH].items.setdefault(AUTH_REVISION_KEY, FIRST_AUTH_REVISION)
     return root
 
 

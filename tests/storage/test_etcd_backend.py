@@ -61,6 +61,7 @@ def test_store_records_land_in_etcds_buckets_in_etcds_encodings(tmp_path: Path) 
     tombstones = [rev for rev in root.buckets[b"key"].items if rev.endswith(b"t")]
     assert tombstones == [(5).to_bytes(8, "big") + b"_" + bytes(8) + b"t"]
     assert root.buckets[b"authUsers"].items == {b"alice": b"\n\x05alice"}
+    assert root.buckets[b"auth"].items == {b"authRevision": (1).to_bytes(8, "big")}  # as etcd opens its auth store
 
 
 def test_records_survive_the_trip_through_a_bbolt_file(tmp_path: Path) -> None:
