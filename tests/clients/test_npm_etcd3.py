@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.clients.side_by_side import Command, node_binary, run_side_by_side
-from tests.helpers.servers import ServerProcess
+from tests.helpers.servers import HOST, ServerProcess
 
 PREFIX = "/npm"
 
@@ -27,6 +27,10 @@ ETCD_SAYS: dict[str, dict[str, Any]] = {
               "expired": [False, -1],
               "revoke_again": {"error": "EtcdLeaseInvalidError", "message":
                                "Lease 5 NOT_FOUND: etcdserver: requested lease not found is expired or revoked"}},
+    "lock": {"held": [1, True], "second": "EtcdLockFailedError", "after_release": 0, "third": True},
+    "cluster": {"version": "3.4.23", "leader_is_member": True, "alarms": 0,
+                "members": [{"name": "n1", "peerURLs": [f"http://{HOST}:PEER-PORT"],
+                             "clientURLs": [f"http://{HOST}:CLIENT-PORT"]}]},
 }
 
 

@@ -122,6 +122,37 @@ const scenarios = {
     short.release();
     return seen;
   },
+
+  async lock() {
+    const seen = {};
+    const first = client.lock(key('lock')).ttl(20);
+    await first.acquire();
+    const held = (await client.getAll().prefix(key('lock')).exec()).kvs;
+    seen.held = [held.length, held[0].lease === (await first.leaseId())];
+    try {
+      await client.lock(key('lock')).ttl(20).acquire();
+      seen.second = 'acquired';
+    } catch (err) {
+      seen.second = err.constructor.name;
+    }
+    await first.release();
+    seen.after_release = await client.getAll().prefix(key('lock')).count();
+    const third = await client.lock(key('lock')).ttl(20).acquire();
+    seen.third = (await client.getAll().prefix(key('lock')).count()) === 1;
+    await third.release();
+    return seen;
+  },
+
+  async cluster() {
+    const status = await client.maintenance.status();
+    const members = (await client.cluster.memberList({})).members;
+    return {
+      version: status.version,
+      leader_is_member: status.leader === members[0].ID,
+      members: members.map((m) => ({ name: m.name, peerURLs: m.peerURLs, clientURLs: m.clientURLs })),
+      alarms: (await client.maintenance.alarm({ action: 'Get' })).alarms.length,
+    };
+  },
 };
 
 async function main() {
