@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aetcd
@@ -219,7 +221,45 @@ class Scenario:
         return {"revision": self.rel(revision)}
 
 
+async def attempt(call: Callable[[], Awaitable[Any]]) -> Any:
+    """"ok", or how the client reported the server's refusal."""
+    try:
+        await call()
+        return "ok"
+    except aetcd.exceptions.ClientError as exc:
+        return error_of(exc)
+
+
+async def auth(host: str, port: int) -> dict[str, Any]:
+    """On a member with auth on: alice may read /auth/ only, root may do anything (tests/clients/conftest.py)."""
+    seen: dict[str, Any] = {}
+    async with aetcd.Client(host=host, port=port, timeout=10, username="alice", password="alicepw") as alice:
+        seen["read"] = (await alice.get(b"/auth/key")).value.decode()
+        seen["read_outside"] = await attempt(lambda: alice.get(b"/elsewhere"))
+        seen["write"] = await attempt(lambda: alice.put(b"/auth/key", b"by alice"))
+        t = alice.transactions
+        seen["txn_one_key_outside"] = await attempt(lambda: alice.transaction(
+            compare=[], success=[t.get(b"/auth/key"), t.get(b"/elsewhere")], failure=[]))
+        seen["watch_outside"] = await attempt(lambda: alice.watch(b"/elsewhere"))
+        with open(os.devnull, "wb") as nowhere:
+            seen["snapshot"] = await attempt(lambda: alice.snapshot(nowhere))
+    for name, user, password in (("wrong_password", "alice", "wrong"), ("unknown_user", "mallory", "x")):
+        refused = aetcd.Client(host=host, port=port, timeout=10, username=user, password=password)
+        try:  # the client authenticates as it connects
+            seen[name] = await attempt(refused.connect)
+        finally:
+            await refused.close()
+    async with aetcd.Client(host=host, port=port, timeout=10) as anonymous:
+        seen["anonymous"] = await attempt(lambda: anonymous.get(b"/auth/key"))
+    async with aetcd.Client(host=host, port=port, timeout=10, username="root", password="rootpw") as root:
+        await root.put(b"/auth/aetcd", b"by root")
+        seen["root"] = [(await root.get(b"/auth/aetcd")).value.decode(), len([m async for m in root.members()])]
+    return seen
+
+
 async def run(scenario: str, host: str, port: int, prefix: str, rest: list[str]) -> Any:
+    if scenario == "auth":
+        return await auth(host, port)
     async with aetcd.Client(host=host, port=port, timeout=10) as client:
         driver = Scenario(client, prefix)
         await driver.start()

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.clients.conftest import NEEDS_AUTH
 from tests.clients.side_by_side import Command, assert_same_snapshots, client_python, run_side_by_side
 from tests.helpers.servers import HOST, ServerProcess
 
@@ -56,3 +57,22 @@ def test_snapshot_is_etcds_format(fresh_servers: dict[str, ServerProcess], tmp_p
     seen = run_side_by_side(drive("snapshot", str(tmp_path / "{binary}.db")), fresh_servers)
     assert seen["pyetcd"] == seen["etcd"]
     assert_same_snapshots(tmp_path / "etcd.db", tmp_path / "pyetcd.db")
+
+
+AUTH_ETCD_SAYS = {
+    "read": "v1", "root": ["by root", 1],
+    "write": {"error": "ClientError", "code": "PERMISSION_DENIED", "message": "etcdserver: permission denied"},
+    "wrong_password": {"error": "InvalidArgumentError", "code": "INVALID_ARGUMENT",
+                       "message": "etcdserver: authentication failed, invalid user ID or password"},
+    "anonymous": {"error": "InvalidArgumentError", "code": "INVALID_ARGUMENT",
+                  "message": "etcdserver: user name is empty"},
+}
+
+
+@NEEDS_AUTH
+def test_auth_as_etcd(auth_servers: dict[str, ServerProcess]) -> None:
+    """Connections with a user and password; etcd's refusals become the same aetcd exceptions."""
+    seen = run_side_by_side(drive("auth"), auth_servers)
+    for field, expected in AUTH_ETCD_SAYS.items():
+        assert seen["etcd"][field] == expected, field
+    assert seen["pyetcd"] == seen["etcd"]

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.clients.conftest import NEEDS_AUTH
 from tests.clients.side_by_side import Command, node_binary, run_side_by_side
 from tests.helpers.servers import HOST, ServerProcess
 
@@ -34,9 +35,9 @@ ETCD_SAYS: dict[str, dict[str, Any]] = {
 }
 
 
-def drive(scenario: str) -> Command:
+def drive(scenario: str, prefix: str | None = None) -> Command:
     def command(server: ServerProcess) -> list[str]:
-        return [node_binary(), "node/scenario.js", scenario, server.endpoint, f"{PREFIX}-{scenario}"]
+        return [node_binary(), "node/scenario.js", scenario, server.endpoint, prefix or f"{PREFIX}-{scenario}"]
     return command
 
 
@@ -44,5 +45,26 @@ def drive(scenario: str) -> Command:
 def test_scenario_as_etcd(scenario: str, servers: dict[str, ServerProcess]) -> None:
     seen = run_side_by_side(drive(scenario), servers)
     for field, expected in ETCD_SAYS[scenario].items():
+        assert seen["etcd"][field] == expected, field
+    assert seen["pyetcd"] == seen["etcd"]
+
+
+AUTH_ETCD_SAYS: dict[str, Any] = {
+    "users": ["alice", "npm-bob", "root"], "roles": ["npm-writer", "reader", "root"], "bob_own": "by bob",
+    "bob_write_outside": {"error": "EtcdPermissionDeniedError",
+                          "message": "7 PERMISSION_DENIED: etcdserver: permission denied"},
+    "after_revoke": {"error": "EtcdPermissionDeniedError",
+                     "message": "7 PERMISSION_DENIED: etcdserver: permission denied"},
+    "wrong_password": {"error": "EtcdAuthenticationFailedError", "message":
+                       "3 INVALID_ARGUMENT: etcdserver: authentication failed, invalid user ID or password"},
+    "users_after": ["alice", "root"],
+}
+
+
+@NEEDS_AUTH
+def test_auth_as_etcd(auth_servers: dict[str, ServerProcess]) -> None:
+    """Users and roles through the client's API as root, then a user's grants and refusals."""
+    seen = run_side_by_side(drive("auth", prefix="/auth/npm"), auth_servers)
+    for field, expected in AUTH_ETCD_SAYS.items():
         assert seen["etcd"][field] == expected, field
     assert seen["pyetcd"] == seen["etcd"]
