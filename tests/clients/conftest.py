@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.clients.side_by_side import start_pair
 from tests.helpers.servers import REPO, ServerProcess, StartServer, free_port, pyetcd_built
 
 pytestmark = pytest.mark.skipif(not pyetcd_built(), reason="pyetcd's server is not built yet")
@@ -19,8 +20,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Serv
                                   client_port=free_port(), peer_port=free_port())
             for binary in ("etcd", "pyetcd")}
     try:
-        for server in pair.values():
-            server.start()
+        start_pair(pair)
         yield pair
     finally:
         for server in pair.values():
@@ -51,8 +51,8 @@ def auth_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
                                   client_port=free_port(), peer_port=free_port())
             for binary in ("etcd", "pyetcd")}
     try:
+        start_pair(pair)
         for server in pair.values():
-            server.start()
             for command in AUTH_SETUP:
                 result = server.etcdctl(*command)
                 assert result.returncode == 0, f"{server.binary}: etcdctl {' '.join(command)}: {result.stderr}"
@@ -65,4 +65,7 @@ def auth_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
 @pytest.fixture
 def fresh_servers(start_server: StartServer) -> dict[str, ServerProcess]:
     """A new pair, for checks that look at the whole store (snapshots)."""
-    return {"etcd": start_server("etcd"), "pyetcd": start_server("pyetcd")}
+    pair = {binary: start_server(binary, wait=False) for binary in ("etcd", "pyetcd")}
+    for server in pair.values():
+        server.wait_healthy()
+    return pair

@@ -9,6 +9,7 @@ scenario's first write, lease IDs only as "is it this lease", so the two servers
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -244,10 +245,24 @@ class Scenario:
         return {"revision": self.rel(revision)}
 
 
+def tls_settings() -> dict[str, str]:
+    """TLS to an https member: CLIENT_CA (and CLIENT_CERT, CLIENT_KEY for a client certificate)."""
+    names = {"CLIENT_CA": "ca_cert", "CLIENT_CERT": "cert_cert", "CLIENT_KEY": "cert_key"}
+    return {argument: os.environ[variable] for variable, argument in names.items() if variable in os.environ}
+
+
 def main() -> None:
     scenario, host, port, prefix, *rest = sys.argv[1:]
-    with etcd3.client(host=host, port=int(port), timeout=10) as client:
-        result = getattr(Scenario(client, prefix), scenario)(*rest)
+    if scenario == "refused":  # a connection the member must refuse, as the client reports it
+        try:
+            with etcd3.client(host=host, port=int(port), timeout=5, **tls_settings()) as client:
+                client.get(prefix)
+            result: Any = "ok"
+        except Exception as exc:
+            result = {"error": type(exc).__name__}
+    else:
+        with etcd3.client(host=host, port=int(port), timeout=10, **tls_settings()) as client:
+            result = getattr(Scenario(client, prefix), scenario)(*rest)
     json.dump(result, sys.stdout, sort_keys=True)
 
 

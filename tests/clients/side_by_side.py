@@ -8,6 +8,7 @@ subprocess that prints JSON. Both runs go in parallel: the servers are independe
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -48,10 +49,23 @@ def anonymous_ports(text: str, server: ServerProcess) -> str:
         .replace(f"{HOST}:{server.peer_port}", f"{HOST}:PEER-PORT")
 
 
-def run_side_by_side(command: Command, servers: dict[str, ServerProcess]) -> dict[str, Any]:
-    """`command(server)` against every server at once; each must exit 0 and print one JSON value."""
+def start_pair(servers: dict[str, ServerProcess]) -> None:
+    """Start every server, then wait for all: the two start-ups overlap."""
+    for server in servers.values():
+        server.start(wait=False)
+    for server in servers.values():
+        server.wait_healthy()
+
+
+def run_side_by_side(command: Command, servers: dict[str, ServerProcess],
+                     env: dict[str, str] | None = None) -> dict[str, Any]:
+    """`command(server)` against every server at once; each must exit 0 and print one JSON value.
+
+    `env` adds to the environment the client runs in (the TLS files, for https members).
+    """
+    environment = {**os.environ, **(env or {})}
     running = {name: subprocess.Popen(command(server), cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      stdin=subprocess.DEVNULL, start_new_session=True)
+                                      stdin=subprocess.DEVNULL, start_new_session=True, env=environment)
                for name, server in servers.items()}
     outputs: dict[str, tuple[int, bytes, bytes]] = {}
     try:

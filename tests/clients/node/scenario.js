@@ -8,7 +8,17 @@ const { Etcd3, Range } = require('etcd3');
 
 const [scenario, endpoint, prefix] = process.argv.slice(2);
 // The auth scenario runs on a member with auth on, where root's password is `rootpw`.
-const connect = (auth) => new Etcd3({ hosts: `http://${endpoint}`, ...(auth ? { auth } : {}) });
+// TLS to an https member: CLIENT_CA, CLIENT_CERT and CLIENT_KEY name the PEM files.
+const fs = require('fs');
+const tls = process.env.CLIENT_CA ? {
+  credentials: {
+    rootCertificate: fs.readFileSync(process.env.CLIENT_CA),
+    certChain: fs.readFileSync(process.env.CLIENT_CERT),
+    privateKey: fs.readFileSync(process.env.CLIENT_KEY),
+  },
+} : {};
+const scheme = process.env.CLIENT_CA ? 'https' : 'http';
+const connect = (auth) => new Etcd3({ hosts: `${scheme}://${endpoint}`, ...tls, ...(auth ? { auth } : {}) });
 const client = connect(scenario === 'auth' ? { username: 'root', password: 'rootpw' } : null);
 const key = (name) => `${prefix}/${name}`;
 let base = 0;
