@@ -6,10 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.clients.side_by_side import start_pair
-from tests.helpers.servers import REPO, ServerProcess, StartServer, free_port, pyetcd_built
-
-pytestmark = pytest.mark.skipif(not pyetcd_built(), reason="pyetcd's server is not built yet")
+from tests.clients.side_by_side import enable_auth, start_pair
+from tests.helpers.servers import ServerProcess, StartServer, free_port
 
 
 @pytest.fixture(scope="package")
@@ -27,22 +25,6 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Serv
             server.stop()
 
 
-# Authentication arrives with issue 11; until pyetcd has it, the auth scenarios have nothing to compare.
-NEEDS_AUTH = pytest.mark.skipif(not (REPO / "pyetcd" / "auth").is_dir(),
-                                reason="pyetcd has no authentication yet (issue 11)")
-
-# The users and roles every client's auth scenario finds, made with the real etcdctl on both servers.
-AUTH_SETUP = (
-    ("user", "add", "root:rootpw"),
-    ("role", "add", "reader"),
-    ("role", "grant-permission", "reader", "read", "/auth/", "--prefix=true"),
-    ("user", "add", "alice:alicepw"),
-    ("user", "grant-role", "alice", "reader"),
-    ("put", "/auth/key", "v1"),
-    ("auth", "enable"),
-)
-
-
 @pytest.fixture(scope="package")
 def auth_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ServerProcess]]:
     """A pair with auth on: root (password rootpw) and alice (alicepw), who may only read /auth/."""
@@ -52,10 +34,7 @@ def auth_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
             for binary in ("etcd", "pyetcd")}
     try:
         start_pair(pair)
-        for server in pair.values():
-            for command in AUTH_SETUP:
-                result = server.etcdctl(*command)
-                assert result.returncode == 0, f"{server.binary}: etcdctl {' '.join(command)}: {result.stderr}"
+        enable_auth(pair)
         yield pair
     finally:
         for server in pair.values():

@@ -231,7 +231,7 @@ async def attempt(call: Callable[[], Awaitable[Any]]) -> Any:
 
 
 async def auth(host: str, port: int) -> dict[str, Any]:
-    """On a member with auth on: alice may read /auth/ only, root may do anything (tests/clients/conftest.py)."""
+    """On a member with auth on: alice may read /auth/ only, root anything (side_by_side.AUTH_SETUP)."""
     seen: dict[str, Any] = {}
     async with aetcd.Client(host=host, port=port, timeout=10, username="alice", password="alicepw") as alice:
         seen["read"] = (await alice.get(b"/auth/key")).value.decode()

@@ -8,11 +8,13 @@ scenario's first write, lease IDs only as "is it this lease", so the two servers
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import etcd3
@@ -245,6 +247,40 @@ class Scenario:
         return {"revision": self.rel(revision)}
 
 
+def attempt(call: Callable[[], Any]) -> Any:
+    """"ok", or how the client reported the server's refusal."""
+    try:
+        call()
+        return "ok"
+    except Exception as exc:
+        return error_of(exc)
+
+
+def auth(host: str, port: int) -> dict[str, Any]:
+    """On a member with auth on: alice may read /auth/ only, root anything (side_by_side.AUTH_SETUP).
+
+    python-etcd3 sends its token as call credentials, which grpcio only sends over TLS: the member is https.
+    """
+    tls = tls_settings()
+    seen: dict[str, Any] = {}
+    with etcd3.client(host=host, port=port, timeout=10, user="alice", password="alicepw", **tls) as alice:
+        seen["read"] = alice.get("/auth/key")[0].decode()
+        seen["read_outside"] = attempt(lambda: alice.get("/elsewhere"))
+        seen["write"] = attempt(lambda: alice.put("/auth/key", "by alice"))
+        seen["txn_one_key_outside"] = attempt(lambda: alice.transaction(
+            compare=[], success=[alice.transactions.get("/auth/key"), alice.transactions.get("/elsewhere")],
+            failure=[]))
+    for name, user, password in (("wrong_password", "alice", "wrong"), ("unknown_user", "mallory", "x")):
+        seen[name] = attempt(functools.partial(etcd3.client, host=host, port=port, timeout=10, user=user,
+                                               password=password, **tls))
+    with etcd3.client(host=host, port=port, timeout=10, **tls) as anonymous:
+        seen["anonymous"] = attempt(lambda: anonymous.get("/auth/key"))
+    with etcd3.client(host=host, port=port, timeout=10, user="root", password="rootpw", **tls) as root:
+        root.put("/auth/etcd3", "by root")
+        seen["root"] = [root.get("/auth/etcd3")[0].decode(), len(list(root.members))]
+    return seen
+
+
 def tls_settings() -> dict[str, str]:
     """TLS to an https member: CLIENT_CA (and CLIENT_CERT, CLIENT_KEY for a client certificate)."""
     names = {"CLIENT_CA": "ca_cert", "CLIENT_CERT": "cert_cert", "CLIENT_KEY": "cert_key"}
@@ -253,11 +289,13 @@ def tls_settings() -> dict[str, str]:
 
 def main() -> None:
     scenario, host, port, prefix, *rest = sys.argv[1:]
-    if scenario == "refused":  # a connection the member must refuse, as the client reports it
+    if scenario == "auth":
+        result: Any = auth(host, int(port))
+    elif scenario == "refused":  # a connection the member must refuse, as the client reports it
         try:
             with etcd3.client(host=host, port=int(port), timeout=5, **tls_settings()) as client:
                 client.get(prefix)
-            result: Any = "ok"
+            result = "ok"
         except Exception as exc:
             result = {"error": type(exc).__name__}
     else:

@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.clients.conftest import NEEDS_AUTH
-from tests.clients.side_by_side import Command, assert_same_snapshots, client_python, run_side_by_side
+from tests.clients.side_by_side import NEEDS_AUTH, Command, assert_same_snapshots, client_python, run_side_by_side
 from tests.helpers.servers import HOST, ServerProcess
 
 PREFIX = "/aetcd"

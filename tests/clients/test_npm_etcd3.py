@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.clients.conftest import NEEDS_AUTH
-from tests.clients.side_by_side import Command, node_binary, run_side_by_side
+from tests.clients.side_by_side import NEEDS_AUTH, Command, node_binary, run_side_by_side
 from tests.helpers.servers import HOST, ServerProcess
 
 PREFIX = "/npm"

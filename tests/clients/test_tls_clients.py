@@ -8,10 +8,19 @@ settings, so it is not among them.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.clients.side_by_side import Command, client_python, node_binary, run_side_by_side, start_pair
+from tests.clients.side_by_side import (
+    NEEDS_AUTH,
+    Command,
+    client_python,
+    enable_auth,
+    node_binary,
+    run_side_by_side,
+    start_pair,
+)
 from tests.helpers.certs import CertFiles, CertificateAuthority
 from tests.helpers.servers import HOST, ServerProcess, free_port
 from tests.helpers.tlsservers import ClientCredentials, TLSServerProcess
@@ -24,11 +33,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[CertificateAuthority,
     return authority, authority.issue("member", common_name="member"), authority.issue("client")
 
 
-@pytest.fixture(scope="module")
-def tls_servers(tmp_path_factory: pytest.TempPathFactory,
-                pki: tuple[CertificateAuthority, CertFiles, CertFiles]) -> Iterator[dict[str, ServerProcess]]:
+def tls_pair(base: Path, pki: tuple[CertificateAuthority, CertFiles, CertFiles]) -> dict[str, ServerProcess]:
+    """etcd and pyetcd serving clients on https, a client certificate required; not started."""
     authority, member, client = pki
-    base = tmp_path_factory.mktemp("client-tls-servers")
     flags = [f"--cert-file={member.cert}", f"--key-file={member.key}", f"--trusted-ca-file={authority.cert_path}",
              "--client-cert-auth"]
     pair: dict[str, ServerProcess] = {
@@ -36,8 +43,29 @@ def tls_servers(tmp_path_factory: pytest.TempPathFactory,
                                  client_scheme="https", peer_scheme="http",
                                  credentials=ClientCredentials(cacert=authority.cert_path, cert=client))
         for binary in ("etcd", "pyetcd")}
+    return pair
+
+
+@pytest.fixture(scope="module")
+def tls_servers(tmp_path_factory: pytest.TempPathFactory,
+                pki: tuple[CertificateAuthority, CertFiles, CertFiles]) -> Iterator[dict[str, ServerProcess]]:
+    pair = tls_pair(tmp_path_factory.mktemp("client-tls-servers"), pki)
     try:
         start_pair(pair)
+        yield pair
+    finally:
+        for server in pair.values():
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def tls_auth_servers(tmp_path_factory: pytest.TempPathFactory,
+                     pki: tuple[CertificateAuthority, CertFiles, CertFiles]) -> Iterator[dict[str, ServerProcess]]:
+    """The https pair with auth on, set up as tests/clients/conftest.py's AUTH_SETUP says."""
+    pair = tls_pair(tmp_path_factory.mktemp("client-tls-auth-servers"), pki)
+    try:
+        start_pair(pair)
+        enable_auth(pair)
         yield pair
     finally:
         for server in pair.values():
@@ -89,4 +117,18 @@ def test_npm_etcd3_over_tls(scenario: str, tls_servers: dict[str, ServerProcess]
         assert seen["etcd"]["get"] == "1b" and seen["etcd"]["after"] == 0
     else:
         assert [event[0] for event in seen["etcd"]["live"]] == ["put", "put", "delete"]
+    assert seen["pyetcd"] == seen["etcd"]
+
+
+@NEEDS_AUTH
+def test_python_etcd3_auth_over_tls(tls_auth_servers: dict[str, ServerProcess],
+                                    pki: tuple[CertificateAuthority, CertFiles, CertFiles]) -> None:
+    """User and password connections; etcd's refusals reach python-etcd3 code as etcd's own."""
+    seen = run_side_by_side(python_etcd3("auth"), tls_auth_servers, env=tls_files(pki))
+    assert seen["etcd"]["read"] == "v1" and seen["etcd"]["root"] == ["by root", 1]
+    assert seen["etcd"]["write"] == {"error": "_InactiveRpcError", "code": "PERMISSION_DENIED",
+                                     "details": "etcdserver: permission denied"}
+    assert seen["etcd"]["wrong_password"] == {
+        "error": "_InactiveRpcError", "code": "INVALID_ARGUMENT",
+        "details": "etcdserver: authentication failed, invalid user ID or password"}
     assert seen["pyetcd"] == seen["etcd"]
