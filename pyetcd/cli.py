@@ -216,6 +216,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args[:1] == ["gateway"]:
         from pyetcd.proxy.gateway_command import gateway_main
         return gateway_main(args[1:])
+    if args[:1] == ["sim"]:
+        from raft.sim.__main__ import main as sim_main
+
+        return sim_main(args[1:])  # `pyetcd sim …` is `python -m raft.sim …`
     try:
         config = parse_server_args(args, on_version=print_version, refuse_shadowed_env=True)
     except ConfigError as err:

@@ -4,6 +4,8 @@
     python -m raft.sim --driver --seeds 1000               # the same, members run raft/node.py
     python -m raft.sim --seed 1234 --steps 400 --trace     # replay one run, narrated
     python -m raft.sim --scenario figure-8 --trace         # the paper's Figure 8, step by step
+    python -m raft.sim --scenario figure-8 --view          # the same in the browser, step by step
+    python -m raft.sim --seed 1234 --view                  # any seeded run in the browser
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "not the core through the shared Ready cycle")
     p.add_argument("--scenario", choices=sorted(SCENARIOS), default=None,
                    help="play a hand-written scenario instead of seeded schedules")
+    p.add_argument("--view", action="store_true",
+                   help="serve a step-through of the run (--scenario, or --seed) in the browser")
+    p.add_argument("--view-port", type=int, default=None,
+                   help="with --view, the port on 127.0.0.1 to serve it on (default 2390)")
     p.add_argument("--max-failures", type=int, default=10, help="stop after this many failing seeds")
     return p.parse_args(argv)
 
@@ -63,8 +69,34 @@ def run_scenario(name: str, trace_on: bool, core_log: bool) -> int:
     return 0
 
 
+def run_view(args: argparse.Namespace) -> int:
+    """Serve the step-through viewer until interrupted (needs aiohttp, a pyetcd dependency)."""
+    import asyncio
+
+    from raft.sim.viewer import DEFAULT_VIEW_PORT, RunChoice, serve
+
+    choice = RunChoice(scenario=args.scenario, seed=args.seed if args.seed is not None else 0,
+                       steps=args.steps, nodes=args.nodes, driver=args.driver)
+    try:
+        asyncio.run(serve(choice, args.view_port if args.view_port is not None else DEFAULT_VIEW_PORT))
+    except KeyboardInterrupt:
+        pass
+    except OSError as err:
+        print(f"cannot serve the view: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.view_port is not None and not args.view:
+        print("--view-port needs --view", file=sys.stderr)
+        return 2
+    if args.view:
+        if args.scenario is None and args.seed is None:
+            print("--view needs --scenario NAME or --seed N", file=sys.stderr)
+            return 2
+        return run_view(args)
     if args.scenario is not None:
         return run_scenario(args.scenario, args.trace, args.core_log)
     seeds = [args.seed] if args.seed is not None else list(range(args.start, args.start + args.seeds))

@@ -163,6 +163,7 @@ class Cluster:
         self._applied_conf_changes: set[int] = set()
         self._reports: list[tuple[int, Message, bool]] = []  # (sender, message, delivered)
         self.stats: dict[str, int] = {}
+        self.trace.bind(self)
         peers = [ConfChange(ConfChangeType.ADD_NODE, i) for i in range(1, nodes + 1)]
         for i in range(1, nodes + 1):
             m = Member(i, MemoryStorage())

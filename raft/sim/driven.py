@@ -130,14 +130,21 @@ class DrivenCluster(Cluster):
         net = self.network
         f = net.faults
         net.sent += 1
-        if not net.link_open(message.sender, message.to) or (f.drop and self.rng.random() < f.drop):
+        cut = not net.link_open(message.sender, message.to)
+        if cut or (f.drop and self.rng.random() < f.drop):
             net.dropped += 1
+            if net.observer is not None:
+                net.observer(message, "cut" if cut else "dropped", ())
             return []
         copies = 2 if f.duplicate and self.rng.random() < f.duplicate else 1
         delays = []
+        delay_ticks: list[int] = []
         for _ in range(copies):
             ticks = self.rng.randint(1, f.max_delay) if f.delay and self.rng.random() < f.delay else 0
+            delay_ticks.append(ticks)
             delays.append(LATENCY_SECONDS + ticks * TICK_SECONDS)
+        if net.observer is not None:
+            net.observer(message, "sent", tuple(delay_ticks))
         return delays
 
     # -- life cycle ----------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from raft.core.types import Message
@@ -51,6 +51,9 @@ class Network:
         self.blocked: set[tuple[int, int]] = set()
         self.sent = 0
         self.dropped = 0
+        # Told each message's fate at send time ("cut", "dropped", or its delivery delays); only the
+        # step-through viewer sets it, so ordinary runs pay nothing for it.
+        self.observer: Callable[[Message, str, tuple[int, ...]], None] | None = None
 
     # -- links ---------------------------------------------------------------------------------
 
@@ -81,14 +84,21 @@ class Network:
         """Queue `msg` for delivery; returns False when it was lost at once (cut link or drop)."""
         self.sent += 1
         f = self.faults
-        if not self.link_open(msg.sender, msg.to) or (f.drop and self._rng.random() < f.drop):
+        cut = not self.link_open(msg.sender, msg.to)
+        if cut or (f.drop and self._rng.random() < f.drop):
             self.dropped += 1
+            if self.observer is not None:
+                self.observer(msg, "cut" if cut else "dropped", ())
             return False
         copies = 2 if f.duplicate and self._rng.random() < f.duplicate else 1
+        delays: list[int] = []
         for _ in range(copies):
             delay = self._rng.randint(1, f.max_delay) if f.delay and self._rng.random() < f.delay else 0
+            delays.append(delay)
             self._seq += 1
             heapq.heappush(self._queue, _InFlight(now + delay, self._seq, msg))
+        if self.observer is not None:
+            self.observer(msg, "sent", tuple(delays))
         return True
 
     def has_due(self, now: int) -> bool:

@@ -6,9 +6,12 @@ thousands of seeded runs; callers check `enabled` before building a line.
 
 from __future__ import annotations
 
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from raft.core.types import Entry, EntryType
+
+if TYPE_CHECKING:
+    from raft.sim.cluster import Cluster
 
 
 class Trace:
@@ -20,6 +23,9 @@ class Trace:
         # Also record the core's own log lines (every vote, rejection and probe): for debugging.
         self.core_lines = enabled and core_lines
         self.lines: list[str] = []
+
+    def bind(self, cluster: Cluster) -> None:
+        """Called once by the cluster it narrates; the step-through viewer's recorder keeps it."""
 
     def note(self, tick: int, text: str) -> None:
         """Record `text` as happening at `tick` of the simulated clock."""
