@@ -12,7 +12,8 @@ LOADGEN_SOURCES := $(wildcard benchmarks/loadgen/*.go)
 GO_ETCD_STUBS := /usr/share/gocode/src/go.etcd.io/etcd/etcdserver/etcdserverpb
 GO_ENV := GO111MODULE=off GOPATH=/usr/share/gocode GOPROXY=off GOFLAGS= GOCACHE=$(CURDIR)/benchmarks/loadgen/bin/cache
 
-.PHONY: install client-venvs run test test-slow test-fast proto lint sim sim-driver cluster bench chaos etcd-binaries go-toolchain loadgen clean
+.PHONY: install client-venvs run test test-slow test-fast proto lint sim sim-driver cluster bench chaos etcd-binaries go-toolchain loadgen clean \
+	browser screenshots
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -43,6 +44,11 @@ etcd-binaries:
 	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-client etcd-server; }
 	@command -v ip >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2
 
+# Headless Chromium and its WebDriver, for the Raft view's browser tests and screenshots.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+
 go-toolchain:
 	@command -v go >/dev/null && test -d $(GO_ETCD_STUBS) || { \
 	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go golang-etcd-server-dev; }
@@ -59,7 +65,7 @@ proto: install
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m grpc_tools.protoc -Iproto --python_out=proto --grpc_python_out=proto \
 	  --mypy_out=proto $(PROTO_FILES)
 
-test: install etcd-binaries loadgen client-venvs
+test: install etcd-binaries loadgen client-venvs browser
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test-slow: install etcd-binaries
@@ -80,6 +86,10 @@ sim-driver: install
 
 bench: install etcd-binaries loadgen
 	$(PY) -m benchmarks.compare --mode $(or $(MODE),quick) $(if $(KEYS),--keys $(KEYS))
+
+# The README's pictures of the Raft view (docs/raftview-*.png), refreshed from a real run.
+screenshots: install browser etcd-binaries
+	$(PY) -m tests.view.screenshots docs
 
 cluster: install
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/honcho -f Procfile start

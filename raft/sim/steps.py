@@ -111,7 +111,8 @@ class StepRecorder(Trace):
         c = self.cluster
         rule = rule_for(text)
         step: Json = {
-            "step": len(self.steps), "tick": tick, "text": text.strip(), "category": category_of(text, rule is not None),
+            "step": len(self.steps), "tick": tick, "text": text.strip(),
+            "category": category_of(text, rule is not None),
             "rule": rule[0] if rule else None, "section": rule[1] if rule else None,
             "members": [], "blocked": [], "links": list(self._links.values()), "in_flight": 0,
             "faults": None,
