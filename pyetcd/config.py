@@ -138,6 +138,8 @@ FLAGS: tuple[FlagSpec, ...] = (
     FlagSpec("metrics", "basic", "choice", ("basic", "extensive"),
              help="basic, or extensive to add grpc_server_handling_seconds."),
     FlagSpec("listen-metrics-urls", "", "urls", help="Extra URLs to serve /metrics and /health on."),
+    FlagSpec("enable-raft-view", "true", "bool",
+             help="Serve the read-only Raft view page /debug/raft on client and metrics URLs (pyetcd's own)."),
     FlagSpec("logger", "capnslog", help="Log format: capnslog (etcd 3.4's text lines) or zap (JSON lines)."),
     FlagSpec("log-outputs", "default", "list",
              help="Where logs go: default, stderr, stdout or file paths (comma-separated)."),
@@ -205,6 +207,8 @@ class ServerConfig:
     initial_election_tick_advance: bool = True
     host_whitelist: tuple[str, ...] = ("*",)
     cors: tuple[str, ...] = ("*",)
+    enable_raft_view: bool = True
+    """/debug/raft on client and metrics URLs (pyetcd's own flag; false for locked-down deployments)."""
     extra: dict[str, str] = field(default_factory=dict)
     notices: tuple[tuple[int, str], ...] = ()
     """What etcd logs while reading its configuration (environment variables used or unknown, ...)."""
@@ -639,6 +643,7 @@ def resolve(args: argparse.Namespace, environ: dict[str, str] | None = None, *,
         initial_election_tick_advance=parse_go_bool(get("initial-election-tick-advance")),
         host_whitelist=tuple(sorted({h.strip() for h in get("host-whitelist").split(",") if h.strip()})),
         cors=tuple(sorted({o.strip() for o in get("cors").split(",") if o.strip()})),
+        enable_raft_view=parse_go_bool(get("enable-raft-view")),
         notices=tuple(raw.notices),
     )
     validate_cluster_flags(config)

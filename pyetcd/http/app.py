@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, gener
 
 from pyetcd.http.gateway import JsonGateway
 from pyetcd.http.health import HealthSources, check_health
+from pyetcd.http.raftview import RaftViewRoutes
 
 log = logging.getLogger("pyetcd.embed")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -163,10 +164,13 @@ class HttpSide:
 
 
 def client_url_app(health: HealthSources, version: VersionSource, registry: CollectorRegistry,
-                   gateway: JsonGateway, rules: AccessRules) -> web.Application:
-    """The routes etcd serves beside gRPC on every client URL."""
+                   gateway: JsonGateway, rules: AccessRules,
+                   raft_view: RaftViewRoutes | None = None) -> web.Application:
+    """The routes etcd serves beside gRPC on every client URL (and pyetcd's /debug/raft, unless turned off)."""
     app = web.Application(middlewares=[access_controller(rules)])
     gateway.add_routes(app)
+    if raft_view is not None:
+        raft_view.add_routes(app)
     app.router.add_route("*", "/health", health_handler(health))
     app.router.add_route("*", "/version", version_handler(version))
     app.router.add_route("*", "/metrics", metrics_handler(registry))
@@ -174,9 +178,12 @@ def client_url_app(health: HealthSources, version: VersionSource, registry: Coll
     return app
 
 
-def metrics_url_app(health: HealthSources, registry: CollectorRegistry) -> web.Application:
-    """What --listen-metrics-urls serve: /metrics and /health only (etcd's HandleMetricsHealth)."""
+def metrics_url_app(health: HealthSources, registry: CollectorRegistry,
+                    raft_view: RaftViewRoutes | None = None) -> web.Application:
+    """What --listen-metrics-urls serve: /metrics and /health (etcd's HandleMetricsHealth), and /debug/raft."""
     app = web.Application()
+    if raft_view is not None:
+        raft_view.add_routes(app)
     app.router.add_route("*", "/health", health_handler(health))
     app.router.add_route("*", "/metrics", metrics_handler(registry))
     app.router.add_route("*", "/{tail:.*}", not_found)

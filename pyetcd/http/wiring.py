@@ -12,6 +12,7 @@ from pyetcd.http.front import ClientPortFront, bind_url
 from pyetcd.http.gateway import JsonGateway
 from pyetcd.http.health import HealthSources
 from pyetcd.http.metrics import MemberView, member_metrics
+from pyetcd.http.raftview import RaftViewRoutes
 from pyetcd.maintenance import SERVER_VERSION
 from pyetcd.server import CLUSTER_VERSION, EtcdServer
 
@@ -46,9 +47,11 @@ class HttpWiring:
         self._server = server
         gateway = JsonGateway(client_method_handlers(server, stats=metrics.grpc_stats))
         rules = AccessRules(frozenset(config.host_whitelist), frozenset(config.cors))
+        raft_view = RaftViewRoutes(lambda: server.node, lambda: server.membership.members(), config.client_tls) \
+            if config.enable_raft_view else None
         self._client_side = HttpSide(client_url_app(health, VersionSource(SERVER_VERSION, lambda: CLUSTER_VERSION),
-                                                    metrics.registry, gateway, rules))
-        self._metrics_side = HttpSide(metrics_url_app(health, metrics.registry))
+                                                    metrics.registry, gateway, rules, raft_view))
+        self._metrics_side = HttpSide(metrics_url_app(health, metrics.registry, raft_view))
         self._metrics_servers: list[asyncio.AbstractServer] = []
 
     async def start(self) -> None:

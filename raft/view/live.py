@@ -59,7 +59,7 @@ def member_state(node: RaftNode) -> Json:
 
 def _changes(before: Json | None, now: Json) -> list[tuple[str, str]]:
     """(category, text) for each change a learner wants on the timeline."""
-    me = f"n{now['id']:x}"
+    me = f"{now['id']:x}"
     if before is None:
         return [("note", f"watching {me}: {now['role']} in term {now['term']}")]
     out: list[tuple[str, str]] = []
@@ -69,12 +69,12 @@ def _changes(before: Json | None, now: Json) -> list[tuple[str, str]]:
         category = "leader" if now["role"] == "leader" else "election"
         out.append((category, f"{me} becomes {now['role']} in term {now['term']}"))
     if now["leader"] != before["leader"]:
-        who = f"n{now['leader']:x}" if now["leader"] else "no leader"
+        who = f"{now['leader']:x}" if now["leader"] else "no leader"
         out.append(("leader", f"{me} sees {who} as leader of term {now['term']}"))
     if (now["voters"], now["learners"]) != (before["voters"], before["learners"]):
         out.append(("membership", f"{me} applies a membership change: voters "
-                    f"{' '.join(f'n{v:x}' for v in now['voters'])}"
-                    + (f", learners {' '.join(f'n{v:x}' for v in now['learners'])}" if now["learners"] else "")))
+                    f"{' '.join(f'{v:x}' for v in now['voters'])}"
+                    + (f", learners {' '.join(f'{v:x}' for v in now['learners'])}" if now["learners"] else "")))
     if now["read_rounds"] > before["read_rounds"]:
         out.append(("read", f"{me} asked for {now['read_rounds'] - before['read_rounds']} ReadIndex round(s)"))
     if now["snapshot_index"] > before["snapshot_index"]:
@@ -83,7 +83,7 @@ def _changes(before: Json | None, now: Json) -> list[tuple[str, str]]:
         old = before["progress"].get(pid)
         if old is not None and old["state"] != p["state"]:
             category = "snapshot" if p["state"] == "snapshot" else "log"
-            out.append((category, f"leader {me} moves n{int(pid):x} from {old['state']} to {p['state']}"))
+            out.append((category, f"leader {me} moves {int(pid):x} from {old['state']} to {p['state']}"))
     return out
 
 
@@ -91,19 +91,19 @@ def _message_note(me: int, m: Message) -> tuple[str, str] | None:
     """Timeline text for the election messages this member sends; None for routine traffic."""
     t = m.type
     if t is MessageType.VOTE:
-        return "election", f"n{me:x} campaigns in term {m.term}: asks n{m.to:x} for its vote"
+        return "election", f"{me:x} campaigns in term {m.term}: asks {m.to:x} for its vote"
     if t is MessageType.PRE_VOTE:
-        return "election", f"n{me:x} asks n{m.to:x} for a pre-vote for term {m.term} (PreVote)"
+        return "election", f"{me:x} asks {m.to:x} for a pre-vote for term {m.term} (PreVote)"
     if t is MessageType.VOTE_RESP:
         verb = "refuses its vote to" if m.reject else "votes for"
-        return "election", f"n{me:x} {verb} n{m.to:x} in term {m.term}"
+        return "election", f"{me:x} {verb} {m.to:x} in term {m.term}"
     if t is MessageType.PRE_VOTE_RESP:
         verb = "refuses a pre-vote to" if m.reject else "grants a pre-vote to"
-        return "election", f"n{me:x} {verb} n{m.to:x} for term {m.term}"
+        return "election", f"{me:x} {verb} {m.to:x} for term {m.term}"
     if t is MessageType.TIMEOUT_NOW:
-        return "leader", f"n{me:x} hands leadership to n{m.to:x} (TimeoutNow)"
+        return "leader", f"{me:x} hands leadership to {m.to:x} (TimeoutNow)"
     if t is MessageType.SNAP:
-        return "snapshot", f"n{me:x} sends its snapshot to n{m.to:x}"
+        return "snapshot", f"{me:x} sends its snapshot to {m.to:x}"
     return None
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from selenium import webdriver
@@ -33,8 +34,8 @@ def headless_chromium(width: int = 1400, height: int = 1000) -> Iterator[webdriv
         driver.quit()
 
 
-def member_rows(driver: webdriver.Chrome) -> dict[int, dict[str, str]]:
-    """The members table as the page shows it: member id -> its data-* attributes."""
+def member_rows(driver: webdriver.Chrome, keys: Callable[[str], Any] = int) -> dict[Any, dict[str, str]]:
+    """The members table as the page shows it: member id (`keys` of its text) -> its data-* attributes."""
     rows = driver.execute_script(
         "return [...document.querySelectorAll('#members tbody tr')].map(r => Object.assign({}, r.dataset));")
-    return {int(r["member"]): r for r in rows}
+    return {keys(r["member"]): r for r in rows}

@@ -92,9 +92,9 @@ async def test_a_follower_collector_sees_the_leader_fall_and_a_new_one_elected(
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
     timeline = [e.data["text"] for e in events if e.name == "timeline"]
-    assert f"n{watched_id:x} sees n{new:x} as leader of term {watched.term}" in timeline
+    assert f"{watched_id:x} sees {new:x} as leader of term {watched.term}" in timeline
     # The election shows in what this member sent: its campaign or its vote.
-    assert any("campaigns in term" in t or f"votes for n{new:x}" in t for t in timeline), timeline
+    assert any("campaigns in term" in t or f"votes for {new:x}" in t for t in timeline), timeline
     states = [e.data for e in events if e.name == "state"]
     # Message rates: the watched member sent to its peers (votes, acks, or heartbeats if it won).
     assert any(link["sent"] > 0 and link["rate"] > 0 and link["to"] != watched_id

@@ -42,6 +42,13 @@ function svg(tag, attrs) {
 
 // ---------------------------------------------------------------- drawing one cluster state
 
+// Member IDs: small numbers in the simulator, hex strings (as etcd prints them) from a live cluster.
+let names = new Map();
+
+function nameOf(id) {
+  return names.get(String(id)) || `n${id}`;
+}
+
 function roleOf(member) {
   return member.status === "up" ? member.role : member.status;
 }
@@ -51,7 +58,7 @@ function positions(members) {
   const n = members.length;
   members.forEach((m, i) => {
     const angle = -Math.PI / 2 + (2 * Math.PI * i) / Math.max(n, 1);
-    out.set(m.id, {x: 210 + 135 * Math.cos(angle), y: 180 + 135 * Math.sin(angle)});
+    out.set(String(m.id), {x: 210 + 135 * Math.cos(angle), y: 180 + 135 * Math.sin(angle)});
   });
   return out;
 }
@@ -63,15 +70,13 @@ function drawGraph(state) {
   const nodes = $("#nodes");
   links.replaceChildren();
   nodes.replaceChildren();
-  const blocked = new Set((state.blocked || []).map(([a, b]) => `${a}-${b}`));
   // Cut links first, as dashed lines, so message arrows draw over them.
-  for (const key of blocked) {
-    const [a, b] = key.split("-").map(Number);
-    const p = at.get(a), q = at.get(b);
+  for (const [a, b] of state.blocked || []) {
+    const p = at.get(String(a)), q = at.get(String(b));
     if (p && q) links.append(svg("line", {x1: p.x, y1: p.y, x2: q.x, y2: q.y, class: "cut-link"}));
   }
   for (const link of state.links || []) {
-    const p = at.get(link.from), q = at.get(link.to);
+    const p = at.get(String(link.from)), q = at.get(String(link.to));
     if (!p || !q) continue;
     // Offset each direction sideways so a->b and b->a are two arrows, and stop short of the circles.
     const dx = q.x - p.x, dy = q.y - p.y, len = Math.hypot(dx, dy) || 1;
@@ -94,12 +99,12 @@ function drawGraph(state) {
     links.append(label);
   }
   for (const m of members) {
-    const p = at.get(m.id);
+    const p = at.get(String(m.id));
     const role = roleOf(m);
     const g = svg("g", {class: `node role-${role}`, "data-member": m.id, "data-role": role});
     g.append(svg("circle", {cx: p.x, cy: p.y, r: 32}));
     const name = svg("text", {x: p.x, y: p.y - 4, class: "node-name"});
-    name.textContent = `n${m.id}`;
+    name.textContent = nameOf(m.id);
     const sub = svg("text", {x: p.x, y: p.y + 12, class: "node-sub"});
     sub.textContent = m.status === "up" ? `term ${text(m.term)}` : role;
     g.append(name, sub);
@@ -111,7 +116,7 @@ function describeLink(link) {
   const types = Object.entries(link.types || {}).map(([t, n]) => `${t}×${n}`).join(", ");
   const fates = ["dropped", "cut", "delayed", "duplicated"].filter((f) => link[f]).map((f) => `${f} ${link[f]}`);
   const amount = link.rate !== undefined ? `${link.rate.toFixed(1)} msg/s` : `${link.sent} sent`;
-  return `n${link.from} → n${link.to}: ${amount}${types ? " (" + types + ")" : ""}${fates.length ? "; " + fates.join(", ") : ""}`;
+  return `${nameOf(link.from)} → ${nameOf(link.to)}: ${amount}${types ? " (" + types + ")" : ""}${fates.length ? "; " + fates.join(", ") : ""}`;
 }
 
 function drawTables(state) {
@@ -123,9 +128,9 @@ function drawTables(state) {
     const row = el("tr", {class: `role-${role}`, "data-member": m.id, "data-role": role, "data-term": text(m.term),
                           "data-leader": text(m.leader), "data-commit": text(m.commit), "data-applied": text(m.applied),
                           "data-last": text(m.last_index)});
-    const voters = (m.voters || []).map((v) => `n${v}`).join(" ") +
-      ((m.learners || []).length ? " | learners " + m.learners.map((v) => `n${v}`).join(" ") : "");
-    const cells = [`n${m.id}`, role, m.term, m.vote ? `n${m.vote}` : "-", m.leader ? `n${m.leader}` : "-",
+    const voters = (m.voters || []).map(nameOf).join(" ") +
+      ((m.learners || []).length ? " | learners " + m.learners.map(nameOf).join(" ") : "");
+    const cells = [nameOf(m.id), role, m.term, m.vote ? nameOf(m.vote) : "-", m.leader ? nameOf(m.leader) : "-",
                    m.first_index, m.last_index, m.commit, m.applied, m.snapshot_index, voters];
     for (const c of cells) row.append(el("td", {}, c));
     body.append(row);
@@ -133,11 +138,11 @@ function drawTables(state) {
   }
   const progress = $("#progress tbody");
   progress.replaceChildren();
-  $("#progress-leader").textContent = leader ? `(n${leader.id}, term ${leader.term})` : "(no leader)";
+  $("#progress-leader").textContent = leader ? `(${nameOf(leader.id)}, term ${leader.term})` : "(no leader)";
   if (!leader) return;
   for (const [id, p] of Object.entries(leader.progress || {})) {
     const row = el("tr", {"data-member": id, "data-state": p.state, class: `progress-${p.state}`});
-    for (const c of [`n${id}${p.learner ? " (learner)" : ""}`, p.match, p.next, p.state, p.inflight,
+    for (const c of [`${nameOf(id)}${p.learner ? " (learner)" : ""}`, p.match, p.next, p.state, p.inflight,
                      p.active === undefined ? "" : (p.active ? "yes" : "no")]) row.append(el("td", {}, c));
     progress.append(row);
   }
@@ -146,7 +151,7 @@ function drawTables(state) {
 function drawNetwork(state) {
   const parts = [];
   if ((state.blocked || []).length) {
-    parts.push("cut: " + state.blocked.map(([a, b]) => `n${a}→n${b}`).join(" "));
+    parts.push("cut: " + state.blocked.map(([a, b]) => `${nameOf(a)}→${nameOf(b)}`).join(" "));
   }
   const f = state.faults;
   if (f && (f.drop || f.duplicate || f.delay || f.reorder)) {
@@ -157,6 +162,7 @@ function drawNetwork(state) {
 }
 
 function drawState(state) {
+  names = new Map((state.members || []).filter((m) => m.name).map((m) => [String(m.id), m.name]));
   drawGraph(state);
   drawTables(state);
   drawNetwork(state);
