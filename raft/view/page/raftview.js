@@ -201,7 +201,10 @@ function drawSimTimeline() {
 function addLiveTimeline(event) {
   const list = $("#timeline");
   const when = new Date(event.time * 1000).toLocaleTimeString();
-  list.prepend(timelineItem(event.category, when, event.text));
+  // The member speaks in hex IDs, as etcd's logs do; show the names the page knows instead.
+  let said = event.text;
+  for (const [id, name] of names) said = said.split(id).join(name);
+  list.prepend(timelineItem(event.category, when, said));
   while (list.children.length > 300) list.lastChild.remove();
 }
 
