@@ -55,8 +55,11 @@ def test_the_live_page_shows_the_whole_cluster_and_a_new_leader_after_the_old_on
                    and len(_leader_rows(rows())) == 1 and _leader_rows(rows())[0] != old_id)
         new_id = _leader_rows(rows())[0]
         assert new_id == f"{cluster.leader_id():x}"
+        # The timeline names members as the member list does (m0, m1, m2), not by their hex IDs.
+        new_name = driver.execute_script(
+            f"return document.querySelector('#members tr[data-member=\"{new_id}\"] td').textContent")
         timeline = driver.execute_script("return document.querySelector('#timeline').innerText")
-        assert f"sees {new_id} as leader" in timeline
+        assert f"sees {new_name} as leader" in timeline
 
 
 def test_the_flag_turns_the_page_off(tmp_path: Path) -> None:
