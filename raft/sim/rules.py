@@ -75,6 +75,8 @@ RULES: tuple[Rule, ...] = (
        "log up to date", "thesis §3.10"),
     _r(r"client reads .* at", "ReadIndex: the leader records its commit index, confirms with a heartbeat "
        "round that it is still leader, then serves once applied that far", "thesis §6.4"),
+    _r(r"client read .* dropped", "ReadIndex: a member that knows no leader has no one to confirm a read "
+       "index with, so the request is refused and the client retries", "thesis §6.4"),
     _r(r"gets read index", "ReadIndex: a quorum answered the heartbeat round, so the recorded commit "
        "index is safe to read at", "thesis §6.4"),
     _r(r"serves read", "ReadIndex: the read is served once the state machine applied the read index",

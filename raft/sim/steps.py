@@ -26,7 +26,7 @@ Json = dict[str, Any]
 _CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("violation", ("VIOLATION",)),
     ("fault", ("CRASH", "RESTART", "PARTITION", "ONE-WAY CUT", "ISOLATE", "HEAL", "network faults",
-               "lost in flight", "[lost]", "loses its unsynced")),
+               "lost in flight", "[lost]", "loses its unsynced", "will crash")),
     ("leader", ("becomes LEADER", "hand leadership")),
     ("election", ("candidate", "pre-candidate", "votes for", "refuses its vote", "pre-vote",
                   "campaign", " term ")),
