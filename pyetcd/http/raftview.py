@@ -158,7 +158,7 @@ class RaftViewRoutes:
         try:
             while True:
                 for member in self.members():
-                    feed.members.setdefault(member.id, {"id": member.id, "status": "unreachable",
+                    feed.members.setdefault(member.id, {"id": member.id, "status": "connecting",
                                                         "role": "unknown", "progress": {}})
                     feed.members[member.id]["name"] = member.name
                     if member.id != me and member.id not in followed:

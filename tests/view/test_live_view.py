@@ -45,7 +45,8 @@ def test_the_live_page_shows_the_whole_cluster_and_a_new_leader_after_the_old_on
             return {str(k): v for k, v in member_rows(driver, keys=str).items()}
 
         # Every member, reached through the member list, with the one leader they agree on.
-        wait.until(lambda d: len(rows()) == 3 and all(r["role"] != "unreachable" for r in rows().values())
+        wait.until(lambda d: len(rows()) == 3
+                   and all(r["role"] not in ("unreachable", "connecting") for r in rows().values())
                    and _leader_rows(rows()) == [old_id])
         assert all(r["leader"] == old_id for r in rows().values())
         assert driver.execute_script("return document.querySelectorAll('#progress tbody tr').length") == 3
