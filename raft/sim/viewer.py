@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from raft.sim.cluster import Cluster
 from raft.sim.scenarios import ABOUT, SCENARIOS
 from raft.sim.steps import Recording, record_scenario, record_seed
+from raft.sim.trace import Trace
 from raft.view import PAGE_DIR, PAGE_FILES
 
 VIEW_HOST = "127.0.0.1"
@@ -40,10 +43,7 @@ class RunChoice:
         return (self.scenario, self.seed, self.steps, self.nodes, self.driver)
 
 
-def record(choice: RunChoice) -> Recording:
-    if choice.scenario is not None:
-        return record_scenario(choice.scenario, SCENARIOS[choice.scenario], ABOUT.get(choice.scenario, ""))
-    return record_seed(choice.seed, choice.steps, choice.nodes, choice.driver)
+Scenario = Callable[[Trace | None], Cluster]
 
 
 def sse(event: str, data: Any) -> bytes:
@@ -56,6 +56,8 @@ class StepThroughServer:
     """Serves the page and the recordings; recordings are made once per run and kept."""
 
     default: RunChoice
+    scenarios: dict[str, Scenario] = field(default_factory=lambda: dict(SCENARIOS))
+    about: dict[str, str] = field(default_factory=lambda: dict(ABOUT))
     recordings: dict[tuple[object, ...], Recording] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -63,15 +65,22 @@ class StepThroughServer:
         async with self._lock:
             found = self.recordings.get(choice.key)
             if found is None:
-                found = await asyncio.to_thread(record, choice)
+                found = await asyncio.to_thread(self.record, choice)
                 self.recordings[choice.key] = found
             return found
+
+    def record(self, choice: RunChoice) -> Recording:
+        if choice.scenario is not None:
+            name = choice.scenario
+            return record_scenario(name, self.scenarios[name], self.about.get(name, ""))
+        return record_seed(choice.seed, choice.steps, choice.nodes, choice.driver)
 
     def choice_for(self, request: web.Request) -> RunChoice:
         scenario = request.query.get("scenario")
         if scenario is not None:
-            if scenario not in SCENARIOS:
-                raise web.HTTPNotFound(text=f"no scenario {scenario!r}; known: {', '.join(sorted(SCENARIOS))}\n")
+            if scenario not in self.scenarios:
+                known = ", ".join(sorted(self.scenarios))
+                raise web.HTTPNotFound(text=f"no scenario {scenario!r}; known: {known}\n")
             return RunChoice(scenario=scenario)
         seed = request.query.get("seed")
         if seed is not None:
@@ -95,7 +104,7 @@ class StepThroughServer:
         choice = self.choice_for(request)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
-        scenarios = [{"name": name, "about": ABOUT.get(name, "")} for name in sorted(SCENARIOS)]
+        scenarios = [{"name": name, "about": self.about.get(name, "")} for name in sorted(self.scenarios)]
         rec = await self.recording(choice)
         await response.write(sse("hello", {"mode": "sim", "title": rec.title, "about": rec.about,
                                            "scenarios": scenarios, "current": choice.scenario}))
@@ -108,20 +117,21 @@ class StepThroughServer:
 
     def app(self) -> web.Application:
         app = web.Application()
-        app.router.add_get("/", lambda _: _redirect())
+        app.router.add_get("/", _redirect)
         app.router.add_get("/debug/raft", self.page)
         app.router.add_get("/debug/raft/events", self.events)
         app.router.add_get("/debug/raft/{name}", self.asset)
         return app
 
 
-async def _redirect() -> web.StreamResponse:
+async def _redirect(request: web.Request) -> web.StreamResponse:
     raise web.HTTPFound("/debug/raft")
 
 
-async def serve(choice: RunChoice, port: int, ready: asyncio.Event | None = None) -> None:
+async def serve(choice: RunChoice, port: int, ready: asyncio.Event | None = None,
+                server: StepThroughServer | None = None) -> None:
     """Serve until cancelled; prints the address to open."""
-    server = StepThroughServer(choice)
+    server = server or StepThroughServer(choice)
     await server.recording(choice)  # record before announcing, so a violation is reported at once
     runner = web.AppRunner(server.app())
     await runner.setup()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import subprocess
 import sys
+import threading
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +20,7 @@ from raft.sim.invariants import Violation
 from raft.sim.scenarios import ABOUT, SCENARIOS, figure_8
 from raft.sim.steps import record_scenario
 from raft.sim.trace import Trace
+from raft.sim.viewer import RunChoice, StepThroughServer, serve
 from tests.helpers.servers import REPO, free_port
 from tests.view.browser import headless_chromium, member_rows
 
@@ -48,14 +52,16 @@ def test_every_scenario_records_and_says_what_to_watch() -> None:
     assert "snapshot" in states
 
 
-def test_a_violation_ends_the_recording_on_the_step_that_broke_it() -> None:
-    def broken(trace: Trace | None) -> Cluster:
-        c = figure_8(trace)
-        c.note("a member claims a second leader for term 5")
-        c.checker.on_leader(3, 5, c.members[3].storage)  # n2 already leads term 5
-        c.note("never reached")
-        return c
+def broken(trace: Trace | None) -> Cluster:
+    """Figure 8, then a second leader for term 5 reported to the checker: a made-up safety violation."""
+    c = figure_8(trace)
+    c.note("a member claims a second leader for term 5")
+    c.checker.on_leader(3, 5, c.members[3].storage)  # n2 already leads term 5
+    c.note("never reached")
+    return c
 
+
+def test_a_violation_ends_the_recording_on_the_step_that_broke_it() -> None:
     rec = record_scenario("broken", broken, "")
     assert rec.violation is not None and "leader" in rec.violation
     assert rec.steps[-1]["category"] == "violation" and rec.steps[-1]["violation"] == rec.violation
@@ -89,6 +95,52 @@ def test_the_viewer_streams_the_recording_as_server_sent_events(figure_8_viewer:
     assert body.startswith("event: hello\n")
     assert body.count("event: step\n") == len(rec.steps)
     assert body.rstrip().split("\n")[-2] == "event: end"
+
+
+@pytest.fixture
+def broken_viewer() -> Iterator[str]:
+    """The viewer serving the broken run, in-process on its own event loop thread."""
+    port = free_port()
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    choice = RunChoice(scenario="broken")
+    server = StepThroughServer(choice, scenarios={"broken": broken}, about={"broken": "a made-up violation"})
+
+    serving: list[asyncio.Task[None]] = []
+
+    async def run() -> None:
+        started = asyncio.Event()
+        serving.append(asyncio.create_task(serve(choice, port, started, server)))
+        await started.wait()
+        ready.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving[0]
+
+    thread = threading.Thread(target=lambda: loop.run_until_complete(run()), daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(30), "the viewer did not start"
+        yield f"http://127.0.0.1:{port}/debug/raft"
+    finally:
+        for task in serving:
+            loop.call_soon_threadsafe(task.cancel)
+        thread.join(timeout=10)
+        loop.close()
+
+
+def test_playing_a_run_that_breaks_a_property_stops_on_the_breaking_step(broken_viewer: str) -> None:
+    rec = record_scenario("broken", broken, "")
+    last = len(rec.steps) - 1
+    with headless_chromium() as driver:
+        driver.get(broken_viewer + "?step=70")
+        _shown(driver, 70)
+        driver.execute_script("document.querySelector('#speed').value = '20';")
+        driver.find_element(By.ID, "play").click()
+        _shown(driver, last)
+        WebDriverWait(driver, 20).until(lambda d: d.find_element(By.ID, "play").text == "play")
+        assert driver.find_element(By.ID, "narration").text.startswith(f"VIOLATION at step {last}: ")
+        driver.find_element(By.ID, "forward").click()  # nothing lies beyond the breaking step
+        assert driver.find_element(By.TAG_NAME, "body").get_attribute("data-step") == str(last)
 
 
 def _shown(driver: Any, step: int) -> dict[int, dict[str, str]]:
