@@ -1,7 +1,10 @@
 """`pyetcd migrate --from-etcd-data-dir DIR`: a pyetcd data directory from a stopped etcd member's.
 
 The member's backend, ``DIR/member/snap/db``, is an etcd backend without a trailer; it becomes a new
-member's data as a restored snapshot would (same flags as `pyetcd snapshot restore`).
+member's data as a restored snapshot would (same flags as `pyetcd snapshot restore`). etcd commits its
+backend in batches, so a member that crashed can have acknowledged writes only in its WAL; the WAL is
+read too, and the migration is refused, before anything is written, when its committed tail holds
+changes the db lacks.
 """
 
 from __future__ import annotations
@@ -11,13 +14,21 @@ import fcntl
 import os
 
 from pyetcd.config import ConfigError
+from pyetcd.etcd_wal_tail import consistent_index, unapplied_entries
 from pyetcd.restore import add_member_arguments, build_data_dir, check_member_arguments
 from pyetcd.snapshot_file import contents_of_etcd_database, is_bbolt
+from storage.etcdwal import read_wal
+
+
+class UnappliedWalError(ConfigError):
+    """The etcd member's WAL has committed changes its db file does not hold yet."""
 
 
 def add_migrate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from-etcd-data-dir", required=True,
-                        help="The data directory of a stopped etcd member (its member/snap/db is read).")
+                        help="The data directory of a stopped etcd member (its member/snap/db and WAL are read).")
+    parser.add_argument("--from-etcd-wal-dir", default="",
+                        help="That member's WAL directory, when it ran with --wal-dir (default: DIR/member/wal).")
     add_member_arguments(parser)
 
 
@@ -37,4 +48,17 @@ def migrate(args: argparse.Namespace) -> None:
         data = fh.read()
     if not is_bbolt(data):
         raise ValueError(f"{path}: invalid database")
-    build_data_dir(args, contents_of_etcd_database(data))
+    contents = contents_of_etcd_database(data)
+    wal_dir = args.from_etcd_wal_dir or os.path.join(args.from_etcd_data_dir, "member", "wal")
+    if not os.path.isdir(wal_dir):
+        raise ConfigError(f"{wal_dir}: no WAL directory (give --from-etcd-wal-dir if the member ran with --wal-dir)")
+    wal = read_wal(wal_dir)
+    missing = unapplied_entries(contents, wal)
+    if missing:
+        first = missing[0]
+        raise UnappliedWalError(
+            f"{wal_dir} holds {len(missing)} committed change(s) that {path} does not (the first at index "
+            f"{first.index}: {first.what}; the db's consistent index is {consistent_index(contents)}, the WAL's "
+            f"commit index {wal.hard_state.commit}): the etcd member did not stop cleanly. Start that etcd member "
+            "and stop it cleanly (SIGTERM), then migrate again")
+    build_data_dir(args, contents)
