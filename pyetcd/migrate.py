@@ -3,8 +3,9 @@
 The member's backend, ``DIR/member/snap/db``, is an etcd backend without a trailer; it becomes a new
 member's data as a restored snapshot would (same flags as `pyetcd snapshot restore`). etcd commits its
 backend in batches, so a member that crashed can have acknowledged writes only in its WAL; the WAL is
-read too, and the migration is refused, before anything is written, when its committed tail holds
-changes the db lacks.
+read too, and its committed tail past the db's consistent index is replayed through pyetcd's applier,
+as etcd replays it on restart. A tail holding changes that cannot be replayed (auth changes, entries
+that do not parse or are missing) is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import fcntl
 import os
 
 from pyetcd.config import ConfigError
+from pyetcd.etcd_wal_replay import replay_committed_tail
 from pyetcd.etcd_wal_tail import consistent_index, unapplied_entries
 from pyetcd.restore import add_member_arguments, build_data_dir, check_member_arguments
 from pyetcd.snapshot_file import contents_of_etcd_database, is_bbolt
@@ -21,7 +23,10 @@ from storage.etcdwal import read_wal
 
 
 class UnappliedWalError(ConfigError):
-    """The etcd member's WAL has committed changes its db file does not hold yet."""
+    """The etcd member's WAL has committed changes its db file does not hold, and pyetcd cannot replay them."""
+
+
+REPLAYABLE = frozenset({"put", "delete_range", "txn", "compaction", "lease_grant", "lease_revoke", "alarm"})
 
 
 def add_migrate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,11 +59,14 @@ def migrate(args: argparse.Namespace) -> None:
         raise ConfigError(f"{wal_dir}: no WAL directory (give --from-etcd-wal-dir if the member ran with --wal-dir)")
     wal = read_wal(wal_dir)
     missing = unapplied_entries(contents, wal)
-    if missing:
-        first = missing[0]
+    unreplayable = [entry for entry in missing if entry.what not in REPLAYABLE]
+    if unreplayable:
+        first = unreplayable[0]
         raise UnappliedWalError(
-            f"{wal_dir} holds {len(missing)} committed change(s) that {path} does not (the first at index "
-            f"{first.index}: {first.what}; the db's consistent index is {consistent_index(contents)}, the WAL's "
-            f"commit index {wal.hard_state.commit}): the etcd member did not stop cleanly. Start that etcd member "
-            "and stop it cleanly (SIGTERM), then migrate again")
+            f"{wal_dir} holds {len(unreplayable)} committed change(s) that {path} does not and pyetcd cannot "
+            f"replay (the first at index {first.index}: {first.what}; the db's consistent index is "
+            f"{consistent_index(contents)}, the WAL's commit index {wal.hard_state.commit}): the etcd member did "
+            "not stop cleanly. Start that etcd member and stop it cleanly (SIGTERM), then migrate again")
+    if missing:
+        contents = replay_committed_tail(contents, wal)
     build_data_dir(args, contents)
