@@ -18,7 +18,7 @@ import pytest
 from pyetcd.etcd_wal_tail import unapplied_entries
 from pyetcd.snapshot_file import contents_of_etcd_database
 from storage.etcdwal import WalCorruptError, read_wal
-from tests.helpers.servers import PYETCD_BINARY, ServerProcess, StartServer, free_port, pyetcd_built
+from tests.helpers.servers import PYETCD_BINARY, ServerProcess, StartServer, error_lines, free_port, pyetcd_built
 
 pytestmark = pytest.mark.skipif(not pyetcd_built(), reason="pyetcd's server is not built yet")
 
@@ -80,16 +80,20 @@ def stopped_etcd(start_server: StartServer) -> ServerProcess:
     return etcd
 
 
-def served_json(server: ServerProcess) -> tuple[int, list[object], list[object]]:
-    """The revision, every key with its revisions, version and lease, and the leases a member serves."""
+def served_json(server: ServerProcess) -> tuple[int, list[object], list[object], str]:
+    """The revision, every key with its revisions, version and lease, the leases a member serves, and its
+    answer for a compacted revision."""
     got = json.loads(server.etcdctl("get", "--prefix", "", "-w", "json").stdout)
     leases = json.loads(server.etcdctl("lease", "list", "-w", "json").stdout)["leases"] or []
-    return got["header"]["revision"], got["kvs"], sorted(lease["id"] for lease in leases)
+    compacted = error_lines(server.etcdctl("get", "k1", "--rev=3").stderr)[-1]
+    return got["header"]["revision"], got["kvs"], sorted(lease["id"] for lease in leases), compacted
 
 
 def crash_after_writes(etcd: ServerProcess) -> None:
-    """Acknowledged puts, a delete, a leased key and a revoked lease; then SIGKILL before the backend commits."""
+    """Acknowledged puts, a compaction, a delete, a leased key and a revoked lease; then SIGKILL before the
+    backend commits."""
     put_keys(etcd)
+    assert etcd.etcdctl("compact", "4").returncode == 0
     assert etcd.etcdctl("del", "k0").stdout.strip() == "1"
     kept = etcd.etcdctl("lease", "grant", "600").stdout.split()[1]
     assert etcd.etcdctl("put", "leased", "z", f"--lease={kept}").returncode == 0
@@ -118,6 +122,7 @@ def test_crashed_etcd_migrates_with_every_acknowledged_write(start_server: Start
 
     etcd.start()  # etcd replays the same WAL tail on restart
     assert migrated == served_json(etcd)
+    assert "compacted" in migrated[3]
     assert served_keys(etcd) == {k: v for k, v in KEYS.items() if k != "k0"} | {"leased": "z"}
     etcd.stop()  # stopped cleanly, the db holds everything: the migration needs no replay
     assert not unapplied_entries(contents_of_etcd_database((etcd.data_dir / "member" / "snap" / "db").read_bytes()),
@@ -125,7 +130,7 @@ def test_crashed_etcd_migrates_with_every_acknowledged_write(start_server: Start
     assert migrated_keys(etcd.data_dir, tmp_path / "clean.etcd") == served_keys_of(migrated)
 
 
-def served_keys_of(served: tuple[int, list[object], list[object]]) -> dict[str, str]:
+def served_keys_of(served: tuple[int, list[object], list[object], str]) -> dict[str, str]:
     return {base64.b64decode(kv["key"]).decode(): base64.b64decode(kv["value"]).decode()  # type: ignore[index]
             for kv in served[1]}
 
