@@ -330,7 +330,7 @@ class TreeIndex:
         if ki is None:
             return None
         packed = ki._get(at_rev)
-        return _unpack(packed) if packed else None
+        return Revision(packed >> _SUB_BITS, packed & _SUB_MASK) if packed else None
 
     def keys_in(self, key: bytes, end: bytes | None) -> Iterator[bytes]:
         """Keys in [key, end) in order; ``end`` None means just ``key``, empty means no upper bound."""
