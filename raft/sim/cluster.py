@@ -132,6 +132,17 @@ class Member:
     def live(self) -> bool:
         return self.node is not None
 
+    def begin_incarnation(self, node: RawNode) -> None:
+        """Run `node` as this member's new life: a (re)started server knows only what it persisted."""
+        self.node = node
+        self.incarnation += 1
+        self.crashed = False
+        self.crash_at = None
+        self.role = StateRole.FOLLOWER
+        self.leader_id = 0
+        self.hard_state, _ = self.storage.initial_state()
+        self.synced_hard_state = self.hard_state
+
     @property
     def term(self) -> int:
         return self.hard_state.term
@@ -224,16 +235,10 @@ class Cluster:
             random_seed=self.rng.getrandbits(32),
             logger=self._core_logger if self.trace.core_lines else None,
         )
-        m.node = RawNode(cfg, m.storage)
-        m.incarnation += 1
-        m.crashed = False
-        m.crash_at = None
-        m.role = StateRole.FOLLOWER
-        m.leader_id = 0
-        m.hard_state, _ = m.storage.initial_state()
-        m.synced_hard_state = m.hard_state
+        node = RawNode(cfg, m.storage)
+        m.begin_incarnation(node)
         if bootstrap:
-            m.node.bootstrap(bootstrap)
+            node.bootstrap(bootstrap)
 
     def crash(self, m: Member, point: CrashPoint = CrashPoint.NOW) -> None:
         """Crash `m` now, or arm a crash that strikes at `point` of its next Ready cycle."""

@@ -163,14 +163,7 @@ class DrivenCluster(Cluster):
         life = _Incarnation(driver, transport, log)
         self._incarnations[m.id] = life
         driver.add_leader_listener(lambda leader, term: self._on_leader(m, life, leader, term))
-        m.node = driver.core
-        m.incarnation += 1
-        m.crashed = False
-        m.crash_at = None
-        m.role = StateRole.FOLLOWER
-        m.leader_id = 0
-        m.hard_state, _ = m.storage.initial_state()
-        m.synced_hard_state = m.hard_state
+        m.begin_incarnation(driver.core)
         self._spawn(life, self._run(m, life, bootstrap))
 
     async def _run(self, m: Member, life: _Incarnation, bootstrap: list[ConfChange] | None) -> None:
