@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from raft.core import Ready
-from raft.sim import __main__ as cli
 from raft.sim.cluster import CrashPoint
 from raft.sim.driven import DrivenCluster
 from raft.sim.schedule import (
@@ -21,7 +20,6 @@ from raft.sim.schedule import (
     Read,
     RemoveLeader,
     Restart,
-    SimResult,
     TakeSnapshot,
     Tick,
     TransferLeader,
@@ -29,37 +27,7 @@ from raft.sim.schedule import (
     run_seed,
 )
 from raft.sim.trace import Trace
-from tests.raft.test_sim import forget_votes
-
-# CI runs these many seeded schedules against the real driver; `make sim` runs more.
-TOTAL_SEEDS = 100
-SEED_CHUNK = 25
-SEED_STEPS = 400
-
-
-def _failures_report(results: list[SimResult]) -> str:
-    return "\n".join(
-        f"seed {r.seed}: {r.violation}\n  replay: {cli.replay_command(r.seed, SEED_STEPS, 3, True, driver=True)}"
-        for r in results
-    )
-
-
-@pytest.mark.parametrize("start", range(0, TOTAL_SEEDS, SEED_CHUNK))
-def test_seeded_schedules_on_the_production_driver_break_no_raft_property(start: int) -> None:
-    results = [run_seed(seed, steps=SEED_STEPS, cluster_type=DrivenCluster)
-               for seed in range(start, start + SEED_CHUNK)]
-    failed = [r for r in results if not r.ok]
-    assert not failed, _failures_report(failed)
-    totals: dict[str, int] = {}
-    for r in results:
-        for key, value in r.stats.items():
-            totals[key] = totals.get(key, 0) + value
-    # The schedules reach the delicate paths, not just elections.
-    assert totals.get("conf changes applied: ADD_NODE", 0) > 0
-    assert totals.get("conf changes applied: REMOVE_NODE", 0) > 0
-    assert totals.get("snapshots installed", 0) > 0
-    assert totals.get("restarts", 0) > 0
-    assert totals.get("transfers", 0) > 0
+from tests.raft.test_sim import SEED_STEPS, failures_report, forget_votes
 
 
 def test_a_seed_on_the_production_driver_replays_exactly() -> None:
@@ -85,7 +53,7 @@ def test_simulator_catches_a_driver_that_advances_past_an_unapplied_conf_change(
 def test_five_member_schedules_on_the_production_driver_break_no_raft_property() -> None:
     results = [run_seed(seed, steps=SEED_STEPS, nodes=5, cluster_type=DrivenCluster) for seed in range(10)]
     failed = [r for r in results if not r.ok]
-    assert not failed, _failures_report(failed)
+    assert not failed, failures_report(failed, DrivenCluster)
 
 
 # -- scripted schedules, as the core-only simulator plays them -----------------------------------
