@@ -34,12 +34,22 @@ class ReadyHooks(Protocol):
 
 
 def holds_messages_until_applied(ready: Ready, role: StateRole) -> bool:
-    """Whether a member must apply this Ready's conf changes before any of its messages leave.
+    """Whether a follower or candidate sends this Ready's messages only once its conf changes are applied.
 
-    A follower or candidate that learns of a committed membership change sends nothing until
-    the change is applied: its next votes and acknowledgements must be counted against the
-    membership it implies (thesis §4.1; etcd's server waits at the same point). A leader
-    replicates first (thesis §10.2.1): its new configuration only counts once applied.
+    Kept to match etcd's server (etcdserver/raft.go waits here before sending), but no safety
+    property rests on it in this core. A follower's messages are replies and forwarded requests
+    built from its term, vote and log, never from its configuration (thesis §4.1: the
+    configuration decides whom a member counts and whether it may campaign). A candidate, whose
+    vote requests do name the voters, never has a conf change to hold for: it may not campaign
+    while one is committed and unapplied, and it commits nothing until it is a follower again.
+    So the hold changes when messages leave, not what they say, and no other member can tell it
+    from an application that applied at once. The dangers etcd's comment names (counting votes
+    against, or winning as sole voter of, a membership not yet switched to) need the core to act
+    on a stale configuration, and two other rules forbid that, each with a test that fails
+    without it: the core refuses to campaign while a committed conf change is unapplied
+    (`Raft._hup`; tests/raft/test_node_contract.py), and a conf change is applied before `advance`
+    (raft/node.py; the driven simulator's ready-contract check in tests/raft/test_sim_driven.py).
+    A leader replicates at once (thesis §10.2.1): its new configuration only counts once applied.
     """
     return role is not StateRole.LEADER and ready.commits_conf_change
 
