@@ -20,6 +20,7 @@ import os
 import socket
 import subprocess
 import sys
+import weakref
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
@@ -97,7 +98,8 @@ class ClientPortFront:
         self._listeners: list[socket.socket] = []
         self._control: socket.socket | None = None
         self._front: subprocess.Popen[bytes] | None = None
-        self._http_transports: set[asyncio.BaseTransport] = set()
+        self._http_transports: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
+        """Open HTTP/1.1 connections, closed by `stop`; a closed transport drops out on its own."""
 
     def bind(self, urls: Sequence[str]) -> None:
         """Bind every URL now, so a taken port fails start-up before anything is served."""
