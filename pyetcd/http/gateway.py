@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -101,6 +102,15 @@ MethodHandlers = Mapping[str, Mapping[str, Any]]
 """Service full name -> method name -> grpc.RpcMethodHandler, as the gRPC server has them."""
 
 
+def grpc_peer(family: int, peername: Any) -> str:
+    """A connection's remote end written as grpc-core's `context.peer()` writes it, by socket family."""
+    if family == socket.AF_INET6:
+        return f"ipv6:[{peername[0]}]:{peername[1]}"
+    if family == socket.AF_INET:
+        return f"ipv4:{peername[0]}:{peername[1]}"
+    return f"unix:{peername or ''}"
+
+
 class GatewayAbort(Exception):
     """What the servicer context raises on abort, carrying the call's status."""
 
@@ -122,7 +132,9 @@ class GatewayContext:
             ("authorization", value) for value in request.headers.getall("Authorization", []))
         self._code: grpc.StatusCode | None = None
         self._details = ""
-        self._peer = f"ipv4:{request.remote}"
+        transport = request.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        self._peer = grpc_peer(sock.family, transport.get_extra_info("peername")) if sock is not None else ""
 
     async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Any = None) -> None:
         self._code, self._details = code, details
