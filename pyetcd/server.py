@@ -274,7 +274,7 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
                    if front is not None and not (is_secure_url(url) and not self.client_tls.empty)]
         if front is not None and fronted:
             front.bind(tuple(fronted))
-            server.add_insecure_port(front.grpc_address)
+            front.listen_grpc(server)
         for url in self.config.listen_client_urls:
             if url in fronted:
                 continue

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import weakref
 from collections.abc import Callable, Sequence
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from pyetcd.errors import StartupError
@@ -32,6 +33,12 @@ FRONT_EXIT_TIMEOUT_S = 5.0
 _backend_names = itertools.count(1)
 
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
+
+
+class GrpcPortAdder(Protocol):
+    """The part of a gRPC server that adds a listening address (grpc.aio.Server has it)."""
+
+    def add_insecure_port(self, address: str) -> int: ...
 
 
 def private_grpc_address() -> tuple[str, str]:
@@ -109,6 +116,15 @@ class ClientPortFront:
         except StartupError:
             self._close_listeners()
             raise
+
+    def listen_grpc(self, server: GrpcPortAdder) -> None:
+        """Make grpc-core listen on the private address the front process relays gRPC connections to."""
+        try:
+            port = server.add_insecure_port(self.grpc_address)
+        except RuntimeError:  # grpcio raises where older releases returned 0
+            port = 0
+        if port == 0:
+            raise StartupError(f"listen unix @{self._grpc_socket_name.lstrip(chr(0))}: bind: address already in use")
 
     def start(self) -> None:
         control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)

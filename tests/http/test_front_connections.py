@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import socket
 
+import grpc
+import pytest
+
+from pyetcd.errors import StartupError
 from pyetcd.http.front import ClientPortFront
 
 CONNECTIONS = 50
@@ -50,3 +55,23 @@ def test_closed_http_connections_are_not_kept() -> None:
     served, kept = asyncio.run(_serve_many())
     assert served == CONNECTIONS
     assert kept == 0
+
+
+def test_taken_private_grpc_address_fails_startup() -> None:
+    front = ClientPortFront(None)
+    taken = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    taken.bind(front._grpc_socket_name)
+    taken.listen()
+
+    async def listen() -> None:
+        server = grpc.aio.server()
+        try:
+            front.listen_grpc(server)
+        finally:
+            await server.stop(None)
+
+    try:
+        with pytest.raises(StartupError, match="address already in use"):
+            asyncio.run(listen())
+    finally:
+        taken.close()
