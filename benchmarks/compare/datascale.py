@@ -229,15 +229,6 @@ def restart(member: Member) -> float:
             time.sleep(SERVING_POLL_S)
 
 
-def rss_bytes(pid: int, field: str = "VmRSS") -> int:
-    """The resident set right now: all of it (VmRSS), or its anonymous part (RssAnon: the heap, without
-    the mapped database file's pages, which are RssFile)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
 @dataclass
 class MemberState:
     """What is carried from one store's measurements to the next on the same member."""
@@ -263,7 +254,7 @@ class DataScaleBench:
             with contextlib.ExitStack() as stack:
                 stage_dir = base / store
                 targets = start_clusters(1, stage_dir, stack, self.log)
-                states = {target.kind: MemberState(rss_bytes(target.pids[0])) for target in targets}
+                states = {target.kind: MemberState(procstats.rss_bytes(target.pids[0])) for target in targets}
                 build = {target.kind: self.fill(target, store) for target in targets}
                 self.measure_store(store, index, targets, states, build)
                 for offset, next_store in enumerate(later, start=1):
@@ -294,7 +285,7 @@ class DataScaleBench:
         loaded, counts = {}, {}
         for target in targets:
             pid = target.pids[0]
-            loaded[target.kind] = rss_bytes(pid)
+            loaded[target.kind] = procstats.rss_bytes(pid)
             states[target.kind].peak_rss = procstats.peak_rss_bytes(pid)
             counts[target.kind] = census(target.endpoints[0])
             wanted = expected.get(target.kind, (self.plan.store_keys(store), self.plan.store_revisions(store)))
@@ -330,7 +321,8 @@ class DataScaleBench:
         restart_s = restart(member)
         figures = StoreFigures(store, target.kind, self.plan.store_keys(store), self.plan.store_revisions(store),
                                build_s, *counts, state.rss_empty, rss_loaded, state.peak_rss, size, defrag_s,
-                               size_after, restart_s, rss_bytes(member.pid), rss_bytes(member.pid, "RssAnon"))
+                               size_after, restart_s, procstats.rss_bytes(member.pid),
+                               procstats.rss_bytes(member.pid, "RssAnon"))
         self.log(f"{store}: {target.kind} RSS {rss_loaded / 2**20:,.0f} MiB (empty {state.rss_empty / 2**20:,.0f}), "
                  f"defrag {fmt_seconds(defrag_s)}s, restart {restart_s:.2f}s")
         state.peak_rss = 0  # the restarted process has its own high-water mark

@@ -1,4 +1,4 @@
-"""CPU seconds and peak RSS of a process, read from /proc, and the whole machine's busy time.
+"""CPU seconds and RSS of a process and its children, read from /proc, and the whole machine's busy time.
 
 The harness reads these around each measurement window so a run reports what each server
 and the load generator cost, and how much of the machine other work took meanwhile.
@@ -35,20 +35,35 @@ def _children(pid: int) -> list[int]:
     return [int(child) for child in text.split()]
 
 
+def rss_bytes(pid: int, field: str = "VmRSS") -> int:
+    """A /proc/PID/status size (VmRSS, RssAnon, VmHWM...) summed over the process and its live child
+    processes: pyetcd's client-port front is a child of the member and belongs to its cost."""
+    total = 0
+    with contextlib.suppress(OSError):  # exited meanwhile
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                total = int(line.split()[1]) * 1024
+                break
+    for child in _children(pid):
+        total += rss_bytes(child, field)
+    return total
+
+
 def peak_rss_bytes(pid: int) -> int:
-    """The resident set's high-water mark (VmHWM) since start or since the last reset."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    """The resident set's high-water mark (VmHWM) since start or since the last reset, summed over
+    the process and its children (each one's own peak, so an upper bound on the tree's peak)."""
+    return rss_bytes(pid, "VmHWM")
 
 
 def reset_peak_rss(pid: int) -> bool:
-    """Restart VmHWM from the current RSS (writing 5 to clear_refs); False where /proc forbids it."""
+    """Restart VmHWM from the current RSS (writing 5 to clear_refs) for the process and its children;
+    False where /proc forbids it."""
     try:
         Path(f"/proc/{pid}/clear_refs").write_text("5")
     except OSError:
         return False
+    for child in _children(pid):
+        reset_peak_rss(child)
     return True
 
 
