@@ -1,14 +1,22 @@
-"""The Go load generator, built once per session the way `make bench` builds it."""
+"""The Go load generator, built once per session the way `make bench` builds it, and the skip marker
+for the harness's end-to-end runs, which start both servers."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from benchmarks.compare.goloadgen import LOADGEN_BINARY
-from tests.helpers.servers import REPO
+from tests.helpers.servers import REPO, pyetcd_built
+
+NEEDS_BOTH_SERVERS = [
+    pytest.mark.skipif(not pyetcd_built(), reason="pyetcd's server is not built yet"),
+    pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd is not installed (make etcd-binaries)"),
+]
+"""Marks for a test that runs the harness against both etcd and pyetcd."""
 
 
 @pytest.fixture(scope="session")

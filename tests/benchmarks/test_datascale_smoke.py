@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,17 +18,12 @@ import pytest
 from benchmarks.compare.cli import parse_args
 from benchmarks.compare.datascale import STORES, WORKLOADS
 from benchmarks.compare.datascale_report import STORE_MEASURES
-from tests.helpers.servers import REPO, pyetcd_built
+from tests.benchmarks.conftest import NEEDS_BOTH_SERVERS
+from tests.helpers.servers import REPO
 
 KEYS = 1000
 HISTORY_REVISIONS = 10
 CLIENTS = 4
-
-needs_servers = [
-    pytest.mark.skipif(not pyetcd_built(), reason="pyetcd's server is not built yet"),
-    pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd is not installed (make etcd-binaries)"),
-]
-
 
 @pytest.fixture(scope="module")
 def datascale_run(tmp_path_factory: pytest.TempPathFactory, loadgen_binary: Path) -> Path:
@@ -56,7 +50,7 @@ def section(report: str, title: str) -> str:
 
 
 class TestDataScaleRun:
-    pytestmark = needs_servers
+    pytestmark = NEEDS_BOTH_SERVERS
 
     def test_every_store_gets_range_and_put_load_on_both_servers(self, datascale_run: Path) -> None:
         report = (datascale_run / "datascale.md").read_text()
