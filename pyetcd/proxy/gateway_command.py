@@ -245,7 +245,7 @@ def start_main(argv: list[str]) -> int:
 
 
 def gateway_main(argv: Sequence[str]) -> int:
-    """`pyetcd gateway ...`: the `start` subcommand, or the command group's help."""
+    """`pyetcd gateway ...`: the `start` subcommand, or the command group's help (for any other word too, as etcd)."""
     args = list(argv)
     if args[:1] == ["start"]:
         return start_main(args[1:])
@@ -254,8 +254,6 @@ def gateway_main(argv: Sequence[str]) -> int:
             break
         if arg.startswith("-"):
             return refuse_flags(FlagError(f"unknown flag: {arg.partition('=')[0]}"), GATEWAY_USAGE)
-        sys.stderr.write(f'Error: unknown command "{arg}" for "{PROGRAM} gateway"\n'
-                         f"Run '{PROGRAM} gateway --help' for usage.\n")
-        return 1
+        # Any other word (a mistyped subcommand too): cobra prints the group's help and exits 0.
     sys.stdout.write(GATEWAY_HELP)
     return 0

@@ -95,18 +95,16 @@ def _parse_bool(value: str) -> bool:
 
 
 def parse_start_flags(argv: list[str]) -> GatewayFlags:
-    """pflag's parse of `gateway start`'s arguments; positional arguments are refused (etcd ignores them)."""
+    """pflag's parse of `gateway start`'s arguments; positional arguments are ignored, as etcd ignores them."""
     flags = GatewayFlags()
     index = 0
     while index < len(argv):
         arg = argv[index]
         index += 1
         if arg == "--":
-            if index < len(argv):
-                raise FlagError(f'unknown command "{argv[index]}" for "{PROGRAM} gateway start"')
-            break
+            break  # everything after it is a positional argument
         if not arg.startswith("-") or arg == "-":
-            raise FlagError(f'unknown command "{arg}" for "{PROGRAM} gateway start"')
+            continue  # `gateway start` takes no arguments and etcd ignores any given
         if arg.startswith("--"):
             name, has_value, value = arg[2:].partition("=")
             if not name or name[0] in "-=":
