@@ -6,6 +6,8 @@ prints. Every process started here is stopped (SIGTERM, then SIGKILL) by its own
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import queue
 import shutil
@@ -18,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 PYETCD_BINARY = REPO / ".venv" / "bin" / "pyetcd"
@@ -72,6 +75,18 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.strip() and not line.startswith("{")]
 
 
+def stop_process(process: subprocess.Popen[Any], grace: float = 10.0) -> int:
+    """SIGTERM, then SIGKILL if it has not exited after `grace` seconds; returns the exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(grace)
+    return process.returncode
+
+
 @dataclass
 class ServerProcess:
     """One member started with etcd's flags: `binary` is "etcd" or "pyetcd"."""
@@ -86,15 +101,18 @@ class ServerProcess:
     flags_as_environment: bool = False  # pass the member's flags as ETCD_* variables instead
     extra_environment: dict[str, str] = field(default_factory=dict)
     working_dir: Path | None = None  # where relative paths (unix socket URLs) resolve; default: ours
+    client_scheme: str = "http"
+    peer_scheme: str = "http"
+    peer_host: str = HOST  # a unix socket URL names its file by host:port (etcd's rule), e.g. localhost:port
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
     def client_url(self) -> str:
-        return f"http://{HOST}:{self.client_port}"
+        return f"{self.client_scheme}://{HOST}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
-        return f"http://{HOST}:{self.peer_port}"
+        return f"{self.peer_scheme}://{self.peer_host}:{self.peer_port}"
 
     @property
     def endpoint(self) -> str:
@@ -165,17 +183,9 @@ class ServerProcess:
 
     def stop(self, grace: float = 10.0) -> int | None:
         """SIGTERM, then SIGKILL after `grace` seconds; returns the exit code."""
-        process = self.process
-        if process is None:
+        if self.process is None:
             return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(grace)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(grace)
-        return process.returncode
+        return stop_process(self.process, grace)
 
     def kill(self) -> int | None:
         """SIGKILL at once, as a crash would: nothing gets flushed or handed over."""
@@ -199,6 +209,43 @@ class ServerProcess:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+class JsonWatch:
+    """A watch over the JSON gateway (POST /v3/watch streamed by curl): one JSON object per response.
+
+    Unlike `etcdctl watch`, it shows the "created" response, so a test can put only once the watch exists.
+    """
+
+    def __init__(self, base_url: str, key: str, max_time: float = 20.0) -> None:
+        body = json.dumps({"create_request": {"key": base64.b64encode(key.encode()).decode()}})
+        self.process = subprocess.Popen(
+            ["curl", "-s", "-N", "-X", "POST", "-d", body, "-m", str(max_time), f"{base_url}/v3/watch"],
+            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+
+    def next_response(self) -> dict[str, Any]:
+        """The next response; curl's -m bounds the wait."""
+        assert self.process.stdout is not None
+        line = ""
+        while not line.strip():
+            line = self.process.stdout.readline()
+            assert line, "the watch stream ended"
+        response: dict[str, Any] = json.loads(line)
+        return response
+
+    def wait_created(self) -> dict[str, Any]:
+        response = self.next_response()
+        assert response["result"].get("created") is True, response
+        return response
+
+    def __enter__(self) -> JsonWatch:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        stop_process(self.process)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
 
 class EtcdctlWatch:

@@ -36,16 +36,7 @@ class TLSServerProcess(ServerProcess):
 
     client_scheme: str = "https"
     peer_scheme: str = "https"
-    peer_host: str = HOST  # a unix socket URL names its file by host:port (etcd's rule), e.g. localhost:port
     credentials: ClientCredentials = field(default_factory=ClientCredentials)
-
-    @property
-    def client_url(self) -> str:
-        return f"{self.client_scheme}://{HOST}:{self.client_port}"
-
-    @property
-    def peer_url(self) -> str:
-        return f"{self.peer_scheme}://{self.peer_host}:{self.peer_port}"
 
     @property
     def endpoint(self) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 import etcd3gw
 import pytest
 
-from tests.helpers.servers import HOST, ServerProcess, StartServer, pyetcd_built
+from tests.helpers.servers import HOST, JsonWatch, ServerProcess, StartServer, pyetcd_built
 
 pytestmark = pytest.mark.skipif(not pyetcd_built(), reason="pyetcd's server is not built yet")
 
@@ -91,24 +91,14 @@ def test_curl_requests_get_etcds_json_bodies_and_statuses(pair: dict[str, Server
 
 
 def test_watch_streams_json_lines(pair: dict[str, ServerProcess]) -> None:
-    done: dict[str, tuple[int, str]] = {}
-    watchers = [threading.Thread(target=lambda n=name, s=server: done.update(
-        {n: curl(s, "/v3/watch", json.dumps({"create_request": {"key": b64("/w/k")}}), max_time=4)}))
-        for name, server in pair.items()]
-    for watcher in watchers:
-        watcher.start()
-    threading.Event().wait(1.5)
-    for server in pair.values():
-        assert curl(server, "/v3/kv/put", json.dumps({"key": b64("/w/k"), "value": b64("v")}))[0] == 200
-    for watcher in watchers:
-        watcher.join()
-    lines = {}
-    for name, (status, text) in done.items():
-        assert status in (0, 200), (name, status)  # curl ends the stream itself (-m): status may be unknown
-        lines[name] = [masked(json.loads(line)) for line in text.splitlines() if line]
-    assert lines["pyetcd"] == lines["etcd"]
-    assert lines["etcd"][0]["result"]["created"] is True
-    assert lines["etcd"][1]["result"]["events"][0]["kv"]["value"] == b64("v")
+    responses = {}
+    for name, server in pair.items():
+        with JsonWatch(server.client_url, "/w/k") as watch:
+            created = watch.wait_created()  # the watch exists: a put now must reach it
+            assert curl(server, "/v3/kv/put", json.dumps({"key": b64("/w/k"), "value": b64("v")}))[0] == 200
+            responses[name] = [masked(created), masked(watch.next_response())]
+    assert responses["pyetcd"] == responses["etcd"]
+    assert responses["etcd"][1]["result"]["events"][0]["kv"]["value"] == b64("v")
 
 
 def etcd3gw_session(server: ServerProcess) -> dict[str, Any]:

@@ -6,6 +6,7 @@ round-robin order, the log lines and the exit on SIGTERM are compared between th
 
 from __future__ import annotations
 
+import base64
 import json
 import signal
 import socket
@@ -16,7 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.servers import HOST, EtcdctlWatch, ServerProcess, binary_path, free_port, pyetcd_built, run_etcdctl
+from tests.helpers.servers import (
+    HOST,
+    JsonWatch,
+    ServerProcess,
+    binary_path,
+    free_port,
+    pyetcd_built,
+    run_etcdctl,
+    stop_process,
+)
 
 pytestmark = pytest.mark.skipif(not pyetcd_built(), reason="pyetcd is not installed in .venv")
 
@@ -92,7 +102,11 @@ class GatewayProcess:
                 [binary_path(binary), "gateway", "start", f"--endpoints={','.join(endpoints)}",
                  f"--listen-addr={HOST}:{self.port}", "--retry-delay=1s"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        self.wait_for("ready to proxy client requests")
+        try:
+            self.wait_for("ready to proxy client requests")
+        except BaseException:
+            self.stop()
+            raise
 
     @property
     def endpoint(self) -> str:
@@ -120,14 +134,7 @@ class GatewayProcess:
         return result.stdout
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        return self.process.returncode
+        return stop_process(self.process)
 
 
 @pytest.fixture(scope="module")
@@ -173,11 +180,13 @@ def test_etcdctl_through_the_gateway_round_robin_skipping_a_dead_endpoint(
         assert backends["pyetcd"].etcdctl("get", key, "--print-value-only").stdout.strip() == "one"
 
         # A watch through the gateway (-> pyetcd) sees the put made on the member it was relayed to.
-        with EtcdctlWatch(gateway.endpoint, key) as watch:
-            time.sleep(0.5)
+        with JsonWatch(f"http://{gateway.endpoint}", key) as watch:
+            watch.wait_created()
             assert backends["etcd"].etcdctl("put", key, "on-etcd").returncode == 0
             assert backends["pyetcd"].etcdctl("put", key, "on-pyetcd").returncode == 0
-            assert watch.read_lines(3) == ["PUT", key, "on-pyetcd"]
+            events = watch.next_response()["result"]["events"]
+            assert [(base64.b64decode(e["kv"]["key"]).decode(), base64.b64decode(e["kv"]["value"]).decode())
+                    for e in events] == [(key, "on-pyetcd")]
 
         assert gateway.wait_for("failed to activate endpoint (stay inactive for another interval)") == {
             "level": "warn", "msg": "failed to activate endpoint (stay inactive for another interval)",

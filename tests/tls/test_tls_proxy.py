@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.servers import HOST, binary_path, free_port, run_etcdctl
+from tests.helpers.servers import HOST, binary_path, free_port, run_etcdctl, stop_process
 from tests.helpers.tlsservers import ClientCredentials, TLSServerProcess, tls_handshake
 from tests.tls.conftest import PKI
 
@@ -71,8 +71,7 @@ def running_proxy(command: list[str], log_dir: Path) -> Iterator[subprocess.Pope
         try:
             yield proxy
         finally:
-            proxy.terminate()
-            proxy.wait(10)
+            stop_process(proxy)
 
 
 def etcdctl_when_up(endpoint: str, flags: list[str], *args: str) -> subprocess.CompletedProcess[str]:
