@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING
 from pyetcd import __version__
 from pyetcd.config import ConfigError, FatalConfigError, FlagSyntaxError, ServerConfig, parse_server_args
 from pyetcd.logs import NOTICE, LogOutputError, setup_logging
+from pyetcd.process_run import exit_like_etcd, run_async
 from pyetcd.tlsconfig import CipherSuiteError, apply_cipher_suites
 
 if TYPE_CHECKING:  # the server is imported only when one is started, to keep --help and --version fast
@@ -25,6 +25,12 @@ log = logging.getLogger("pyetcd")
 
 GO_SIGNAL_NAMES = {signal.SIGTERM: "terminated", signal.SIGINT: "interrupt"}
 """How Go names the signals a member stops on, for etcd's "received ... signal" line."""
+
+
+def print_help() -> None:
+    from pyetcd.help import help_text
+
+    print(help_text(), end="")
 
 
 def print_version() -> None:
@@ -92,27 +98,6 @@ async def run_server(config: ServerConfig, make_server: Callable[[ServerConfig],
     if server.failed:
         return 1
     return -received[0] if received else 0
-
-
-def exit_like_etcd(status: int) -> int:
-    """The process's exit status; a member stopped by a signal (status -signum, as subprocess reports it)
-    ends as etcd's does (osutil.HandleInterrupts): killed by that same signal, or exit 0 as PID 1."""
-    if status >= 0:
-        return status
-    if os.getpid() == 1:
-        return 0
-    sys.stdout.flush()
-    sys.stderr.flush()
-    signal.signal(-status, signal.SIG_DFL)
-    os.kill(os.getpid(), -status)
-    return 128 - status  # not reached: the default action of SIGTERM and SIGINT ends the process
-
-
-def run_async(main: asyncio.Future[int] | object) -> int:
-    import uvloop
-
-    result: int = uvloop.run(main)  # type: ignore[arg-type]
-    return result
 
 
 def proxy_main(argv: Sequence[str]) -> int:
@@ -221,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return sim_main(args[1:])  # `pyetcd sim …` is `python -m raft.sim …`
     try:
-        config = parse_server_args(args, on_version=print_version, refuse_shadowed_env=True)
+        config = parse_server_args(args, on_version=print_version, on_help=print_help, refuse_shadowed_env=True)
     except ConfigError as err:
         return refuse_configuration(err)
     if config is None:

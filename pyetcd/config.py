@@ -687,13 +687,16 @@ def validate_cluster_flags(config: ServerConfig) -> None:
 
 def parse_server_args(argv: Sequence[str], environ: dict[str, str] | None = None,
                       on_version: Callable[[], None] | None = None, *,
+                      on_help: Callable[[], None] | None = None,
                       refuse_shadowed_env: bool = False) -> ServerConfig | None:
-    """Parse argv; returns None when --help or --version was handled."""
+    """Parse argv; returns None when --help or --version was handled (by `on_help` / `on_version`).
+
+    The help text is the caller's to print: pyetcd.help reads this module's flag table.
+    """
     args = build_flag_parser().parse_args(list(argv))
     if args.help:
-        from pyetcd.help import help_text
-
-        print(help_text(), end="")
+        if on_help is not None:
+            on_help()
         return None
     if args.version:
         if on_version is not None:

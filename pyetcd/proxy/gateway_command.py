@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from pyetcd.process_run import exit_like_etcd, run_async
 from pyetcd.proxy.gateway_flags import (
     GATEWAY_HELP,
     GATEWAY_USAGE,
@@ -237,8 +238,6 @@ def start_main(argv: list[str]) -> int:
         stream.write(str(refusal) + ("\n" if refusal.stderr else ""))
         stream.flush()
         return 1
-    from pyetcd.cli import exit_like_etcd, run_async
-
     number = run_async(serve_gateway(TCPGateway(remotes, monitor_interval=flags.retry_delay), listener))
     # etcd's gateway has no signal handler: it dies of the signal, and its parent sees exactly that.
     return exit_like_etcd(-number)
