@@ -17,8 +17,6 @@ class ServerCounters:
     """etcd_server_proposals_failed_total: proposals dropped (no leader) or timed out."""
     slow_applies: int = 0
     """etcd_server_slow_apply_total: applies slower than --experimental-warning-apply-duration."""
-    heartbeat_send_failures: int = 0
-    """etcd_server_heartbeat_send_failures_total: heartbeats the transport could not queue."""
 
     def on_leader_change(self, leader_id: int, term: int) -> None:
         if leader_id:

@@ -17,7 +17,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, generate_latest
 
 from pyetcd.http.gateway import JsonGateway
-from pyetcd.http.health import HealthSources, check_health
+from pyetcd.http.health import HealthCounts, HealthSources, check_health
 from pyetcd.http.raftview import RaftViewRoutes
 
 log = logging.getLogger("pyetcd.embed")
@@ -72,9 +72,10 @@ def version_handler(source: VersionSource) -> Callable[[web.Request], asyncio.Fu
     return handle  # type: ignore[return-value]
 
 
-def metrics_handler(registry: CollectorRegistry) -> Callable[[web.Request], asyncio.Future[web.StreamResponse]]:
+def metrics_handler(registry: CollectorRegistry,
+                    health: HealthCounts) -> Callable[[web.Request], asyncio.Future[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
-        response = web.Response(status=200, body=generate_latest(registry))
+        response = web.Response(status=200, body=generate_latest(registry) + health.exposition())
         response.headers["Content-Type"] = CONTENT_TYPE_PLAIN_0_0_4  # what etcd 3.4 and Prometheus 2 speak
         return response
 
@@ -173,7 +174,7 @@ def client_url_app(health: HealthSources, version: VersionSource, registry: Coll
         raft_view.add_routes(app)
     app.router.add_route("*", "/health", health_handler(health))
     app.router.add_route("*", "/version", version_handler(version))
-    app.router.add_route("*", "/metrics", metrics_handler(registry))
+    app.router.add_route("*", "/metrics", metrics_handler(registry, health.counts))
     app.router.add_route("*", "/{tail:.*}", not_found)
     return app
 
@@ -185,6 +186,6 @@ def metrics_url_app(health: HealthSources, registry: CollectorRegistry,
     if raft_view is not None:
         raft_view.add_routes(app)
     app.router.add_route("*", "/health", health_handler(health))
-    app.router.add_route("*", "/metrics", metrics_handler(registry))
+    app.router.add_route("*", "/metrics", metrics_handler(registry, health.counts))
     app.router.add_route("*", "/{tail:.*}", not_found)
     return app

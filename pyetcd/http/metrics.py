@@ -115,10 +115,6 @@ class EtcdCollector(Collector):
         yield GaugeMetricFamily("etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes.",
                                 value=m.quota_backend_bytes())
         yield CounterMetricFamily(
-            "etcd_server_heartbeat_send_failures",
-            "The total number of leader heartbeat send failures (likely overloaded from slow disk).",
-            value=counters.heartbeat_send_failures)
-        yield CounterMetricFamily(
             "etcd_server_slow_apply",
             "The total number of slow apply requests (likely overloaded from slow disk).",
             value=counters.slow_applies)

@@ -22,7 +22,8 @@ LISTED = (
     "etcd_server_has_leader", "etcd_server_is_leader", "etcd_server_leader_changes_seen",
     "etcd_server_proposals_committed_total", "etcd_server_proposals_applied_total", "etcd_server_proposals_pending",
     "etcd_server_proposals_failed", "etcd_server_id", "etcd_server_version", "etcd_server_quota_backend_bytes",
-    "etcd_server_heartbeat_send_failures", "etcd_server_slow_apply", "etcd_mvcc_db_total_size_in_bytes",
+    "etcd_server_health_success", "etcd_server_health_failures", "etcd_server_slow_apply",
+    "etcd_mvcc_db_total_size_in_bytes",
     "etcd_mvcc_db_total_size_in_use_in_bytes", "etcd_mvcc_put", "etcd_mvcc_delete", "etcd_mvcc_range",
     "etcd_mvcc_txn", "etcd_debugging_mvcc_keys_total", "etcd_debugging_mvcc_watcher_total",
     "etcd_disk_wal_fsync_duration_seconds", "etcd_disk_backend_commit_duration_seconds",
@@ -89,6 +90,7 @@ def test_counters_move_with_the_work_they_count(pair: dict[str, ServerProcess]) 
     for server in pair.values():
         before = families(f"{server.client_url}/metrics")
         work(server)
+        assert http_get(f"{server.client_url}/health").status == 200
         after = families(f"{server.client_url}/metrics")
 
         def moved(family: str, suffix: str = "_total", before: dict[str, Metric] = before,
@@ -110,6 +112,8 @@ def test_counters_move_with_the_work_they_count(pair: dict[str, ServerProcess]) 
         assert moved("etcd_disk_backend_commit_duration_seconds", "_count") >= 1, server.binary
         assert moved("etcd_server_proposals_committed_total", "") >= 3, server.binary
         assert moved("etcd_server_proposals_applied_total", "") >= 3, server.binary
+        assert moved("etcd_server_health_success") == 1, server.binary
+        assert moved("etcd_server_health_failures") == 0, server.binary
 
 
 @pytest.mark.parametrize("binary", ["etcd", "pyetcd"])
