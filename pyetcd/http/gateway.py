@@ -134,7 +134,8 @@ class GatewayContext:
         self._details = ""
         transport = request.transport
         sock = transport.get_extra_info("socket") if transport is not None else None
-        self._peer = grpc_peer(sock.family, transport.get_extra_info("peername")) if sock is not None else ""
+        peername = transport.get_extra_info("peername") if transport is not None else None
+        self._peer = grpc_peer(sock.family, peername) if sock is not None else ""
 
     async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Any = None) -> None:
         self._code, self._details = code, details
