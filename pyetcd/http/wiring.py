@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
+from urllib.parse import urlsplit
 
 from pyetcd.api.register import client_method_handlers
+from pyetcd.errors import StartupError
 from pyetcd.http.app import AccessRules, HttpSide, VersionSource, client_url_app, metrics_url_app
 from pyetcd.http.front import ClientPortFront, bind_url
 from pyetcd.http.gateway import JsonGateway
@@ -15,6 +18,7 @@ from pyetcd.http.metrics import MemberView, member_metrics
 from pyetcd.http.raftview import RaftViewRoutes
 from pyetcd.maintenance import SERVER_VERSION
 from pyetcd.server import CLUSTER_VERSION, EtcdServer
+from pyetcd.tlsconfig import TLSInfo
 
 log = logging.getLogger("pyetcd.embed")
 
@@ -33,6 +37,32 @@ def member_view(server: EtcdServer) -> MemberView:
         quota_backend_bytes=lambda: server.config.quota_backend_bytes, db_size=lambda: server.store.db_size(),
         db_size_in_use=lambda: server.store.db_size_in_use(), live_keys=lambda: server.store.live_key_count(),
         watchers=lambda: server.store.watcher_count(), counters=server.counters, mvcc=lambda: server.store.counters)
+
+
+def metrics_tls_context(url: str, client_tls: TLSInfo, cipher_suites: tuple[str, ...]) -> ssl.SSLContext | None:
+    """The TLS server context for a metrics URL: None for http://, the client TLS settings for https://.
+
+    Like etcd, an https:// metrics URL without --cert-file/--key-file (or --auto-tls) cannot start.
+    The checks pyetcd makes on gRPC connections only (CRL, allowed CN or hostname) and --cipher-suites
+    are refused here rather than silently skipped on this port.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "unixs"):
+        return None
+    if client_tls.empty:
+        raise StartupError(f"cannot listen on TLS for {parts.netloc}: KeyFile and CertFile are not presented")
+    if client_tls.checks_certificates or cipher_suites:
+        raise StartupError(f"--listen-metrics-urls {url}: pyetcd serves TLS metrics URLs without "
+                           "--client-crl-file, --cert-allowed-cn, --cert-allowed-hostname and --cipher-suites; "
+                           "use an http:// metrics URL or leave those flags out")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2  # etcd's transport.TLSInfo minimum
+    context.load_cert_chain(client_tls.cert_file, client_tls.key_file)
+    if client_tls.requires_client_certificate:
+        context.verify_mode = ssl.CERT_REQUIRED
+        if client_tls.trusted_ca_file:
+            context.load_verify_locations(client_tls.trusted_ca_file)
+    return context
 
 
 class HttpWiring:
@@ -60,11 +90,14 @@ class HttpWiring:
         self._server.client_front = ClientPortFront(self._client_side.protocol)
 
     async def serve_metrics_urls(self) -> None:
-        """Listen on --listen-metrics-urls (after the member serves clients, as etcd does)."""
+        """Listen on --listen-metrics-urls (after the member serves clients, as etcd does); an https one
+        with the client TLS settings, as etcd's serveMetrics does."""
         loop = asyncio.get_running_loop()
         for url in self._server.config.listen_metrics_urls:
+            tls = metrics_tls_context(url, self._server.client_tls, self._server.config.cipher_suites)
             for sock in bind_url(url):
-                self._metrics_servers.append(await loop.create_server(self._metrics_side.protocol, sock=sock))
+                self._metrics_servers.append(await loop.create_server(self._metrics_side.protocol, sock=sock,
+                                                                      ssl=tls))
             log.info("serving metrics/health on %s", url)
 
     async def stop(self) -> None:
