@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from etcdpb.etcdserverpb import raft_internal_pb2, rpc_pb2
-from pyetcd import errors
+from pyetcd import apply_kv, errors
 from pyetcd.membership import (
     MEMBERS_BUCKET,
     REMOVED_BUCKET,
@@ -144,15 +144,15 @@ class Applier:
     def _dispatch(self, w: Any, request: Any, batch: AppliedBatch) -> Any:
         if request.HasField("put"):
             self._refuse_when_no_space()
-            return w.put(request.put)
+            return apply_kv.batch_put(w, request.put)
         if request.HasField("delete_range"):
-            return w.delete_range(request.delete_range)
+            return apply_kv.batch_delete_range(w, request.delete_range)
         if request.HasField("txn"):
-            if txn_writes(request.txn):
+            if not apply_kv.is_txn_read_only(request.txn):
                 self._refuse_when_no_space()
-            return w.txn(request.txn)
+            return apply_kv.batch_txn(w, request.txn)
         if request.HasField("range"):
-            return w.range(request.range)
+            return apply_kv.batch_range(w, request.range)
         if request.HasField("compaction"):
             w.compact(request.compaction.revision)
             return rpc_pb2.CompactionResponse()
@@ -275,13 +275,3 @@ class Applier:
                 raise errors.ErrPeerURLExist
         return member, promote
 
-
-def txn_writes(txn: Any) -> bool:
-    """Whether a txn could write in either branch (a read-only txn is allowed under NOSPACE)."""
-    for op in list(txn.success) + list(txn.failure):
-        kind = op.WhichOneof("request")
-        if kind in ("request_put", "request_delete_range"):
-            return True
-        if kind == "request_txn" and txn_writes(op.request_txn):
-            return True
-    return False

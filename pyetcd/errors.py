@@ -204,9 +204,6 @@ _STORAGE_ERRORS: dict[str, EtcdError] = {
     "FutureRevisionError": ErrGRPCFutureRev,
     "LeaseNotFoundError": ErrGRPCLeaseNotFound,
     "LeaseExistsError": ErrGRPCLeaseExist,
-    "KeyNotFoundError": ErrGRPCKeyNotFound,
-    "ValueProvidedError": ErrGRPCValueProvided,
-    "LeaseProvidedError": ErrGRPCLeaseProvided,
     "QuotaExceededError": ErrGRPCNoSpace,
 }
 _RAFT_ERRORS: dict[str, EtcdError] = {

@@ -20,7 +20,8 @@ import grpc
 from etcdpb.etcdserverpb import raft_internal_pb2, rpc_pb2
 from etcdpb.serverpb import peer_pb2, peer_pb2_grpc
 from pyetcd import errors, etcd_lines
-from pyetcd.apply import Applier, ApplyOutcome, MembershipChanges, encode_conf_change_context, txn_writes
+from pyetcd.apply import Applier, ApplyOutcome, MembershipChanges, encode_conf_change_context
+from pyetcd.apply_kv import is_txn_read_only, is_txn_serializable, read_range, read_txn
 from pyetcd.certchecks import server_interceptors
 from pyetcd.compactor import new_compactor
 from pyetcd.config import ServerConfig, configured_member_id, host_port
@@ -458,7 +459,7 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
     async def range(self, req: Any) -> Any:
         if not req.serializable:
             await self.linearizable_barrier()
-        response = self.store.range(req)
+        response = read_range(self.store, req)
         response.header.CopyFrom(self.header())
         return response
 
@@ -474,14 +475,11 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
         return self._with_header(await self._propose_and_wait(request))
 
     async def txn(self, req: Any) -> Any:
-        if _txn_is_read_only(req):
-            # A txn that cannot write is a read: ReadIndex (unless all serializable), then evaluate locally.
-            if not _txn_all_serializable(req):
+        if is_txn_read_only(req):
+            # A txn that cannot write is a read: ReadIndex (unless all serializable), then a read view.
+            if not is_txn_serializable(req):
                 await self.linearizable_barrier()
-            with self.store.write(consistent_index=self.store.consistent_index,
-                                  consistent_term=self.store.consistent_term) as w:
-                response = w.txn(req)
-            return self._with_header(response)
+            return self._with_header(read_txn(self.store, req))
         request = raft_internal_pb2.InternalRaftRequest()
         request.txn.CopyFrom(req)
         return self._with_header(await self._propose_and_wait(request))
@@ -586,17 +584,6 @@ def _warn_plain_urls(urls: tuple[str, ...], tls: TLSInfo, side: str, auth_flag: 
         if tls.client_cert_auth:
             tls_log.warning("The scheme of %s url %s is HTTP while client cert auth (%s) is enabled. "
                         "Ignored client cert auth for this url.", side, url, auth_flag)
-
-
-def _txn_is_read_only(req: Any) -> bool:
-    return not txn_writes(req)
-
-
-def _txn_all_serializable(req: Any) -> bool:
-    ops = list(req.success) + list(req.failure)
-    return bool(ops) and all(op.WhichOneof("request") == "request_range" and op.request_range.serializable
-                             for op in ops)
-
 
 
 __all__ = ["SERVER_VERSION", "EtcdServer", "Identity"]

@@ -39,27 +39,6 @@ class LeaseExistsError(MvccError):
         self.lease_id = lease_id
 
 
-class KeyNotFoundError(MvccError):
-    """A put with ignore_value or ignore_lease found no previous key (etcd's ErrKeyNotFound)."""
-
-    def __init__(self) -> None:
-        super().__init__("etcdserver: key not found")
-
-
-class ValueProvidedError(MvccError):
-    """A put asked to keep the old value but also carried a new one (etcd's ErrGRPCValueProvided)."""
-
-    def __init__(self) -> None:
-        super().__init__("etcdserver: value is provided")
-
-
-class LeaseProvidedError(MvccError):
-    """A put asked to keep the old lease but also named one (etcd's ErrGRPCLeaseProvided)."""
-
-    def __init__(self) -> None:
-        super().__init__("etcdserver: lease is provided")
-
-
 class QuotaExceededError(MvccError):
     """The write would grow the store beyond its quota; nothing of it was applied (etcd's ErrNoSpace)."""
 

@@ -30,7 +30,6 @@ from typing import Any, TypeVar
 
 import lmdb
 
-from etcdpb.etcdserverpb import rpc_pb2
 from etcdpb.mvccpb import kv_pb2
 from storage.mvcc import backend as be
 from storage.mvcc.backend import Backend
@@ -43,15 +42,7 @@ from storage.mvcc.errors import (
     StoreClosedError,
 )
 from storage.mvcc.index import TreeIndex, Undo
-from storage.mvcc.kvstore_txn import KvReader, KvState, LeaseKeys, MvccCounters, TxnWrite
-from storage.mvcc.requests import (
-    apply_delete_range,
-    apply_put,
-    apply_range,
-    apply_txn,
-    is_txn_readonly,
-    range_end_of,
-)
+from storage.mvcc.kvstore_txn import KvState, LeaseKeys, MvccCounters, TxnRead, TxnWrite, range_end_of
 from storage.mvcc.revision import Revision, bytes_to_rev, is_tombstone, rev_to_bytes
 from storage.mvcc.swapgate import SwapGate
 from storage.mvcc.watchable import HistoryChunk, KeyRange, Watcher, WatcherHub
@@ -171,22 +162,17 @@ class MvccStore:
                 txn.abort()
 
     # --- reads ---
-    def range(self, req: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
-        """etcd's Range on the committed state; the response header is left for the server to fill."""
+    @contextmanager
+    def read(self) -> Iterator[TxnRead]:
+        """A read transaction on the committed state (etcd's kv.Read): keys, revisions and leases at the
+        current revision, consistent for as long as the ``with`` block lasts."""
         with self._read_txn() as txn:
-            return apply_range(KvReader(self._state, txn, self._current_rev, self._compact_rev), req)
-
-    def txn_read(self, req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
-        """A read-only Txn on the committed state (serializable reads need no Raft round)."""
-        if not is_txn_readonly(req):
-            raise ValueError("txn_read takes only read-only txns")
-        with self._read_txn() as txn, self._state.counters.txn():
-            return apply_txn(TxnWrite(self._state, txn, self._current_rev, self._compact_rev, []), req)
+            yield TxnRead(self._state, txn, self._current_rev, self._compact_rev)
 
     def kv_at(self, key: bytes, rev: int) -> kv_pb2.KeyValue | None:
         """``key`` as it was at revision ``rev``, or None (absent, compacted away, or in the future)."""
         with self._read_txn() as txn:
-            view = KvReader(self._state, txn, self._current_rev, self._compact_rev)
+            view = TxnRead(self._state, txn, self._current_rev, self._compact_rev)
             if rev < max(view.first_rev, 1) or rev > view.rev:
                 return None
             found = self._state.index.get(key, rev)
@@ -590,8 +576,11 @@ class WriteBatch:
         if self._txn is None:
             raise RuntimeError("the write batch is not open (use it in a with block)")
 
-    def _apply(self, fn: Callable[[TxnWrite], T], *, quota: bool) -> T:
-        """Run ``fn`` as one etcd write transaction, all or nothing."""
+    def write_txn(self, fn: Callable[[TxnWrite], T], *, check_quota: bool) -> T:
+        """Run ``fn`` as one etcd write transaction (etcd's kv.Write), all or nothing.
+
+        With ``check_quota``, a transaction that leaves more than the quota in use is undone and refused.
+        """
         self._check_active()
         store = self._store
         backend = store._state.backend
@@ -601,7 +590,7 @@ class WriteBatch:
         try:
             with store._mu:
                 result = fn(tw)
-            if quota:
+            if check_quota:
                 in_use = backend.in_use_bytes(child)
                 if in_use > store.quota_bytes:
                     raise QuotaExceededError(store.quota_bytes, in_use)
@@ -620,30 +609,33 @@ class WriteBatch:
             self._events.append((tw.rev, tw.events))
         return result
 
-    def put(self, req: rpc_pb2.PutRequest) -> rpc_pb2.PutResponse:
-        return self._apply(lambda tw: apply_put(tw, req), quota=True)
+    @property
+    def counters(self) -> MvccCounters:
+        """The store's operation counts (a txn of several operations counts once more, as etcd's)."""
+        return self._store._state.counters
 
-    def delete_range(self, req: rpc_pb2.DeleteRangeRequest) -> rpc_pb2.DeleteRangeResponse:
-        return self._apply(lambda tw: apply_delete_range(tw, req), quota=False)
-
-    def txn(self, req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
-        with self._store._state.counters.txn():
-            return self._apply(lambda tw: apply_txn(tw, req), quota=not is_txn_readonly(req))
-
-    def range(self, req: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
-        """etcd's Range as this batch has left the store (header left unset)."""
+    @contextmanager
+    def read(self) -> Iterator[TxnRead]:
+        """A read transaction on the store as this batch has left it so far."""
         self._check_active()
         store = self._store
-        view = KvReader(store._state, self._txn, self._rev, self._compact_rev)
         with store._mu:
-            return apply_range(view, req)
+            yield TxnRead(store._state, self._txn, self._rev, self._compact_rev)
+
+    def put(self, key: bytes, value: bytes, lease_id: int = 0) -> int:
+        """Store a new version of ``key`` in a write transaction of its own; returns its revision."""
+        return self.write_txn(lambda tw: tw.put(key, value, lease_id), check_quota=True)
+
+    def delete_range(self, key: bytes, end: bytes | None) -> int:
+        """Delete the live keys in [key, end) (``end`` None: the key alone); returns how many."""
+        return self.write_txn(lambda tw: tw.delete_range(key, end), check_quota=False)
 
     def lease_grant(self, lease_id: int, ttl: int) -> None:
-        self._apply(lambda tw: tw.grant_lease(lease_id, ttl), quota=True)
+        self.write_txn(lambda tw: tw.grant_lease(lease_id, ttl), check_quota=True)
 
     def lease_revoke(self, lease_id: int) -> None:
         """Forget the lease and delete every key attached to it, all at one new revision."""
-        self._apply(lambda tw: tw.revoke_lease(lease_id), quota=False)
+        self.write_txn(lambda tw: tw.revoke_lease(lease_id), check_quota=False)
 
     def compact(self, revision: int) -> None:
         """Drop history below ``revision``: what each key was at ``revision`` stays, deleted keys go."""

@@ -1,7 +1,8 @@
 """Reads and writes of one etcd transaction over the key index and LMDB (etcd's mvcc/kvstore_txn.go).
 
-A ``TxnWrite`` is one etcd write transaction: every change in it shares main revision ``begin_rev + 1`` and
-takes the next sub revision. A transaction that changes nothing leaves the revision where it was.
+A ``TxnRead`` reads keys, revisions and leases at one revision. A ``TxnWrite`` is one etcd write transaction:
+every change in it shares main revision ``begin_rev + 1`` and takes the next sub revision. A transaction that
+changes nothing leaves the revision where it was.
 """
 
 from __future__ import annotations
@@ -19,6 +20,15 @@ from storage.mvcc.revision import Revision, rev_to_bytes
 
 KeyValue = kv_pb2.KeyValue
 Event = kv_pb2.Event
+
+
+def range_end_of(range_end: bytes) -> bytes | None:
+    """A range_end as the index takes it: empty: the key alone (None); b"\\0": no bound (b"")."""
+    if not range_end:
+        return None
+    if range_end == b"\x00":
+        return b""
+    return range_end
 
 
 @dataclass(slots=True)
@@ -91,7 +101,7 @@ class KvState:
     counters: MvccCounters = field(default_factory=MvccCounters)
 
 
-class KvReader:
+class TxnRead:
     """Reads at or below revision ``rev`` through one LMDB transaction."""
 
     def __init__(self, state: KvState, txn: Any, rev: int, compact_rev: int) -> None:
@@ -134,7 +144,7 @@ class KvReader:
         return self._txn.get(encode_lease_id(lease_id), db=self._state.backend.lease_db) is not None
 
 
-class TxnWrite(KvReader):
+class TxnWrite(TxnRead):
     """One etcd write transaction; its reads see its own writes."""
 
     def __init__(

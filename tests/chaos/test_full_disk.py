@@ -26,6 +26,7 @@ import lmdb
 import pytest
 
 from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from pyetcd import apply_kv
 from pyetcd.diskspace import DiskSpaceGuard, free_bytes, reserve_bytes
 from pyetcd.ids import member_id
 from raft.core import Entry, HardState
@@ -264,7 +265,7 @@ def test_a_store_commit_meeting_a_full_disk_leaves_the_store_as_it_was(tiny_disk
     with pytest.raises(lmdb.Error) as full:
         for index in range(1, 1000):
             with store.write(consistent_index=index, consistent_term=1) as batch:
-                batch.put(rpc_pb2.PutRequest(key=b"k%04d" % index, value=b"v" * 50_000))
+                apply_kv.batch_put(batch, rpc_pb2.PutRequest(key=b"k%04d" % index, value=b"v" * 50_000))
             committed = index
     # LMDB reports the short page write as EIO, not ENOSPC.
     assert "Input/output error" in str(full.value) or "No space left" in str(full.value)
@@ -274,7 +275,7 @@ def test_a_store_commit_meeting_a_full_disk_leaves_the_store_as_it_was(tiny_disk
     store.close()
     reopened = MvccStore(tiny_disk / "db", sync_commits=False)
     assert reopened.consistent_index == committed
-    count = reopened.range(rpc_pb2.RangeRequest(key=b"k", range_end=b"l", count_only=True)).count
+    count = apply_kv.read_range(reopened, rpc_pb2.RangeRequest(key=b"k", range_end=b"l", count_only=True)).count
     assert count == committed
     reopened.close()
 

@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 
 from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
-from pyetcd import errors
+from pyetcd import apply_kv, errors
 from pyetcd.api.register import add_services, grpc_server_options
 from pyetcd.lease import Lessor
 from pyetcd.membership import Member, Membership
@@ -65,19 +65,19 @@ class FakeEtcd:
         return self.store.write(next(self._index))
 
     async def range(self, req: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
-        return self.store.range(req)
+        return apply_kv.read_range(self.store, req)
 
     async def put(self, req: rpc_pb2.PutRequest) -> rpc_pb2.PutResponse:
         with self._write() as batch:
-            return batch.put(req)
+            return apply_kv.batch_put(batch, req)
 
     async def delete_range(self, req: rpc_pb2.DeleteRangeRequest) -> rpc_pb2.DeleteRangeResponse:
         with self._write() as batch:
-            return batch.delete_range(req)
+            return apply_kv.batch_delete_range(batch, req)
 
     async def txn(self, req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
         with self._write() as batch:
-            return batch.txn(req)
+            return apply_kv.batch_txn(batch, req)
 
     async def compact(self, req: rpc_pb2.CompactionRequest) -> rpc_pb2.CompactionResponse:
         with self._write() as batch:

@@ -10,7 +10,6 @@ from raft.core import ProposalDropped
 from storage.mvcc import (
     CompactedError,
     FutureRevisionError,
-    KeyNotFoundError,
     LeaseExistsError,
     LeaseNotFoundError,
     QuotaExceededError,
@@ -46,7 +45,6 @@ def test_client_side_names_are_the_same_errors() -> None:
     (FutureRevisionError(9), errors.ErrGRPCFutureRev),
     (LeaseNotFoundError(3), errors.ErrGRPCLeaseNotFound),
     (LeaseExistsError(3), errors.ErrGRPCLeaseExist),
-    (KeyNotFoundError(), errors.ErrGRPCKeyNotFound),
     (QuotaExceededError(10, 20), errors.ErrGRPCNoSpace),
     (ProposalDropped(), errors.ErrGRPCNoLeader),
     (errors.NotPrimaryError(), errors.ErrGRPCNotLeader),

@@ -1,5 +1,6 @@
-"""The store answers like real etcd 3.4: the same requests, sent to an etcd process and to an MvccStore, give
-the same responses, the same errors and the same HashKV numbers."""
+"""The store and the KV applier answer like real etcd 3.4: the same requests, sent to an etcd process and applied
+to an MvccStore (after the gRPC layer's checks), give the same responses, the same errors and the same HashKV
+numbers."""
 
 from __future__ import annotations
 
@@ -14,14 +15,14 @@ import pytest
 from google.protobuf.message import Message
 
 from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from pyetcd import apply_kv, errors
+from pyetcd.api.kv import check_put_request, check_txn_request
 from storage.mvcc import (
     CompactedError,
     FutureRevisionError,
-    KeyNotFoundError,
     LeaseNotFoundError,
     MvccError,
     MvccStore,
-    ValueProvidedError,
 )
 
 pytestmark = pytest.mark.skipif(shutil.which("etcd") is None, reason="needs the etcd 3.4 binary")
@@ -35,9 +36,7 @@ KEYS = [b"a", b"ab", b"b", b"c", b"d/1", b"d/2"]
 ERRORS: dict[type[MvccError], str] = {
     CompactedError: "etcdserver: mvcc: required revision has been compacted",
     FutureRevisionError: "etcdserver: mvcc: required revision is a future revision",
-    KeyNotFoundError: "etcdserver: key not found",
     LeaseNotFoundError: "etcdserver: requested lease not found",
-    ValueProvidedError: "etcdserver: value is provided",
 }
 
 
@@ -186,6 +185,18 @@ def store_call(fn: Callable[[], Message]) -> Message | str:
         return fn()
     except MvccError as e:
         return ERRORS.get(type(e), repr(e))
+    except errors.EtcdError as e:
+        return e.message
+
+
+def checked_put(batch: Any, put: rpc_pb2.PutRequest) -> rpc_pb2.PutResponse:
+    check_put_request(put)
+    return apply_kv.batch_put(batch, put)
+
+
+def checked_txn(batch: Any, txn: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
+    check_txn_request(txn, max_txn_ops=128)
+    return apply_kv.batch_txn(batch, txn)
 
 
 class Step:
@@ -215,20 +226,20 @@ class Step:
         choice = rng.random()
         if choice < 0.3:
             put = ops.put()
-            return self.write(lambda b: b.put(put)), etcd_call(lambda: etcd.kv.Put(put)), put
+            return self.write(lambda b: checked_put(b, put)), etcd_call(lambda: etcd.kv.Put(put)), put
         if choice < 0.45:
             delete = ops.delete()
-            ours = self.write(lambda b: b.delete_range(delete))
+            ours = self.write(lambda b: apply_kv.batch_delete_range(b, delete))
             return ours, etcd_call(lambda: etcd.kv.DeleteRange(delete)), delete
         if choice < 0.7:
             txn = ops.txn(current)
-            return self.write(lambda b: b.txn(txn)), etcd_call(lambda: etcd.kv.Txn(txn)), txn
+            return self.write(lambda b: checked_txn(b, txn)), etcd_call(lambda: etcd.kv.Txn(txn)), txn
         if choice < 0.88:
             req = ops.range(current)
             theirs = etcd_call(lambda: etcd.kv.Range(req))
             if isinstance(theirs, Message):
                 theirs.ClearField("header")
-            return store_call(lambda: store.range(req)), theirs, req
+            return store_call(lambda: apply_kv.read_range(store, req)), theirs, req
         if choice < 0.93:
             compact = rpc_pb2.CompactionRequest(
                 revision=rng.randint(max(store.compact_revision, 1), current), physical=True

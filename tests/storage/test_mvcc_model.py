@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from etcdpb.etcdserverpb import rpc_pb2
+from pyetcd import apply_kv
 from storage.mvcc import CompactedError, FutureRevisionError, MvccStore
 
 KEYS = [b"a", b"a/1", b"a/2", b"b", b"c"]
@@ -127,7 +128,7 @@ class MvccMachine(RuleBasedStateMachine):
     @rule(key=keys, value=values)
     def put(self, key: bytes, value: bytes) -> None:
         with self.batch() as b:  # type: ignore[attr-defined]
-            resp = b.put(rpc_pb2.PutRequest(key=key, value=value))
+            resp = apply_kv.batch_put(b, rpc_pb2.PutRequest(key=key, value=value))
         self.model.txn([("put", key, value, b"")])
         assert resp.header.revision == self.model.revision
 
@@ -135,7 +136,7 @@ class MvccMachine(RuleBasedStateMachine):
     def delete(self, r: tuple[bytes, bytes]) -> None:
         before = len(expected(self.model.now(), *r))
         with self.batch() as b:  # type: ignore[attr-defined]
-            resp = b.delete_range(rpc_pb2.DeleteRangeRequest(key=r[0], range_end=r[1]))
+            resp = apply_kv.batch_delete_range(b, rpc_pb2.DeleteRangeRequest(key=r[0], range_end=r[1]))
         self.model.txn([("del", r[0], r[1], b"")])
         assert resp.deleted == before
 
@@ -144,9 +145,9 @@ class MvccMachine(RuleBasedStateMachine):
         with self.batch() as b:  # type: ignore[attr-defined]
             for kind, key, value in ops:
                 if kind == "put":
-                    b.put(rpc_pb2.PutRequest(key=key, value=value))
+                    apply_kv.batch_put(b, rpc_pb2.PutRequest(key=key, value=value))
                 else:
-                    b.delete_range(rpc_pb2.DeleteRangeRequest(key=key))
+                    apply_kv.batch_delete_range(b, rpc_pb2.DeleteRangeRequest(key=key))
         for kind, key, value in ops:
             self.model.txn([(kind, key, value if kind == "put" else b"", b"")])
 
@@ -167,7 +168,7 @@ class MvccMachine(RuleBasedStateMachine):
             failure=[write_op(kind, key, arg) for kind, key, arg, _ in failure],
         )
         with self.batch() as b:  # type: ignore[attr-defined]
-            resp = b.txn(req)
+            resp = apply_kv.batch_txn(b, req)
         current = self.model.now().get(cmp_key)
         succeeded = (current.version if current else 0) == version
         self.model.txn(success if succeeded else failure)
@@ -186,7 +187,7 @@ class MvccMachine(RuleBasedStateMachine):
     def range_at_an_old_revision(self, data: st.DataObject, r: tuple[bytes, bytes]) -> None:
         low = max(self.model.compacted, 1)
         revision = data.draw(st.integers(low, self.model.revision), label="revision")
-        resp = self.store.range(rpc_pb2.RangeRequest(key=r[0], range_end=r[1], revision=revision))
+        resp = apply_kv.read_range(self.store, rpc_pb2.RangeRequest(key=r[0], range_end=r[1], revision=revision))
         want = expected(self.model.states[revision], *r)
         assert as_tuples(resp) == want
         assert resp.count == len(want)
@@ -195,12 +196,12 @@ class MvccMachine(RuleBasedStateMachine):
     @rule()
     def range_below_the_compaction_fails(self) -> None:
         with pytest.raises(CompactedError):
-            self.store.range(rpc_pb2.RangeRequest(key=b"a", revision=self.model.compacted - 1))
+            apply_kv.read_range(self.store, rpc_pb2.RangeRequest(key=b"a", revision=self.model.compacted - 1))
 
     @rule()
     def range_in_the_future_fails(self) -> None:
         with pytest.raises(FutureRevisionError):
-            self.store.range(rpc_pb2.RangeRequest(key=b"a", revision=self.model.revision + 1))
+            apply_kv.read_range(self.store, rpc_pb2.RangeRequest(key=b"a", revision=self.model.revision + 1))
 
     @rule()
     def restart(self) -> None:
@@ -217,7 +218,7 @@ class MvccMachine(RuleBasedStateMachine):
 
     @invariant()
     def everything_matches_now(self) -> None:
-        resp = self.store.range(rpc_pb2.RangeRequest(key=b"\x00", range_end=b"\x00"))
+        resp = apply_kv.read_range(self.store, rpc_pb2.RangeRequest(key=b"\x00", range_end=b"\x00"))
         assert as_tuples(resp) == expected(self.model.now(), b"\x00", b"\x00")
 
 

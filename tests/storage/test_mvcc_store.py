@@ -15,16 +15,16 @@ import pytest
 
 from etcdpb.etcdserverpb import rpc_pb2
 from etcdpb.mvccpb import kv_pb2
+from pyetcd import apply_kv, errors
+from pyetcd.api.kv import check_put_request
+from pyetcd.apply_kv import read_range
 from storage.mvcc import (
     CompactedError,
     FutureRevisionError,
-    KeyNotFoundError,
     LeaseExistsError,
     LeaseNotFoundError,
-    LeaseProvidedError,
     MvccStore,
     QuotaExceededError,
-    ValueProvidedError,
 )
 from storage.mvcc.revision import bytes_to_rev, is_tombstone
 
@@ -43,17 +43,17 @@ def store(tmp_path: Path) -> Iterator[MvccStore]:
 
 def put(store: MvccStore, key: bytes, value: bytes = b"", **kw: Any) -> rpc_pb2.PutResponse:
     with store.write(store.consistent_index + 1) as b:
-        return b.put(rpc_pb2.PutRequest(key=key, value=value, **kw))
+        return apply_kv.batch_put(b, rpc_pb2.PutRequest(key=key, value=value, **kw))
 
 
 def delete(store: MvccStore, key: bytes, range_end: bytes = b"", **kw: Any) -> rpc_pb2.DeleteRangeResponse:
     with store.write(store.consistent_index + 1) as b:
-        return b.delete_range(rpc_pb2.DeleteRangeRequest(key=key, range_end=range_end, **kw))
+        return apply_kv.batch_delete_range(b, rpc_pb2.DeleteRangeRequest(key=key, range_end=range_end, **kw))
 
 
 def txn(store: MvccStore, req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
     with store.write(store.consistent_index + 1) as b:
-        return b.txn(req)
+        return apply_kv.batch_txn(b, req)
 
 
 def compact(store: MvccStore, revision: int) -> None:
@@ -62,7 +62,7 @@ def compact(store: MvccStore, revision: int) -> None:
 
 
 def get(store: MvccStore, key: bytes, **kw: Any) -> kv_pb2.KeyValue | None:
-    kvs = store.range(RangeRequest(key=key, **kw)).kvs
+    kvs = read_range(store, RangeRequest(key=key, **kw)).kvs
     return kvs[0] if kvs else None
 
 
@@ -107,8 +107,8 @@ def test_each_put_and_delete_outside_a_txn_takes_the_next_revision(store: MvccSt
 
 def test_several_requests_in_one_batch_each_take_a_revision(store: MvccStore) -> None:
     with store.write(7) as b:
-        b.put(rpc_pb2.PutRequest(key=b"a"))
-        b.put(rpc_pb2.PutRequest(key=b"b"))
+        apply_kv.batch_put(b, rpc_pb2.PutRequest(key=b"a"))
+        apply_kv.batch_put(b, rpc_pb2.PutRequest(key=b"b"))
         assert b.revision == 3
         assert store.current_revision == 1  # nothing is visible before the commit
     assert store.current_revision == 3
@@ -170,26 +170,26 @@ def abc(store: MvccStore) -> MvccStore:
 def test_range_end_selects_one_key_a_span_or_everything_from_key(
     abc: MvccStore, key: bytes, range_end: bytes, expected: list[bytes]
 ) -> None:
-    assert keys(abc.range(RangeRequest(key=key, range_end=range_end))) == expected
+    assert keys(read_range(abc, RangeRequest(key=key, range_end=range_end))) == expected
 
 
 def test_limit_cuts_the_result_sets_more_and_count_stays_the_total(abc: MvccStore) -> None:
-    resp = abc.range(RangeRequest(key=b"a", range_end=b"\x00", limit=2))
+    resp = read_range(abc, RangeRequest(key=b"a", range_end=b"\x00", limit=2))
     assert keys(resp) == [b"a", b"ab"]
     assert resp.more and resp.count == 5
-    exact = abc.range(RangeRequest(key=b"a", range_end=b"\x00", limit=5))
+    exact = read_range(abc, RangeRequest(key=b"a", range_end=b"\x00", limit=5))
     assert not exact.more and len(exact.kvs) == 5
 
 
 def test_range_revision_zero_is_current_and_out_of_range_revisions_fail(abc: MvccStore) -> None:
-    assert keys(abc.range(RangeRequest(key=b"a", range_end=b"\x00", revision=3))) == [b"a", b"ab"]
+    assert keys(read_range(abc, RangeRequest(key=b"a", range_end=b"\x00", revision=3))) == [b"a", b"ab"]
     with pytest.raises(FutureRevisionError):
-        abc.range(RangeRequest(key=b"a", revision=7))
+        read_range(abc, RangeRequest(key=b"a", revision=7))
     compact(abc, 4)
     with pytest.raises(CompactedError) as err:
-        abc.range(RangeRequest(key=b"a", revision=3))
+        read_range(abc, RangeRequest(key=b"a", revision=3))
     assert err.value.compact_revision == 4
-    assert keys(abc.range(RangeRequest(key=b"a", range_end=b"\x00", revision=4))) == [b"a", b"ab", b"abc"]
+    assert keys(read_range(abc, RangeRequest(key=b"a", range_end=b"\x00", revision=4))) == [b"a", b"ab", b"abc"]
 
 
 @pytest.fixture
@@ -222,22 +222,22 @@ def sortable(store: MvccStore) -> MvccStore:
 )
 def test_sort_order_and_target(sortable: MvccStore, order: int, target: int, expected: list[bytes]) -> None:
     req = RangeRequest(key=b"k", range_end=b"l", sort_order=order, sort_target=target)  # type: ignore[arg-type]
-    assert keys(sortable.range(req)) == expected
+    assert keys(read_range(sortable, req)) == expected
 
 
 def test_sorting_happens_before_the_limit(sortable: MvccStore) -> None:
     req = RangeRequest(key=b"k", range_end=b"l", limit=1)
     req.sort_order, req.sort_target = RangeRequest.DESCEND, RangeRequest.MOD
-    resp = sortable.range(req)
+    resp = read_range(sortable, req)
     assert keys(resp) == [b"k1"]
     assert resp.more and resp.count == 3
 
 
 def test_keys_only_drops_values_and_count_only_drops_kvs(sortable: MvccStore) -> None:
-    resp = sortable.range(RangeRequest(key=b"k", range_end=b"l", keys_only=True))
+    resp = read_range(sortable, RangeRequest(key=b"k", range_end=b"l", keys_only=True))
     assert keys(resp) == [b"k1", b"k2", b"k3"] and all(kv.value == b"" for kv in resp.kvs)
     assert resp.kvs[0].version == 3
-    counted = sortable.range(RangeRequest(key=b"k", range_end=b"l", count_only=True))
+    counted = read_range(sortable, RangeRequest(key=b"k", range_end=b"l", count_only=True))
     assert counted.count == 3 and not counted.kvs
 
 
@@ -253,13 +253,13 @@ def test_keys_only_drops_values_and_count_only_drops_kvs(sortable: MvccStore) ->
 def test_revision_filters_drop_kvs_but_not_the_count(
     sortable: MvccStore, field: str, value: int, expected: list[bytes]
 ) -> None:
-    resp = sortable.range(RangeRequest(key=b"k", range_end=b"l", **{field: value}))  # type: ignore[arg-type]
+    resp = read_range(sortable, RangeRequest(key=b"k", range_end=b"l", **{field: value}))  # type: ignore[arg-type]
     assert keys(resp) == expected
     assert resp.count == 3  # etcd counts the keys in the range before filtering
 
 
 def test_filters_apply_before_the_limit(sortable: MvccStore) -> None:
-    resp = sortable.range(RangeRequest(key=b"k", range_end=b"l", min_mod_revision=5, limit=1))
+    resp = read_range(sortable, RangeRequest(key=b"k", range_end=b"l", min_mod_revision=5, limit=1))
     assert keys(resp) == [b"k1"] and resp.more
 
 
@@ -308,19 +308,18 @@ def test_ignore_value_and_ignore_lease_keep_what_the_key_had(store: MvccStore) -
 
 
 def test_ignore_flags_on_a_missing_key_fail_with_key_not_found(store: MvccStore) -> None:
-    with pytest.raises(KeyNotFoundError, match="etcdserver: key not found"):
+    with pytest.raises(errors.EtcdError, match="etcdserver: key not found"):
         put(store, b"k", ignore_value=True)
-    with pytest.raises(KeyNotFoundError):
+    with pytest.raises(errors.EtcdError, match="etcdserver: key not found"):
         put(store, b"k", b"v", ignore_lease=True)
     assert store.current_revision == 1
 
 
-def test_ignore_value_with_a_value_and_ignore_lease_with_a_lease_are_refused(store: MvccStore) -> None:
-    put(store, b"k", b"v")
-    with pytest.raises(ValueProvidedError):
-        put(store, b"k", b"other", ignore_value=True)
-    with pytest.raises(LeaseProvidedError):
-        put(store, b"k", lease=3, ignore_lease=True)
+def test_ignore_value_with_a_value_and_ignore_lease_with_a_lease_are_refused() -> None:
+    with pytest.raises(errors.EtcdError, match="etcdserver: value is provided"):
+        check_put_request(rpc_pb2.PutRequest(key=b"k", value=b"other", ignore_value=True))
+    with pytest.raises(errors.EtcdError, match="etcdserver: lease is provided"):
+        check_put_request(rpc_pb2.PutRequest(key=b"k", lease=3, ignore_lease=True))
 
 
 # --- delete range ---
@@ -331,7 +330,7 @@ def test_delete_range_counts_deletions_and_returns_prev_kvs(abc: MvccStore) -> N
     assert resp.deleted == 2
     assert [kv.key for kv in resp.prev_kvs] == [b"ab", b"abc"]
     assert resp.header.revision == 7
-    assert keys(abc.range(RangeRequest(key=b"\x00", range_end=b"\x00"))) == [b"a", b"b", b"c"]
+    assert keys(read_range(abc, RangeRequest(key=b"\x00", range_end=b"\x00"))) == [b"a", b"b", b"c"]
     assert delete(abc, b"\x00", b"\x00").deleted == 3
 
 
@@ -437,16 +436,16 @@ def test_nested_compares_see_the_state_before_the_txn(store: MvccStore) -> None:
 def test_a_failing_request_leaves_nothing_of_its_txn_and_the_batch_goes_on(store: MvccStore) -> None:
     put(store, b"keep", b"1")
     with store.write(5) as b:
-        b.put(rpc_pb2.PutRequest(key=b"before"))
+        apply_kv.batch_put(b, rpc_pb2.PutRequest(key=b"before"))
         with pytest.raises(LeaseNotFoundError):
-            b.txn(rpc_pb2.TxnRequest(success=[op_put(b"x"), op_put(b"y", lease=99)]))
+            apply_kv.batch_txn(b, rpc_pb2.TxnRequest(success=[op_put(b"x"), op_put(b"y", lease=99)]))
         # Checks pass up front but the put fails while applying: the nested LMDB txn is rolled back.
-        with pytest.raises(KeyNotFoundError):
+        with pytest.raises(errors.EtcdError, match="etcdserver: key not found"):
             ops = [op_put(b"z"), op_del(b"keep"), op_put(b"keep", ignore_value=True)]
-            b.txn(rpc_pb2.TxnRequest(success=ops))
-        b.put(rpc_pb2.PutRequest(key=b"after"))
+            apply_kv.batch_txn(b, rpc_pb2.TxnRequest(success=ops))
+        apply_kv.batch_put(b, rpc_pb2.PutRequest(key=b"after"))
     assert store.current_revision == 4
-    assert keys(store.range(RangeRequest(key=b"\x00", range_end=b"\x00"))) == [b"after", b"before", b"keep"]
+    assert keys(read_range(store, RangeRequest(key=b"\x00", range_end=b"\x00"))) == [b"after", b"before", b"keep"]
     kv = get(store, b"keep")
     assert kv is not None and kv.version == 1
     assert stored_revisions(store) == [(2, 0, False), (3, 0, False), (4, 0, False)]
@@ -461,8 +460,8 @@ def test_a_txn_checks_range_revisions_before_writing(store: MvccStore) -> None:
 
 def test_batch_reads_see_its_writes_and_store_reads_do_not_until_commit(store: MvccStore) -> None:
     with store.write(1) as b:
-        b.put(rpc_pb2.PutRequest(key=b"k", value=b"v"))
-        assert [kv.value for kv in b.range(RangeRequest(key=b"k")).kvs] == [b"v"]
+        apply_kv.batch_put(b, rpc_pb2.PutRequest(key=b"k", value=b"v"))
+        assert [kv.value for kv in apply_kv.batch_range(b, RangeRequest(key=b"k")).kvs] == [b"v"]
         assert get(store, b"k") is None
     assert get(store, b"k") is not None
 
@@ -470,8 +469,8 @@ def test_batch_reads_see_its_writes_and_store_reads_do_not_until_commit(store: M
 def test_an_exception_in_the_batch_discards_all_of_it(store: MvccStore) -> None:
     put(store, b"k", b"1")
     with pytest.raises(RuntimeError), store.write(9) as b:
-        b.put(rpc_pb2.PutRequest(key=b"k", value=b"2"))
-        b.put(rpc_pb2.PutRequest(key=b"new"))
+        apply_kv.batch_put(b, rpc_pb2.PutRequest(key=b"k", value=b"2"))
+        apply_kv.batch_put(b, rpc_pb2.PutRequest(key=b"new"))
         b.compact(2)
         raise RuntimeError("apply failed")
     assert store.current_revision == 2 and store.consistent_index == 1 and store.compact_revision == 0
@@ -495,7 +494,7 @@ def test_compaction_keeps_each_live_key_latest_revision_and_drops_deleted_keys(s
     compact(store, 6)
     assert stored_revisions(store) == [(3, 0, False), (6, 0, False), (7, 0, False)]
     assert store.compact_revision == 6
-    at6 = store.range(RangeRequest(key=b"\x00", range_end=b"\x00", revision=6))
+    at6 = read_range(store, RangeRequest(key=b"\x00", range_end=b"\x00", revision=6))
     assert [(kv.key, kv.value) for kv in at6.kvs] == [(b"a", b"2"), (b"c", b"1")]
 
 
@@ -505,7 +504,7 @@ def test_compaction_at_a_deletion_removes_its_tombstone(store: MvccStore) -> Non
     compact(store, 3)
     assert stored_revisions(store) == []
     assert store.current_revision == 3
-    assert store.range(RangeRequest(key=b"a", revision=3)).count == 0
+    assert read_range(store, RangeRequest(key=b"a", revision=3)).count == 0
 
 
 def test_ranges_at_and_after_the_compaction_revision_do_not_change(store: MvccStore) -> None:
@@ -517,20 +516,20 @@ def test_ranges_at_and_after_the_compaction_revision_do_not_change(store: MvccSt
             put(store, key, b"%d" % i)
     everything = RangeRequest(key=b"\x00", range_end=b"\x00")
     before = {
-        rev: store.range(RangeRequest(key=b"\x00", range_end=b"\x00", revision=rev))
+        rev: read_range(store, RangeRequest(key=b"\x00", range_end=b"\x00", revision=rev))
         for rev in range(15, store.current_revision + 1)
     }
     compact(store, 15)
     for rev, resp in before.items():
-        assert store.range(RangeRequest(key=b"\x00", range_end=b"\x00", revision=rev)) == resp
-    now = store.range(everything)
+        assert read_range(store, RangeRequest(key=b"\x00", range_end=b"\x00", revision=rev)) == resp
+    now = read_range(store, everything)
     store.close()
     reopened = MvccStore(store.path)
     try:
         for rev, resp in before.items():
-            assert reopened.range(RangeRequest(key=b"\x00", range_end=b"\x00", revision=rev)) == resp
+            assert read_range(reopened, RangeRequest(key=b"\x00", range_end=b"\x00", revision=rev)) == resp
         assert reopened.compact_revision == 15
-        assert reopened.range(everything) == now
+        assert read_range(reopened, everything) == now
     finally:
         reopened.close()
 
@@ -550,9 +549,9 @@ def test_writes_after_a_compaction_in_the_same_batch_stay(store: MvccStore) -> N
     put(store, b"a", b"2")
     with store.write(9) as b:
         b.compact(3)
-        b.put(rpc_pb2.PutRequest(key=b"a", value=b"3"))
-        b.delete_range(rpc_pb2.DeleteRangeRequest(key=b"a"))
-        b.put(rpc_pb2.PutRequest(key=b"a", value=b"4"))
+        apply_kv.batch_put(b, rpc_pb2.PutRequest(key=b"a", value=b"3"))
+        apply_kv.batch_delete_range(b, rpc_pb2.DeleteRangeRequest(key=b"a"))
+        apply_kv.batch_put(b, rpc_pb2.PutRequest(key=b"a", value=b"4"))
     kv = get(store, b"a")
     assert kv is not None and (kv.value, kv.version, kv.create_revision) == (b"4", 1, 6)
     assert get(store, b"a", revision=3).value == b"2"  # type: ignore[union-attr]
@@ -573,7 +572,7 @@ def test_revoking_a_lease_deletes_its_keys_at_one_revision(store: MvccStore) -> 
         b.lease_revoke(7)
     assert store.current_revision == 5
     assert stored_revisions(store)[-2:] == [(5, 0, True), (5, 1, True)]
-    assert keys(store.range(RangeRequest(key=b"\x00", range_end=b"\x00"))) == [b"c"]
+    assert keys(read_range(store, RangeRequest(key=b"\x00", range_end=b"\x00"))) == [b"c"]
     assert store.leases() == [] and store.lease_keys(7) == []
 
 
@@ -591,9 +590,9 @@ def test_lease_grant_and_revoke_errors(store: MvccStore) -> None:
 def test_leases_and_their_keys_survive_a_restart(store: MvccStore) -> None:
     with store.write(1) as b:
         b.lease_grant(3, 30)
-        b.put(rpc_pb2.PutRequest(key=b"x", lease=3))
-        b.put(rpc_pb2.PutRequest(key=b"y", lease=3))
-        b.delete_range(rpc_pb2.DeleteRangeRequest(key=b"y"))
+        apply_kv.batch_put(b, rpc_pb2.PutRequest(key=b"x", lease=3))
+        apply_kv.batch_put(b, rpc_pb2.PutRequest(key=b"y", lease=3))
+        apply_kv.batch_delete_range(b, rpc_pb2.DeleteRangeRequest(key=b"y"))
     store.close()
     with MvccStore(store.path) as reopened:
         assert reopened.leases() == [(3, 30)]
@@ -687,9 +686,9 @@ def test_hash_ignores_the_raft_position(store: MvccStore) -> None:
 
 def test_consistent_index_and_term_persist_with_the_data(store: MvccStore) -> None:
     with store.write(41, 3) as b:
-        b.put(rpc_pb2.PutRequest(key=b"k"))
+        apply_kv.batch_put(b, rpc_pb2.PutRequest(key=b"k"))
     with pytest.raises(ValueError), store.write(42, 3) as b:
-        b.put(rpc_pb2.PutRequest(key=b"lost"))
+        apply_kv.batch_put(b, rpc_pb2.PutRequest(key=b"lost"))
         raise ValueError
     store.close()
     with MvccStore(store.path) as reopened:
@@ -701,13 +700,12 @@ def test_a_committed_batch_survives_kill_9(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         import os, signal
-        from etcdpb.etcdserverpb import rpc_pb2
         from storage.mvcc import MvccStore
         store = MvccStore({str(tmp_path / "db")!r})
         with store.write(12, 2) as b:
-            b.put(rpc_pb2.PutRequest(key=b"k", value=b"durable"))
+            b.put(b"k", b"durable")
         with store.write(13, 2) as b:
-            b.put(rpc_pb2.PutRequest(key=b"k", value=b"never committed"))
+            b.put(b"k", b"never committed")
             os.kill(os.getpid(), signal.SIGKILL)
         """
     )
@@ -735,7 +733,7 @@ def test_snapshot_bytes_restore_into_an_equal_store(store: MvccStore, tmp_path: 
         assert copy.leases() == store.leases()
         assert copy.meta_items("members") == [(b"1", b"m1")]
         everything = RangeRequest(key=b"\x00", range_end=b"\x00")
-        assert copy.range(everything) == store.range(everything)
+        assert read_range(copy, everything) == read_range(store, everything)
 
 
 def test_restore_refuses_bytes_that_are_not_a_store(tmp_path: Path) -> None:
@@ -768,10 +766,10 @@ def test_defragment_keeps_the_data_and_gives_back_space(store: MvccStore) -> Non
     compact(store, store.current_revision)
     big = store.db_size()
     everything = RangeRequest(key=b"\x00", range_end=b"\x00")
-    before = (store.hash(), store.hash_kv(0), store.range(everything))
+    before = (store.hash(), store.hash_kv(0), read_range(store, everything))
     store.defragment()
     assert store.db_size() < big
-    assert (store.hash(), store.hash_kv(0), store.range(everything)) == before
+    assert (store.hash(), store.hash_kv(0), read_range(store, everything)) == before
     put(store, b"k0", b"after")
     assert get(store, b"k0").value == b"after"  # type: ignore[union-attr]
 

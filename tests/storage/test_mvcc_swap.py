@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from etcdpb.etcdserverpb import rpc_pb2
+from pyetcd import apply_kv
 from storage.mvcc import MvccStore
 from storage.mvcc import backend as be
 from storage.mvcc.kvstore import DEFRAG_DIR
@@ -24,11 +25,11 @@ pytestmark = pytest.mark.timeout(60)
 
 def put(store: MvccStore, index: int, key: bytes, value: bytes) -> None:
     with store.write(index) as batch:
-        batch.put(rpc_pb2.PutRequest(key=key, value=value))
+        apply_kv.batch_put(batch, rpc_pb2.PutRequest(key=key, value=value))
 
 
 def value_of(store: MvccStore, key: bytes) -> bytes | None:
-    kvs = store.range(rpc_pb2.RangeRequest(key=key)).kvs
+    kvs = apply_kv.read_range(store, rpc_pb2.RangeRequest(key=key)).kvs
     return bytes(kvs[0].value) if kvs else None
 
 
@@ -57,7 +58,7 @@ def test_defragment_waits_for_a_write_batch_open_in_another_thread(tmp_path: Pat
     with MvccStore(tmp_path / "db") as store:
         put(store, 1, b"before", b"1")
         with store.write(2) as batch:
-            batch.put(rpc_pb2.PutRequest(key=b"during", value=b"2"))
+            apply_kv.batch_put(batch, rpc_pb2.PutRequest(key=b"during", value=b"2"))
             defragment = Worker(store.defragment)
             defragment.start()
             defragment.join(0.2)

@@ -12,6 +12,7 @@ import pytest
 
 from etcdpb.etcdserverpb import rpc_pb2
 from etcdpb.mvccpb import kv_pb2
+from pyetcd import apply_kv
 from storage.mvcc import CompactedError, MvccStore, Watcher
 
 Event = kv_pb2.Event
@@ -29,12 +30,12 @@ def store(tmp_path: Path) -> Iterator[MvccStore]:
 
 def put(store: MvccStore, key: bytes, value: bytes = b"") -> int:
     with store.write(store.consistent_index + 1) as b:
-        return b.put(rpc_pb2.PutRequest(key=key, value=value)).header.revision
+        return apply_kv.batch_put(b, rpc_pb2.PutRequest(key=key, value=value)).header.revision
 
 
 def delete(store: MvccStore, key: bytes, range_end: bytes = b"") -> None:
     with store.write(store.consistent_index + 1) as b:
-        b.delete_range(rpc_pb2.DeleteRangeRequest(key=key, range_end=range_end))
+        apply_kv.batch_delete_range(b, rpc_pb2.DeleteRangeRequest(key=key, range_end=range_end))
 
 
 def summary(events: list[kv_pb2.Event]) -> list[tuple[int, bytes, int, bytes]]:
@@ -133,7 +134,7 @@ async def test_a_txn_events_arrive_together_in_sub_revision_order(store: MvccSto
         rpc_pb2.RequestOp(request_delete_range=rpc_pb2.DeleteRangeRequest(key=b"b")),
     ]
     with store.write(1) as b:
-        b.txn(rpc_pb2.TxnRequest(success=ops))
+        apply_kv.batch_txn(b, rpc_pb2.TxnRequest(success=ops))
     batch = await asyncio.wait_for(w.next_batch(), timeout=10)
     assert summary(batch) == [(PUT, b"b", 2, b"1"), (PUT, b"a", 2, b"2"), (DELETE, b"b", 2, b"")]
 
@@ -145,7 +146,7 @@ async def test_a_slow_watcher_is_caught_up_from_history_without_holding_up_write
     got_fast: list[kv_pb2.Event] = []
     for i in range(200):
         with store.write(i + 1) as b:  # every write returns at once, however far behind `slow` is
-            b.put(rpc_pb2.PutRequest(key=b"k%d" % (i % 7), value=b"%d" % i))
+            apply_kv.batch_put(b, rpc_pb2.PutRequest(key=b"k%d" % (i % 7), value=b"%d" % i))
         if i % 5 == 4:
             got_fast.extend(await collect(fast, 5))
     assert not slow._synced and slow._pending_events <= 8  # it stopped buffering

@@ -1,9 +1,10 @@
-"""etcd's KV requests (Range, Put, DeleteRange, Txn) applied to one transaction, as etcd's applier does.
+"""etcd's KV requests (Range, Put, DeleteRange, Txn) applied to one store transaction, as etcd's applier does.
 
-Follows etcdserver/apply.go of etcd 3.4: sorting and revision filters happen after the read and before the
-limit; ``count`` is the number of keys in the range at the revision read; a Txn evaluates every comparison of
-the taken branches (nested ones included) against the state before it, checks its requests before changing
-anything, and then applies them in one write transaction.
+The store (storage/mvcc) knows keys, revisions and leases; this module knows the client's requests: their
+flags, compares, branches and checks. Follows etcdserver/apply.go of etcd 3.4: sorting and revision filters
+happen after the read and before the limit; ``count`` is the number of keys in the range at the revision read;
+a Txn evaluates every comparison of the taken branches (nested ones included) against the state before it,
+checks its requests before changing anything, and then applies them in one write transaction.
 """
 
 from __future__ import annotations
@@ -13,16 +14,18 @@ from operator import attrgetter
 
 from etcdpb.etcdserverpb import rpc_pb2
 from etcdpb.mvccpb import kv_pb2
-from storage.mvcc.errors import (
+from pyetcd import errors
+from storage.mvcc import (
     CompactedError,
     FutureRevisionError,
-    KeyNotFoundError,
     LeaseNotFoundError,
-    LeaseProvidedError,
     MvccError,
-    ValueProvidedError,
+    MvccStore,
+    TxnRead,
+    TxnWrite,
+    WriteBatch,
+    range_end_of,
 )
-from storage.mvcc.kvstore_txn import KvReader, TxnWrite
 
 RangeRequest = rpc_pb2.RangeRequest
 Compare = rpc_pb2.Compare
@@ -36,17 +39,8 @@ _SORT_KEYS: dict[int, Callable[[kv_pb2.KeyValue], object]] = {
 }
 
 
-def range_end_of(range_end: bytes) -> bytes | None:
-    """A request's range_end as the index takes it: empty: the key alone (None); b"\\0": no bound (b"")."""
-    if not range_end:
-        return None
-    if range_end == b"\x00":
-        return b""
-    return range_end
-
-
 def apply_range(
-    view: KvReader, req: rpc_pb2.RangeRequest, *, with_header: bool = False
+    view: TxnRead, req: rpc_pb2.RangeRequest, *, with_header: bool = False
 ) -> rpc_pb2.RangeResponse:
     limit = req.limit
     if (
@@ -90,25 +84,18 @@ def apply_range(
     return resp
 
 
-def check_put_fields(req: rpc_pb2.PutRequest) -> None:
-    """Refuse contradictory flags (etcd's gRPC layer checks these on every put of a request)."""
-    if req.ignore_value and req.value:
-        raise ValueProvidedError()
-    if req.ignore_lease and req.lease:
-        raise LeaseProvidedError()
+def check_put(view: TxnRead, req: rpc_pb2.PutRequest) -> None:
+    """Refuse a put that could not apply, before anything changes (etcd's checkRequestPut).
 
-
-def check_put(view: KvReader, req: rpc_pb2.PutRequest) -> None:
-    """Refuse a put that could not apply, before anything changes (etcd's checkRequestPut)."""
-    check_put_fields(req)
+    Contradictory flags never get here: the gRPC layer refuses them (pyetcd/api/kv.py).
+    """
     if (req.ignore_value or req.ignore_lease) and not view.range_keys(req.key, None).kvs:
-        raise KeyNotFoundError()
+        raise errors.ErrGRPCKeyNotFound
     if req.lease and not view.lease_exists(req.lease):
         raise LeaseNotFoundError(req.lease)
 
 
 def apply_put(tw: TxnWrite, req: rpc_pb2.PutRequest) -> rpc_pb2.PutResponse:
-    check_put_fields(req)
     # A lone put checks its lease before the key (a txn's checks, in check_put, go the other way round).
     if req.lease and not tw.lease_exists(req.lease):
         raise LeaseNotFoundError(req.lease)
@@ -117,7 +104,7 @@ def apply_put(tw: TxnWrite, req: rpc_pb2.PutRequest) -> rpc_pb2.PutResponse:
         kvs = tw.range_keys(req.key, None).kvs
         prev = kvs[0] if kvs else None
     if (req.ignore_value or req.ignore_lease) and prev is None:
-        raise KeyNotFoundError()
+        raise errors.ErrGRPCKeyNotFound
     value = prev.value if req.ignore_value and prev is not None else req.value
     lease_id = prev.lease if req.ignore_lease and prev is not None else req.lease
     resp = rpc_pb2.PutResponse()
@@ -140,9 +127,26 @@ def apply_delete_range(tw: TxnWrite, req: rpc_pb2.DeleteRangeRequest) -> rpc_pb2
 # --- Txn ---
 
 
-def is_txn_readonly(req: rpc_pb2.TxnRequest) -> bool:
-    """Whether every operation in both branches is a Range (a nested Txn counts as a write, as in etcd)."""
-    return all(op.WhichOneof("request") == "request_range" for op in (*req.success, *req.failure))
+def is_txn_read_only(req: rpc_pb2.TxnRequest) -> bool:
+    """Whether no operation on either branch, nested txns included, can write.
+
+    The one definition of a read-only txn: it is served from a read view without a Raft round, it is
+    allowed under the NOSPACE alarm, and it is never refused for quota.
+    """
+    for op in (*req.success, *req.failure):
+        kind = op.WhichOneof("request")
+        if kind in ("request_put", "request_delete_range"):
+            return False
+        if kind == "request_txn" and not is_txn_read_only(op.request_txn):
+            return False
+    return True
+
+
+def is_txn_serializable(req: rpc_pb2.TxnRequest) -> bool:
+    """Whether a read-only txn asks only for serializable ranges (then it needs no ReadIndex)."""
+    ops = [*req.success, *req.failure]
+    return bool(ops) and all(op.WhichOneof("request") == "request_range" and op.request_range.serializable
+                             for op in ops)
 
 
 def compare_kv(c: rpc_pb2.Compare, kv: kv_pb2.KeyValue) -> bool:
@@ -168,7 +172,7 @@ def compare_kv(c: rpc_pb2.Compare, kv: kv_pb2.KeyValue) -> bool:
     return True
 
 
-def apply_compare(view: KvReader, c: rpc_pb2.Compare) -> bool:
+def apply_compare(view: TxnRead, c: rpc_pb2.Compare) -> bool:
     """Every key in the compare's range must satisfy it; a missing key has zero fields and no value."""
     try:
         kvs = view.range_keys(c.key, range_end_of(c.range_end)).kvs
@@ -180,7 +184,7 @@ def apply_compare(view: KvReader, c: rpc_pb2.Compare) -> bool:
     return all(compare_kv(c, kv) for kv in kvs)
 
 
-def compare_to_path(view: KvReader, req: rpc_pb2.TxnRequest, path: list[bool]) -> list[bool]:
+def compare_to_path(view: TxnRead, req: rpc_pb2.TxnRequest, path: list[bool]) -> list[bool]:
     """The branch taken by this txn and by every nested txn on the taken branches, in pre-order."""
     succeeded = all(apply_compare(view, c) for c in req.compare)
     path.append(succeeded)
@@ -199,7 +203,7 @@ def _taken_ops(req: rpc_pb2.TxnRequest, path: Iterator[bool]) -> Iterator[rpc_pb
             yield op
 
 
-def check_range(view: KvReader, req: rpc_pb2.RangeRequest) -> None:
+def check_range(view: TxnRead, req: rpc_pb2.RangeRequest) -> None:
     if req.revision == 0:
         return
     if req.revision > view.rev:
@@ -208,40 +212,37 @@ def check_range(view: KvReader, req: rpc_pb2.RangeRequest) -> None:
         raise CompactedError(view.first_rev)
 
 
-def _all_puts(req: rpc_pb2.TxnRequest) -> Iterator[rpc_pb2.PutRequest]:
-    for op in (*req.success, *req.failure):
-        which = op.WhichOneof("request")
-        if which == "request_put":
-            yield op.request_put
-        elif which == "request_txn":
-            yield from _all_puts(op.request_txn)
-
-
-def check_txn(view: KvReader, req: rpc_pb2.TxnRequest, path: list[bool]) -> None:
+def check_txn(view: TxnRead, req: rpc_pb2.TxnRequest, path: list[bool]) -> None:
     """Refuse, before any change, a txn one of whose requests could not apply (etcd's checkRequests)."""
-    for put in _all_puts(req):  # taken branch or not, as etcd's gRPC layer checks them
-        check_put_fields(put)
-    if not is_txn_readonly(req):
-        for op in _taken_ops(req, iter(path)):
-            if op.WhichOneof("request") == "request_put":
-                check_put(view, op.request_put)
+    for op in _taken_ops(req, iter(path)):
+        if op.WhichOneof("request") == "request_put":
+            check_put(view, op.request_put)
     for op in _taken_ops(req, iter(path)):
         if op.WhichOneof("request") == "request_range":
             check_range(view, op.request_range)
 
 
-def apply_txn(tw: TxnWrite, req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
-    """Apply a txn in ``tw`` (which must not have changed anything yet): one revision for all its writes."""
-    path = compare_to_path(tw, req, [])
-    check_txn(tw, req, path)
+def apply_txn(txn: TxnRead, req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
+    """Apply a txn in ``txn`` (which must not have changed anything yet): one revision for all its writes.
+
+    A read-only txn may run in a read transaction; any other needs a write transaction.
+    """
+    path = compare_to_path(txn, req, [])
+    check_txn(txn, req, path)
     resp = rpc_pb2.TxnResponse()
-    _apply_branch(tw, req, iter(path), resp)
-    resp.header.revision = tw.rev
+    _apply_branch(txn, req, iter(path), resp)
+    resp.header.revision = txn.rev
     return resp
 
 
+def _writer(txn: TxnRead) -> TxnWrite:
+    if not isinstance(txn, TxnWrite):
+        raise TypeError("a txn that writes needs a write transaction")
+    return txn
+
+
 def _apply_branch(
-    tw: TxnWrite, req: rpc_pb2.TxnRequest, path: Iterator[bool], resp: rpc_pb2.TxnResponse
+    tw: TxnRead, req: rpc_pb2.TxnRequest, path: Iterator[bool], resp: rpc_pb2.TxnResponse
 ) -> None:
     succeeded = next(path)
     resp.succeeded = succeeded
@@ -251,9 +252,45 @@ def _apply_branch(
         if which == "request_range":
             out.response_range.CopyFrom(apply_range(tw, op.request_range, with_header=True))
         elif which == "request_put":
-            out.response_put.CopyFrom(apply_put(tw, op.request_put))
+            out.response_put.CopyFrom(apply_put(_writer(tw), op.request_put))
         elif which == "request_delete_range":
-            out.response_delete_range.CopyFrom(apply_delete_range(tw, op.request_delete_range))
+            out.response_delete_range.CopyFrom(apply_delete_range(_writer(tw), op.request_delete_range))
         elif which == "request_txn":
             out.response_txn.header.SetInParent()
             _apply_branch(tw, op.request_txn, path, out.response_txn)
+
+
+# --- the requests as one store transaction each ---
+
+
+def read_range(store: MvccStore, req: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
+    """etcd's Range on the committed state; the response header is left for the server to fill."""
+    with store.read() as view:
+        return apply_range(view, req)
+
+
+def read_txn(store: MvccStore, req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
+    """A read-only Txn on the committed state, from one read view (no write transaction, no Raft round)."""
+    if not is_txn_read_only(req):
+        raise ValueError("only a read-only txn is answered from a read view")
+    with store.read() as view, store.counters.txn():
+        return apply_txn(view, req)
+
+
+def batch_range(batch: WriteBatch, req: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
+    """etcd's Range as ``batch`` has left the store so far (header left unset)."""
+    with batch.read() as view:
+        return apply_range(view, req)
+
+
+def batch_put(batch: WriteBatch, req: rpc_pb2.PutRequest) -> rpc_pb2.PutResponse:
+    return batch.write_txn(lambda tw: apply_put(tw, req), check_quota=True)
+
+
+def batch_delete_range(batch: WriteBatch, req: rpc_pb2.DeleteRangeRequest) -> rpc_pb2.DeleteRangeResponse:
+    return batch.write_txn(lambda tw: apply_delete_range(tw, req), check_quota=False)
+
+
+def batch_txn(batch: WriteBatch, req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
+    with batch.counters.txn():
+        return batch.write_txn(lambda tw: apply_txn(tw, req), check_quota=not is_txn_read_only(req))
