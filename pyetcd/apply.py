@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from etcdpb.etcdserverpb import raft_internal_pb2, rpc_pb2
 from pyetcd import apply_kv, errors
+from pyetcd.lease import Lessor
 from pyetcd.membership import (
     MEMBERS_BUCKET,
     REMOVED_BUCKET,
@@ -22,12 +22,17 @@ from pyetcd.membership import (
     member_key,
 )
 from raft.core import ConfChange, ConfChangeType, ConfState, Entry, decode_conf_change
-from storage.mvcc import MvccStore
+from storage.mvcc import MvccStore, WriteBatch
 
 ALARM_BUCKET = "alarm"
 RAFT_BUCKET = "raft"
 CONF_STATE_KEY = b"conf_state"
 NO_NODE = 0
+
+Response = (rpc_pb2.PutResponse | rpc_pb2.DeleteRangeResponse | rpc_pb2.TxnResponse | rpc_pb2.RangeResponse
+            | rpc_pb2.CompactionResponse | rpc_pb2.LeaseGrantResponse | rpc_pb2.LeaseRevokeResponse
+            | rpc_pb2.AlarmResponse)
+"""What applying a request answers its proposer (a conf change answers the member list)."""
 
 
 @dataclass(slots=True)
@@ -35,7 +40,7 @@ class ApplyOutcome:
     """What applying one entry produced: who waits for it, and their answer."""
 
     request_id: int
-    result: Any = None
+    result: Response | list[Member] | None = None
     error: BaseException | None = None
 
 
@@ -44,7 +49,7 @@ class AppliedBatch:
     """Outcomes of a batch plus the follow-up work that must wait until the batch is durable."""
 
     outcomes: list[ApplyOutcome] = field(default_factory=list)
-    after_commit: list[Callable[[], None]] = field(default_factory=list)
+    after_commit: list[Callable[[], object]] = field(default_factory=list)
     conf_state: ConfState | None = None
 
 
@@ -87,12 +92,11 @@ def decode_conf_change_context(data: bytes) -> tuple[Member, bool]:
 class Applier:
     """Applies entries to an MvccStore write batch; owns the alarm list and the membership view."""
 
-    def __init__(self, store: MvccStore, membership: Membership, lessor: Any, min_lease_ttl: int,
+    def __init__(self, store: MvccStore, membership: Membership, lessor: Lessor,
                  changes: MembershipChanges) -> None:
         self.store = store
         self.membership = membership
         self.lessor = lessor
-        self.min_lease_ttl = min_lease_ttl
         self.changes = changes
         self.alarms: set[tuple[int, int]] = set()
         self.reload_alarms()
@@ -128,7 +132,7 @@ class Applier:
                 w.meta_put(RAFT_BUCKET, CONF_STATE_KEY, encode_conf_state(batch.conf_state))
         return batch
 
-    def _apply_request(self, w: Any, entry: Entry, batch: AppliedBatch) -> ApplyOutcome:
+    def _apply_request(self, w: WriteBatch, entry: Entry, batch: AppliedBatch) -> ApplyOutcome:
         request = raft_internal_pb2.InternalRaftRequest()
         try:
             request.ParseFromString(entry.data)
@@ -141,7 +145,8 @@ class Applier:
             outcome.error = err
         return outcome
 
-    def _dispatch(self, w: Any, request: Any, batch: AppliedBatch) -> Any:
+    def _dispatch(self, w: WriteBatch, request: raft_internal_pb2.InternalRaftRequest,
+                  batch: AppliedBatch) -> Response | None:
         if request.HasField("put"):
             self._refuse_when_no_space()
             return apply_kv.batch_put(w, request.put)
@@ -163,28 +168,31 @@ class Applier:
         if request.HasField("alarm"):
             return self._alarm(w, request.alarm)
         if request.HasField("member_attributes_set"):
-            return self._member_attributes(w, request.member_attributes_set, batch)
+            self._member_attributes(w, request.member_attributes_set, batch)
+            return None
         raise errors.ErrNotCapable
 
     def _refuse_when_no_space(self) -> None:
         if self.no_space():
             raise errors.ErrNoSpace
 
-    def _lease_grant(self, w: Any, req: Any, batch: AppliedBatch) -> Any:
+    def _lease_grant(self, w: WriteBatch, req: rpc_pb2.LeaseGrantRequest,
+                     batch: AppliedBatch) -> rpc_pb2.LeaseGrantResponse:
         self._refuse_when_no_space()
-        ttl = max(req.TTL, self.min_lease_ttl)  # the store refuses an ID already granted (LeaseExistsError)
+        ttl = self.lessor.granted_ttl(req.TTL)  # the store refuses an ID already granted (LeaseExistsError)
         w.lease_grant(req.ID, ttl)
         batch.after_commit.append(lambda: self.lessor.on_grant(req.ID, ttl))
         return rpc_pb2.LeaseGrantResponse(ID=req.ID, TTL=ttl)
 
-    def _lease_revoke(self, w: Any, req: Any, batch: AppliedBatch) -> Any:
+    def _lease_revoke(self, w: WriteBatch, req: rpc_pb2.LeaseRevokeRequest,
+                      batch: AppliedBatch) -> rpc_pb2.LeaseRevokeResponse:
         if self.lessor.lookup(req.ID) is None:
             raise errors.ErrLeaseNotFound
         w.lease_revoke(req.ID)
         batch.after_commit.append(lambda: self.lessor.on_revoke(req.ID))
         return rpc_pb2.LeaseRevokeResponse()
 
-    def _alarm(self, w: Any, req: Any) -> Any:
+    def _alarm(self, w: WriteBatch, req: rpc_pb2.AlarmRequest) -> rpc_pb2.AlarmResponse:
         response = rpc_pb2.AlarmResponse()
         key = (req.memberID, req.alarm)
         if req.action == rpc_pb2.AlarmRequest.ACTIVATE and req.alarm != rpc_pb2.NONE:
@@ -198,16 +206,16 @@ class Applier:
             response.alarms.add(memberID=req.memberID, alarm=req.alarm)
         return response
 
-    def _member_attributes(self, w: Any, req: Any, batch: AppliedBatch) -> Any:
+    def _member_attributes(self, w: WriteBatch, req: raft_internal_pb2.MemberAttributesSetRequest,
+                           batch: AppliedBatch) -> None:
         member = self.membership.set_attributes(req.member_ID, req.name, tuple(req.client_urls))
         if member is not None:
             w.meta_put(MEMBERS_BUCKET, member.store_key(), member.encode())
             batch.after_commit.append(lambda: self.changes.on_member_updated(member))
-        return None
 
     # -- membership (etcd's ValidateConfigurationChange, then the change) ---------------------
 
-    def _apply_conf_change(self, w: Any, entry: Entry, batch: AppliedBatch) -> ApplyOutcome:
+    def _apply_conf_change(self, w: WriteBatch, entry: Entry, batch: AppliedBatch) -> ApplyOutcome:
         cc = decode_conf_change(entry.data)
         outcome = ApplyOutcome(cc.id)
         try:

@@ -13,7 +13,6 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
 
@@ -22,12 +21,11 @@ from pyetcd.flagvalues import (
     parse_go_bool,
     parse_go_duration,
     parse_go_int,
-    split_urls,
-    url_problem,
 )
 from pyetcd.ids import cluster_id as derive_cluster_id
 from pyetcd.ids import member_id as derive_member_id
 from pyetcd.tlsconfig import CipherSuiteError, TLSInfo, grpc_cipher_list, is_secure_url, split_cipher_suites
+from pyetcd.urls import host_port, split_urls, url_problem
 
 DEFAULT_NAME = "default"
 DEFAULT_INITIAL_CLUSTER = "default=http://localhost:2380"
@@ -256,12 +254,6 @@ class ServerConfig:
 
     def initial_cluster_id(self) -> int:
         return derive_cluster_id(list(self.initial_member_ids().values()))
-
-
-def host_port(url: str) -> str:
-    """`http://host:port` -> `host:port` for gRPC."""
-    parts = urlsplit(url)
-    return parts.netloc if parts.netloc else url
 
 
 def parse_urls(value: str, flag: str) -> tuple[str, ...]:

@@ -11,6 +11,9 @@ from typing import Any, NoReturn
 
 import grpc
 
+import storage.mvcc.errors as mvcc
+from raft.core import ProposalDropped
+
 Code = grpc.StatusCode
 
 
@@ -197,19 +200,16 @@ ALL_ERRORS: tuple[EtcdError, ...] = tuple(
     if name.startswith("ErrGRPC") and isinstance(value, EtcdError))
 _BY_MESSAGE: dict[str, EtcdError] = {err.message: err for err in ALL_ERRORS}
 
-# Exceptions of the lower layers, by class name, so this module needs no import of
-# storage/ or raft/ (and keeps working while they change).
-_STORAGE_ERRORS: dict[str, EtcdError] = {
-    "CompactedError": ErrGRPCCompacted,
-    "FutureRevisionError": ErrGRPCFutureRev,
-    "LeaseNotFoundError": ErrGRPCLeaseNotFound,
-    "LeaseExistsError": ErrGRPCLeaseExist,
-    "QuotaExceededError": ErrGRPCNoSpace,
-}
-_RAFT_ERRORS: dict[str, EtcdError] = {
+# What the lower layers raise, as the etcd error clients see (checked in order, by isinstance).
+_LOWER_LAYER_ERRORS: tuple[tuple[type[BaseException], EtcdError], ...] = (
+    (mvcc.CompactedError, ErrGRPCCompacted),
+    (mvcc.FutureRevisionError, ErrGRPCFutureRev),
+    (mvcc.LeaseNotFoundError, ErrGRPCLeaseNotFound),
+    (mvcc.LeaseExistsError, ErrGRPCLeaseExist),
+    (mvcc.QuotaExceededError, ErrGRPCNoSpace),
     # etcd answers a proposal that Raft refuses (no leader yet, transfer in progress) with "no leader".
-    "ProposalDropped": ErrGRPCNoLeader,
-}
+    (ProposalDropped, ErrGRPCNoLeader),
+)
 
 
 def from_message(message: str) -> EtcdError | None:
@@ -229,16 +229,9 @@ def from_rpc_error(err: Any) -> EtcdError:
 
 
 def _lower_layer_error(exc: BaseException) -> EtcdError | None:
-    for cls in type(exc).__mro__:
-        module = cls.__module__
-        if module.startswith("storage."):
-            found = _STORAGE_ERRORS.get(cls.__name__)
-        elif module.startswith("raft."):
-            found = _RAFT_ERRORS.get(cls.__name__)
-        else:
-            continue
-        if found is not None:
-            return found
+    for cls, etcd_error in _LOWER_LAYER_ERRORS:
+        if isinstance(exc, cls):
+            return etcd_error
     return None
 
 

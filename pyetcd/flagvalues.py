@@ -7,8 +7,6 @@ time.ParseDuration (used for --auto-compaction-retention) explains itself.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 PARSE_ERROR = "parse error"
 INT64_MAX = 2**63 - 1
 UINT64_MAX = 2**64 - 1
@@ -75,23 +73,3 @@ def parse_go_duration(text: str) -> float:
         total += float(number) * _DURATION_UNITS[unit]
         rest = rest[unit_end:]
     return sign * total
-
-
-def url_problem(url: str) -> str | None:
-    """Why etcd's types.NewURLs refuses `url`, or None when it accepts it."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https", "unix", "unixs") or not parts.netloc:
-        return f"URL scheme must be http, https, unix, or unixs: {url}"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if port is None:  # unix sockets too: etcd names the socket file by the URL's host:port
-        return f'URL address does not have the form "host:port": {url}'
-    if parts.path:
-        return f"URL must not contain a path: {url}"
-    return None
-
-
-def split_urls(value: str) -> tuple[str, ...]:
-    return tuple(u.strip() for u in value.split(",") if u.strip())

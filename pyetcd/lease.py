@@ -41,6 +41,12 @@ def min_lease_ttl(election_ms: int, heartbeat_ms: int) -> int:
     return math.ceil((3 * election_ticks) // 2 * heartbeat_ms / 1000)
 
 
+def check_lease_ttl(ttl: int) -> None:
+    """etcd's upper bound on a grant's TTL (the lower bound is the lessor's minimum, see Lessor.granted_ttl)."""
+    if ttl > MAX_LEASE_TTL:
+        raise errors.ErrGRPCLeaseTTLTooLarge
+
+
 @dataclass(slots=True)
 class Lease:
     """One lease: its ID, granted TTL (seconds) and, on the primary, its expiry on the lessor's clock."""
@@ -56,8 +62,6 @@ class Lease:
 
 class Lessor:
     """The leases of one member. Not thread-safe: use it from the server's event loop."""
-
-    MAX_TTL = MAX_LEASE_TTL
 
     def __init__(self, min_ttl: int = 2, *, clock: Callable[[], float] = time.monotonic,
                  retry_interval: float = EXPIRED_LEASE_RETRY_INTERVAL,
@@ -85,7 +89,7 @@ class Lessor:
 
     def restore(self, leases: Iterable[tuple[int, int]]) -> None:
         """Replace the table with the (lease ID, TTL) pairs persisted in the store (start, snapshot)."""
-        self._leases = {lease_id: Lease(lease_id, max(ttl, self.min_ttl)) for lease_id, ttl in leases}
+        self._leases = {lease_id: Lease(lease_id, self.granted_ttl(ttl)) for lease_id, ttl in leases}
         self._heap.clear()
         self._deadlines.clear()
         self._wake_all_waiters()
@@ -94,15 +98,17 @@ class Lessor:
             for lease in self._leases.values():
                 self._refresh(lease, now, 0.0)
 
+    def granted_ttl(self, ttl: int) -> int:
+        """The TTL a grant asking for ``ttl`` gets: at least the minimum TTL, as etcd's lessor grants it."""
+        return max(ttl, self.min_ttl)
+
     def on_grant(self, lease_id: int, ttl: int) -> int:
-        """Apply a LeaseGrant; returns the TTL actually granted (raised to the minimum TTL)."""
+        """Apply a LeaseGrant (its TTL checked before it was proposed); returns the TTL actually granted."""
         if lease_id == NO_LEASE:
             raise errors.ErrGRPCLeaseNotFound
-        if ttl > MAX_LEASE_TTL:
-            raise errors.ErrGRPCLeaseTTLTooLarge
         if lease_id in self._leases:
             raise errors.ErrGRPCLeaseExist
-        lease = Lease(lease_id, max(ttl, self.min_ttl))
+        lease = Lease(lease_id, self.granted_ttl(ttl))
         self._leases[lease_id] = lease
         if self._primary:
             self._refresh(lease, self._clock(), 0.0)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 import grpc
 
 from etcdpb.etcdserverpb import raft_internal_pb2, rpc_pb2
 from etcdpb.serverpb import peer_pb2
 from pyetcd import errors
-from pyetcd.lease import Lessor
+from pyetcd.lease import check_lease_ttl
 from pyetcd.proposals import ServerCore
 
 
@@ -20,19 +19,18 @@ class LeaseService(ServerCore):
 
     _revoking: dict[int, float]
 
-    async def lease_grant(self, req: Any) -> Any:
-        if req.TTL > Lessor.MAX_TTL:
-            raise errors.ErrLeaseTTLTooLarge
+    async def lease_grant(self, req: rpc_pb2.LeaseGrantRequest) -> rpc_pb2.LeaseGrantResponse:
+        check_lease_ttl(req.TTL)
         request = raft_internal_pb2.InternalRaftRequest()
         request.lease_grant.CopyFrom(req)
         if request.lease_grant.ID == 0:
             request.lease_grant.ID = self._ids.next() & ((1 << 63) - 1)
-        return self._with_header(await self._propose_and_wait(request))
+        return self._with_header(await self._propose_and_wait(request, rpc_pb2.LeaseGrantResponse))
 
-    async def lease_revoke(self, req: Any) -> Any:
+    async def lease_revoke(self, req: rpc_pb2.LeaseRevokeRequest) -> rpc_pb2.LeaseRevokeResponse:
         request = raft_internal_pb2.InternalRaftRequest()
         request.lease_revoke.CopyFrom(req)
-        return self._with_header(await self._propose_and_wait(request))
+        return self._with_header(await self._propose_and_wait(request, rpc_pb2.LeaseRevokeResponse))
 
     async def lease_renew(self, lease_id: int) -> int:
         """Keep-alive: only the leader tracks expiry, so followers forward (etcd forwards too)."""
@@ -52,11 +50,13 @@ class LeaseService(ServerCore):
                 await asyncio.sleep(self.config.heartbeat_ms / 1000)
         raise errors.ErrNoLeader
 
-    async def lease_time_to_live(self, req: Any) -> Any:
+    async def lease_time_to_live(
+            self, req: rpc_pb2.LeaseTimeToLiveRequest) -> rpc_pb2.LeaseTimeToLiveResponse:
         if not self.node.is_leader:
             stub = await self._leader_stub()
             try:
-                answer = await stub.LeaseTimeToLive(req, timeout=self.request_timeout())
+                answer: rpc_pb2.LeaseTimeToLiveResponse = await stub.LeaseTimeToLive(
+                    req, timeout=self.request_timeout())
             except grpc.aio.AioRpcError as err:
                 raise errors.from_rpc_error(err) from None
             return self._with_header(answer)
@@ -68,7 +68,7 @@ class LeaseService(ServerCore):
             response.keys.extend(self.store.lease_keys(req.ID))
         return self._with_header(response)
 
-    async def lease_leases(self) -> Any:
+    async def lease_leases(self) -> rpc_pb2.LeaseLeasesResponse:
         response = rpc_pb2.LeaseLeasesResponse()
         for lease_id, _ in sorted(self.store.leases()):
             response.leases.add(ID=lease_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, cast
 
 from etcdpb.etcdserverpb import raft_internal_pb2, rpc_pb2
@@ -21,7 +21,7 @@ SERVER_VERSION = "3.4.23"
 class MaintenanceService(ServerCore):
     """Status, Defragment, Hash, HashKV, Alarm, MoveLeader, Snapshot."""
 
-    async def status(self) -> Any:
+    async def status(self) -> rpc_pb2.StatusResponse:
         # Leader and term from one reading of the core: the driver's leader_id catches up only when
         # it handles the next Ready, and a deposed leader must not report itself in the new term.
         status = self.node.status()
@@ -37,20 +37,20 @@ class MaintenanceService(ServerCore):
     def _alarm_error_strings(self) -> list[str]:
         return [alarm_text(member_id, alarm) for member_id, alarm in sorted(self.applier.alarms)]
 
-    async def defragment(self) -> Any:
+    async def defragment(self) -> rpc_pb2.DefragmentResponse:
         await asyncio.get_running_loop().run_in_executor(None, self.store.defragment)
         return rpc_pb2.DefragmentResponse(header=self.header())
 
-    async def hash(self) -> Any:
+    async def hash(self) -> rpc_pb2.HashResponse:
         return rpc_pb2.HashResponse(header=self.header(), hash=self.store.hash())
 
-    async def hash_kv(self, req: Any) -> Any:
+    async def hash_kv(self, req: rpc_pb2.HashKVRequest) -> rpc_pb2.HashKVResponse:
         value, compact_revision, _ = self.store.hash_kv(req.revision)
         # etcd's header names the store's current revision, not the one hashed (mvcc HashByRev).
         return rpc_pb2.HashKVResponse(header=self.header(), hash=value,
                                       compact_revision=compact_revision)
 
-    async def alarm(self, req: Any) -> Any:
+    async def alarm(self, req: rpc_pb2.AlarmRequest) -> rpc_pb2.AlarmResponse:
         if req.action == rpc_pb2.AlarmRequest.GET:
             response = rpc_pb2.AlarmResponse(header=self.header())
             for member_id, alarm in sorted(self.applier.alarms):
@@ -59,7 +59,7 @@ class MaintenanceService(ServerCore):
             return response
         request = raft_internal_pb2.InternalRaftRequest()
         request.alarm.CopyFrom(req)
-        return self._with_header(await self._propose_and_wait(request))
+        return self._with_header(await self._propose_and_wait(request, rpc_pb2.AlarmResponse))
 
     def raise_no_space_alarm(self) -> None:
         """The store refused a write for lack of space: tell every member through the log (etcd does too)."""
@@ -70,13 +70,13 @@ class MaintenanceService(ServerCore):
         asyncio.ensure_future(self._quietly(self.alarm(request)))
 
     @staticmethod
-    async def _quietly(coro: Any) -> None:
+    async def _quietly(coro: Awaitable[object]) -> None:
         try:
             await coro
         except Exception:  # noqa: BLE001
             log.warning("background request failed", exc_info=True)
 
-    async def move_leader(self, req: Any) -> Any:
+    async def move_leader(self, req: rpc_pb2.MoveLeaderRequest) -> rpc_pb2.MoveLeaderResponse:
         if not self.node.is_leader:
             raise errors.ErrNotLeader
         target = self.membership.get(req.targetID)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 import heapq
 from collections.abc import Callable
-from typing import Any
+from typing import Protocol, TypeVar
 
 import grpc
 
-from etcdpb.etcdserverpb import rpc_pb2
+from etcdpb.etcdserverpb import raft_internal_pb2, rpc_pb2
 from etcdpb.serverpb import peer_pb2_grpc
 from pyetcd import errors
 from pyetcd.apply import Applier, ApplyOutcome
@@ -23,6 +23,17 @@ from raft.core import ConfChange, ConfChangeType, ProposalDropped
 from raft.node import RaftNode
 from raft.transport import GrpcTransport
 from storage.mvcc import MvccStore
+
+
+class HasHeader(Protocol):
+    """A response of the etcd API: every one carries a ResponseHeader."""
+
+    @property
+    def header(self) -> rpc_pb2.ResponseHeader: ...
+
+
+AnswerT = TypeVar("AnswerT")
+ResponseT = TypeVar("ResponseT", bound=HasHeader)
 
 
 class ServerCore:
@@ -43,7 +54,7 @@ class ServerCore:
     _applied: AppliedIndexWaiters
     _peer_channels: dict[int, grpc.aio.Channel]
 
-    def header(self, revision: int | None = None) -> Any:
+    def header(self, revision: int | None = None) -> rpc_pb2.ResponseHeader:
         return rpc_pb2.ResponseHeader(cluster_id=self.cluster_id, member_id=self.member_id,
                                       revision=self.store.current_revision if revision is None else revision,
                                       raft_term=self.node.term)
@@ -52,25 +63,31 @@ class ServerCore:
         """etcd's ReqTimeout: 5 s plus twice the election timeout."""
         return 5.0 + 2 * self.config.election_ms / 1000
 
-    async def _propose_and_wait(self, request: Any, timeout: float | None = None) -> Any:
-        """Propose an InternalRaftRequest and wait until this member has applied it."""
+    async def _propose_and_wait(self, request: raft_internal_pb2.InternalRaftRequest, answer: type[AnswerT],
+                                timeout: float | None = None) -> AnswerT:
+        """Propose an InternalRaftRequest, wait until this member has applied it, and return its answer."""
         request_id = self._ids.next()
         request.header.ID = request_id
         data = request.SerializeToString()
         if len(data) > self.config.max_request_bytes:
             raise errors.ErrRequestTooLarge
-        return await self._wait_for_applied(request_id, lambda: self.node.propose(data), timeout)
+        result = await self._wait_for_applied(request_id, lambda: self.node.propose(data), timeout)
+        if not isinstance(result, answer):
+            raise TypeError(f"applying the request answered {type(result).__name__}, not {answer.__name__}")
+        return result
 
     async def _propose_conf_change_and_wait(self, cc_type: ConfChangeType, node_id: int,
                                             context: bytes = b"") -> list[Member]:
         """Propose a membership change; the answer is the member list once it is applied."""
         request_id = self._ids.next()
         cc = ConfChange(cc_type, node_id, context, request_id)
-        members: list[Member] = await self._wait_for_applied(request_id, lambda: self.node.propose_conf_change(cc))
+        members = await self._wait_for_applied(request_id, lambda: self.node.propose_conf_change(cc))
+        if not isinstance(members, list):
+            raise TypeError(f"applying a conf change answered {type(members).__name__}, not the member list")
         return members
 
     async def _wait_for_applied(self, request_id: int, propose: Callable[[], None],
-                                timeout: float | None = None) -> Any:
+                                timeout: float | None = None) -> object:
         """Register a waiter before proposing (the entry may apply at once), then wait for its outcome."""
         future: asyncio.Future[ApplyOutcome] = asyncio.get_running_loop().create_future()
         self._waiters[request_id] = future
@@ -103,7 +120,7 @@ class ServerCore:
             raise errors.ErrTimeout from None
         await asyncio.wait_for(self._applied.wait_for(index), self.request_timeout())
 
-    def _with_header(self, response: Any) -> Any:
+    def _with_header(self, response: ResponseT) -> ResponseT:
         revision = response.header.revision if response.header.revision else None
         response.header.CopyFrom(self.header(revision))
         return response

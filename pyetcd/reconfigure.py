@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any
 
 import grpc
 
@@ -23,11 +22,11 @@ HEALTH_INTERVAL_S = 5.0
 class MembershipService(ServerCore):
     """MemberList/Add/Remove/Update/Promote."""
 
-    def _member_proto(self, member: Member) -> Any:
+    def _member_proto(self, member: Member) -> rpc_pb2.Member:
         return rpc_pb2.Member(ID=member.id, name=member.name, peerURLs=list(member.peer_urls),
                               clientURLs=list(member.client_urls), isLearner=member.is_learner)
 
-    def _members_proto(self, members: list[Member]) -> list[Any]:
+    def _members_proto(self, members: list[Member]) -> list[rpc_pb2.Member]:
         return [self._member_proto(m) for m in members]
 
     def _peers_connected_since(self, since: float, members: list[Member]) -> int:
@@ -41,7 +40,7 @@ class MembershipService(ServerCore):
                 connected += 1
         return connected
 
-    async def member_list(self, req: Any) -> Any:
+    async def member_list(self, req: rpc_pb2.MemberListRequest) -> rpc_pb2.MemberListResponse:
         if getattr(req, "linearizable", False):
             await self.linearizable_barrier()
         response = rpc_pb2.MemberListResponse()
@@ -49,7 +48,7 @@ class MembershipService(ServerCore):
         response.header.CopyFrom(self.header())
         return response
 
-    async def member_add(self, req: Any) -> Any:
+    async def member_add(self, req: rpc_pb2.MemberAddRequest) -> rpc_pb2.MemberAddResponse:
         urls = tuple(req.peerURLs)
         if self.membership.peer_url_in_use(urls):
             raise errors.ErrPeerURLExist
@@ -71,7 +70,7 @@ class MembershipService(ServerCore):
         response.header.CopyFrom(self.header())
         return response
 
-    async def member_remove(self, req: Any) -> Any:
+    async def member_remove(self, req: rpc_pb2.MemberRemoveRequest) -> rpc_pb2.MemberRemoveResponse:
         target = self.membership.get(req.ID)
         if target is None:
             raise errors.ErrMemberNotFound
@@ -113,7 +112,7 @@ class MembershipService(ServerCore):
         if active - 1 < 1 + (len(voters) - 1) // 2:
             raise errors.ErrUnhealthy
 
-    async def member_update(self, req: Any) -> Any:
+    async def member_update(self, req: rpc_pb2.MemberUpdateRequest) -> rpc_pb2.MemberUpdateResponse:
         current = self.membership.get(req.ID)
         if current is None:
             raise errors.ErrMemberNotFound
@@ -125,11 +124,13 @@ class MembershipService(ServerCore):
         response.header.CopyFrom(self.header())
         return response
 
-    async def member_promote(self, req: Any) -> Any:
+    async def member_promote(self, req: rpc_pb2.MemberPromoteRequest) -> rpc_pb2.MemberPromoteResponse:
         if not self.node.is_leader:
             stub = await self._leader_stub()
             try:
-                return await stub.MemberPromote(req, timeout=self.request_timeout())
+                forwarded: rpc_pb2.MemberPromoteResponse = await stub.MemberPromote(
+                    req, timeout=self.request_timeout())
+                return forwarded
             except grpc.aio.AioRpcError as err:
                 raise errors.from_rpc_error(err) from None
         member = self.membership.get(req.ID)

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import grpc
 
@@ -24,7 +24,7 @@ from pyetcd.apply import Applier, ApplyOutcome, MembershipChanges, encode_conf_c
 from pyetcd.apply_kv import is_txn_read_only, is_txn_serializable, read_range, read_txn
 from pyetcd.certchecks import server_interceptors
 from pyetcd.compactor import new_compactor
-from pyetcd.config import ServerConfig, configured_member_id, host_port
+from pyetcd.config import ServerConfig, configured_member_id
 from pyetcd.counters import DiskObservers, ServerCounters
 from pyetcd.datadir import MemberDirLocks, prepare_member_dirs
 from pyetcd.diskspace import DiskSpaceGuard
@@ -40,6 +40,7 @@ from pyetcd.proposals import AppliedIndexWaiters
 from pyetcd.reconfigure import MembershipService
 from pyetcd.tlsconfig import TLSInfo, is_secure_url, listen_address, with_auto_tls
 from pyetcd.tlscredentials import PeerSecurity, server_credentials
+from pyetcd.urls import host_port
 from raft.core import ConfChange, ConfChangeType, ConfState, ProposalDropped, Snapshot, SnapshotMetadata
 from raft.node import ApplyBatch, NodeConfig, RaftNode
 from raft.transport import GrpcTransport, open_peer_channel
@@ -146,7 +147,7 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
         self._ids = RequestIdGenerator(self.member_id)
         self.lessor = Lessor(min_ttl=self.config.min_lease_ttl)
         self.lessor.restore(self.store.leases())
-        self.applier = Applier(self.store, self.membership, self.lessor, config.min_lease_ttl,
+        self.applier = Applier(self.store, self.membership, self.lessor,
                                MembershipChanges(self._apply_conf_change_to_raft, self._on_member_added,
                                                  self._on_member_removed, self._on_member_updated))
         self._applied.advance(self.store.consistent_index)
@@ -438,7 +439,7 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
         request.member_attributes_set.client_urls.extend(self.config.advertise_client_urls)
         while True:
             try:
-                await self._propose_and_wait(request, timeout=self.config.election_ms / 1000 * 5)
+                await self._propose_and_wait(request, type(None), timeout=self.config.election_ms / 1000 * 5)
                 self._published = True
                 etcd_lines.published(self.config.name, self.config.advertise_client_urls, self.member_id,
                                      self.cluster_id)
@@ -456,25 +457,25 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
 
     # -- KV ------------------------------------------------------------------------------------
 
-    async def range(self, req: Any) -> Any:
+    async def range(self, req: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
         if not req.serializable:
             await self.linearizable_barrier()
         response = read_range(self.store, req)
         response.header.CopyFrom(self.header())
         return response
 
-    async def put(self, req: Any) -> Any:
+    async def put(self, req: rpc_pb2.PutRequest) -> rpc_pb2.PutResponse:
         request = raft_internal_pb2.InternalRaftRequest()
         request.put.CopyFrom(req)
-        response = await self._propose_and_wait(request)
+        response = await self._propose_and_wait(request, rpc_pb2.PutResponse)
         return self._with_header(response)
 
-    async def delete_range(self, req: Any) -> Any:
+    async def delete_range(self, req: rpc_pb2.DeleteRangeRequest) -> rpc_pb2.DeleteRangeResponse:
         request = raft_internal_pb2.InternalRaftRequest()
         request.delete_range.CopyFrom(req)
-        return self._with_header(await self._propose_and_wait(request))
+        return self._with_header(await self._propose_and_wait(request, rpc_pb2.DeleteRangeResponse))
 
-    async def txn(self, req: Any) -> Any:
+    async def txn(self, req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
         if is_txn_read_only(req):
             # A txn that cannot write is a read: ReadIndex (unless all serializable), then a read view.
             if not is_txn_serializable(req):
@@ -482,9 +483,9 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
             return self._with_header(read_txn(self.store, req))
         request = raft_internal_pb2.InternalRaftRequest()
         request.txn.CopyFrom(req)
-        return self._with_header(await self._propose_and_wait(request))
+        return self._with_header(await self._propose_and_wait(request, rpc_pb2.TxnResponse))
 
-    async def compact(self, req: Any) -> Any:
+    async def compact(self, req: rpc_pb2.CompactionRequest) -> rpc_pb2.CompactionResponse:
         current = self.store.current_revision
         if req.revision > current:
             raise errors.ErrFutureRev
@@ -492,7 +493,7 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
             raise errors.ErrCompacted
         request = raft_internal_pb2.InternalRaftRequest()
         request.compaction.CopyFrom(req)
-        response = await self._propose_and_wait(request)
+        response = await self._propose_and_wait(request, rpc_pb2.CompactionResponse)
         if req.physical:
             self.store.sync()
         return self._with_header(response)

@@ -11,7 +11,6 @@ from typing import Any
 
 from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from pyetcd import errors
-from pyetcd.api.header import fill_header
 from pyetcd.api.server_api import EtcdServerApi
 
 
@@ -21,42 +20,38 @@ class AuthServicer(rpc_pb2_grpc.AuthServicer):
     def __init__(self, etcd: EtcdServerApi) -> None:
         self._etcd = etcd
 
-    def _answer(self, response: Any) -> Any:
-        fill_header(response.header, self._etcd)
-        return response
-
     async def AuthEnable(self, request: Any, context: Any) -> Any:  # noqa: N802
-        await errors.abort_with(context, errors.ErrGRPCRootUserNotExist)
+        raise errors.ErrGRPCRootUserNotExist
 
     async def AuthDisable(self, request: Any, context: Any) -> Any:  # noqa: N802
-        return self._answer(rpc_pb2.AuthDisableResponse())  # already disabled: nothing to do
+        return rpc_pb2.AuthDisableResponse()  # already disabled: nothing to do
 
     async def Authenticate(self, request: Any, context: Any) -> Any:  # noqa: N802
-        await errors.abort_with(context, errors.ErrGRPCAuthNotEnabled)
+        raise errors.ErrGRPCAuthNotEnabled
 
     async def UserList(self, request: Any, context: Any) -> Any:  # noqa: N802
-        return self._answer(rpc_pb2.AuthUserListResponse())
+        return rpc_pb2.AuthUserListResponse()
 
     async def RoleList(self, request: Any, context: Any) -> Any:  # noqa: N802
-        return self._answer(rpc_pb2.AuthRoleListResponse())
+        return rpc_pb2.AuthRoleListResponse()
 
     async def UserGet(self, request: Any, context: Any) -> Any:  # noqa: N802
-        await errors.abort_with(context, errors.ErrGRPCUserNotFound)
+        raise errors.ErrGRPCUserNotFound
 
     async def RoleGet(self, request: Any, context: Any) -> Any:  # noqa: N802
-        await errors.abort_with(context, errors.ErrGRPCRoleNotFound)
+        raise errors.ErrGRPCRoleNotFound
 
     async def UserAdd(self, request: Any, context: Any) -> Any:  # noqa: N802
-        await errors.abort_with(context, errors.ErrGRPCUserEmpty if not request.name else errors.ErrGRPCAuthNotEnabled)
+        raise errors.ErrGRPCUserEmpty if not request.name else errors.ErrGRPCAuthNotEnabled
 
     async def RoleAdd(self, request: Any, context: Any) -> Any:  # noqa: N802
-        await errors.abort_with(context, errors.ErrGRPCRoleEmpty if not request.name else errors.ErrGRPCAuthNotEnabled)
+        raise errors.ErrGRPCRoleEmpty if not request.name else errors.ErrGRPCAuthNotEnabled
 
     async def _no_such_user(self, request: Any, context: Any) -> Any:
-        await errors.abort_with(context, errors.ErrGRPCUserNotFound)
+        raise errors.ErrGRPCUserNotFound
 
     async def _no_such_role(self, request: Any, context: Any) -> Any:
-        await errors.abort_with(context, errors.ErrGRPCRoleNotFound)
+        raise errors.ErrGRPCRoleNotFound
 
     UserDelete = _no_such_user
     UserChangePassword = _no_such_user

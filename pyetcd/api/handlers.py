@@ -1,5 +1,9 @@
 """gRPC method handlers around the servicers, answering as etcd's Go server does before a servicer runs.
 
+This is the one place where a call's outcome becomes etcd's answer: an exception a servicer raises becomes
+etcd's gRPC error (errors.to_etcd_error), and a unary answer gets its response header as etcd fills it
+(api/header.py); servicers only check, ask the server and return.
+
 Four checks that etcd gets from grpc-go and from v3rpc's interceptors:
 
 - a request that does not decode is refused with INTERNAL "grpc: error unmarshalling request: ...",
@@ -26,6 +30,7 @@ from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
 from etcdpb.etcdserverpb import rpc_pb2
 from pyetcd import errors
+from pyetcd.api.header import HeaderFill, fill_header_for
 from pyetcd.api.kv import explain_undecodable_txn
 from pyetcd.api.server_api import EtcdServerApi
 from pyetcd.api.stats import GrpcStats, MethodKey
@@ -119,13 +124,21 @@ class RequestStream:
 Behavior = Callable[..., Any]
 
 
-def _unary_unary(behavior: Behavior, etcd: EtcdServerApi) -> Callable[[Any, Any], Awaitable[Any]]:
+def _unary_unary(behavior: Behavior, etcd: EtcdServerApi,
+                 fill_header: HeaderFill) -> Callable[[Any, Any], Awaitable[Any]]:
     async def handle(request: Any, context: Any) -> Any:
         if isinstance(request, UndecodableRequest):
             await abort_undecodable(context, request)
         if is_learner(etcd) and not supported_for_learner(request):
             await errors.abort_with(context, errors.ErrGRPCNotSupportedForLearner)
-        return await behavior(request, context)
+        try:
+            response = await behavior(request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as err:  # noqa: BLE001 - every failure goes back as etcd's error
+            await errors.abort_with(context, err)
+        fill_header(response, etcd)
+        return response
 
     return handle
 
@@ -136,8 +149,13 @@ def _unary_stream(behavior: Behavior, etcd: EtcdServerApi) -> Callable[[Any, Any
             await abort_undecodable(context, request)
         if is_learner(etcd):  # etcd's stream interceptor: a learner serves no stream
             await errors.abort_with(context, errors.ErrGRPCNotSupportedForLearner)
-        async for response in behavior(request, context):
-            yield response
+        try:
+            async for response in behavior(request, context):
+                yield response
+        except grpc.aio.AbortError:
+            raise
+        except Exception as err:  # noqa: BLE001
+            await errors.abort_with(context, err)
 
     return handle
 
@@ -152,6 +170,10 @@ def _stream_stream(behavior: Behavior, etcd: EtcdServerApi) -> Callable[[Any, An
                 yield response
         except UndecodableRequestError:
             pass  # the servicer let the stream's end propagate; the status below says why
+        except grpc.aio.AbortError:
+            raise
+        except Exception as err:  # noqa: BLE001
+            await errors.abort_with(context, err)
         if requests.undecodable is not None:
             # grpc-go ends the stream with the receive error; etcd's handlers return it as is.
             await abort_undecodable(context, requests.undecodable)
@@ -252,7 +274,7 @@ def method_handler(method: MethodDescriptor, behavior: Behavior, etcd: EtcdServe
             stream if stats is None else _counted_stream(stream, key, stats), **codecs)
     if method.client_streaming:  # pragma: no cover - the etcd v3 API has no client-streaming-only call
         raise ValueError(f"client-streaming method {method.full_name} is not supported")
-    unary = _unary_unary(behavior, etcd)
+    unary = _unary_unary(behavior, etcd, fill_header_for(method.full_name))
     return grpc.unary_unary_rpc_method_handler(unary if stats is None else _counted_unary(unary, key, stats),
                                                **codecs)
 

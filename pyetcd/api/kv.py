@@ -1,4 +1,4 @@
-"""The KV service: check each request as etcd's v3rpc layer does, ask the server, fill the header."""
+"""The KV service: check each request as etcd's v3rpc layer does and ask the server (handlers.py answers)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from typing import Any
 
 from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from pyetcd import errors
-from pyetcd.api.header import fill_header
 from pyetcd.api.server_api import EtcdServerApi
 
 Interval = tuple[bytes, bytes]
@@ -205,52 +204,27 @@ class KVServicer(rpc_pb2_grpc.KVServicer):
         self._etcd = etcd
 
     async def Range(self, request: rpc_pb2.RangeRequest, context: Any) -> rpc_pb2.RangeResponse:  # noqa: N802
-        try:
-            check_range_request(request)
-            normalize_sort(request)
-            response = await self._etcd.range(request)
-        except Exception as err:
-            await errors.abort_with(context, err)
-        fill_header(response.header, self._etcd)
-        return response
+        check_range_request(request)
+        normalize_sort(request)
+        return await self._etcd.range(request)
 
     async def Put(self, request: rpc_pb2.PutRequest, context: Any) -> rpc_pb2.PutResponse:  # noqa: N802
-        try:
-            check_put_request(request)
-            response = await self._etcd.put(request)
-        except Exception as err:
-            await errors.abort_with(context, err)
-        fill_header(response.header, self._etcd)
-        return response
+        check_put_request(request)
+        return await self._etcd.put(request)
 
     async def DeleteRange(self, request: rpc_pb2.DeleteRangeRequest,  # noqa: N802
                           context: Any) -> rpc_pb2.DeleteRangeResponse:
-        try:
-            check_delete_request(request)
-            response = await self._etcd.delete_range(request)
-        except Exception as err:
-            await errors.abort_with(context, err)
-        fill_header(response.header, self._etcd)
-        return response
+        check_delete_request(request)
+        return await self._etcd.delete_range(request)
 
     async def Txn(self, request: rpc_pb2.TxnRequest, context: Any) -> rpc_pb2.TxnResponse:  # noqa: N802
-        try:
-            check_txn_request(request, self._etcd.config.max_txn_ops)
-            # Overlap checks come after the cheap ones so a huge txn cannot cost quadratic time.
-            check_intervals(request.success)
-            check_intervals(request.failure)
-            normalize_txn_sorts(request)
-            response = await self._etcd.txn(request)
-        except Exception as err:
-            await errors.abort_with(context, err)
-        fill_header(response.header, self._etcd)
-        return response
+        check_txn_request(request, self._etcd.config.max_txn_ops)
+        # Overlap checks come after the cheap ones so a huge txn cannot cost quadratic time.
+        check_intervals(request.success)
+        check_intervals(request.failure)
+        normalize_txn_sorts(request)
+        return await self._etcd.txn(request)
 
     async def Compact(self, request: rpc_pb2.CompactionRequest,  # noqa: N802
                       context: Any) -> rpc_pb2.CompactionResponse:
-        try:
-            response = await self._etcd.compact(request)
-        except Exception as err:
-            await errors.abort_with(context, err)
-        fill_header(response.header, self._etcd)
-        return response
+        return await self._etcd.compact(request)

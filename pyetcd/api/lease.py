@@ -9,7 +9,6 @@ from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from pyetcd import errors
 from pyetcd.api.header import fill_header
 from pyetcd.api.server_api import EtcdServerApi
-from pyetcd.lease import MAX_LEASE_TTL
 
 
 class LeaseServicer(rpc_pb2_grpc.LeaseServicer):
@@ -20,44 +19,25 @@ class LeaseServicer(rpc_pb2_grpc.LeaseServicer):
 
     async def LeaseGrant(self, request: rpc_pb2.LeaseGrantRequest,  # noqa: N802
                          context: Any) -> rpc_pb2.LeaseGrantResponse:
-        try:
-            if request.TTL > MAX_LEASE_TTL:
-                raise errors.ErrGRPCLeaseTTLTooLarge
-            response = await self._etcd.lease_grant(request)
-        except Exception as err:
-            await errors.abort_with(context, err)
-        fill_header(response.header, self._etcd)
-        return response
+        return await self._etcd.lease_grant(request)
 
     async def LeaseRevoke(self, request: rpc_pb2.LeaseRevokeRequest,  # noqa: N802
                           context: Any) -> rpc_pb2.LeaseRevokeResponse:
-        try:
-            response = await self._etcd.lease_revoke(request)
-        except Exception as err:
-            await errors.abort_with(context, err)
-        fill_header(response.header, self._etcd)
-        return response
+        return await self._etcd.lease_revoke(request)
 
     async def LeaseTimeToLive(self, request: rpc_pb2.LeaseTimeToLiveRequest,  # noqa: N802
                               context: Any) -> rpc_pb2.LeaseTimeToLiveResponse:
         try:
-            response = await self._etcd.lease_time_to_live(request)
+            return await self._etcd.lease_time_to_live(request)
         except Exception as err:
             if errors.to_etcd_error(err) != errors.ErrGRPCLeaseNotFound:
-                await errors.abort_with(context, err)
+                raise
             # etcd answers an unknown lease with TTL -1 rather than an error ("already expired").
-            response = rpc_pb2.LeaseTimeToLiveResponse(ID=request.ID, TTL=-1)
-        fill_header(response.header, self._etcd)
-        return response
+            return rpc_pb2.LeaseTimeToLiveResponse(ID=request.ID, TTL=-1)
 
     async def LeaseLeases(self, request: rpc_pb2.LeaseLeasesRequest,  # noqa: N802
                           context: Any) -> rpc_pb2.LeaseLeasesResponse:
-        try:
-            response = await self._etcd.lease_leases()
-        except Exception as err:
-            await errors.abort_with(context, err)
-        fill_header(response.header, self._etcd)
-        return response
+        return await self._etcd.lease_leases()
 
     async def LeaseKeepAlive(self, request_iterator: AsyncIterator[rpc_pb2.LeaseKeepAliveRequest],  # noqa: N802
                              context: Any) -> AsyncIterator[rpc_pb2.LeaseKeepAliveResponse]:
@@ -66,11 +46,11 @@ class LeaseServicer(rpc_pb2_grpc.LeaseServicer):
             # The header is taken before renewing, so its revision is never later than the
             # renewal: a client cannot see a keep-alive succeed after the lease's revoke.
             response = rpc_pb2.LeaseKeepAliveResponse(ID=request.ID)
-            fill_header(response.header, self._etcd)
+            fill_header(response, self._etcd)
             try:
                 response.TTL = await self._etcd.lease_renew(request.ID)
             except Exception as err:
                 if errors.to_etcd_error(err) != errors.ErrGRPCLeaseNotFound:
-                    await errors.abort_with(context, err)
+                    raise
                 response.TTL = 0
             yield response

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from typing import Any
 
 from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
-from pyetcd import errors
-from pyetcd.api.header import fill_header
 from pyetcd.api.server_api import EtcdServerApi
 
 SNAPSHOT_CHUNK_BYTES = 32 * 1024
@@ -27,72 +25,36 @@ def snapshot_responses(data: bytes) -> list[rpc_pb2.SnapshotResponse]:
     return responses
 
 
-ResponseT = TypeVar("ResponseT", rpc_pb2.AlarmResponse, rpc_pb2.DefragmentResponse, rpc_pb2.MoveLeaderResponse)
-
-
-def _without_header(response: ResponseT) -> ResponseT:
-    response.ClearField("header")
-    return response
-
-
 class MaintenanceServicer(rpc_pb2_grpc.MaintenanceServicer):
-    """etcdserverpb.Maintenance. Alarm, Defragment and MoveLeader answers carry no header in
-    etcd 3.4 (`etcdctl alarm list -w json` shows none), so theirs is cleared."""
+    """etcdserverpb.Maintenance."""
 
     def __init__(self, etcd: EtcdServerApi) -> None:
         self._etcd = etcd
 
     async def Alarm(self, request: rpc_pb2.AlarmRequest, context: Any) -> rpc_pb2.AlarmResponse:  # noqa: N802
-        try:
-            return _without_header(await self._etcd.alarm(request))
-        except Exception as err:
-            await errors.abort_with(context, err)
+        return await self._etcd.alarm(request)
 
     async def Status(self, request: rpc_pb2.StatusRequest, context: Any) -> rpc_pb2.StatusResponse:  # noqa: N802
-        try:
-            response = await self._etcd.status()
-        except Exception as err:
-            await errors.abort_with(context, err)
-        fill_header(response.header, self._etcd)
-        return response
+        return await self._etcd.status()
 
     async def Defragment(self, request: rpc_pb2.DefragmentRequest,  # noqa: N802
                          context: Any) -> rpc_pb2.DefragmentResponse:
-        try:
-            return _without_header(await self._etcd.defragment())
-        except Exception as err:
-            await errors.abort_with(context, err)
+        return await self._etcd.defragment()
 
     async def Hash(self, request: rpc_pb2.HashRequest, context: Any) -> rpc_pb2.HashResponse:  # noqa: N802
-        try:
-            response = await self._etcd.hash()
-        except Exception as err:
-            await errors.abort_with(context, err)
-        fill_header(response.header, self._etcd)
-        return response
+        return await self._etcd.hash()
 
     async def HashKV(self, request: rpc_pb2.HashKVRequest, context: Any) -> rpc_pb2.HashKVResponse:  # noqa: N802
-        try:
-            response = await self._etcd.hash_kv(request)
-        except Exception as err:
-            await errors.abort_with(context, err)
-        fill_header(response.header, self._etcd)
-        return response
+        return await self._etcd.hash_kv(request)
 
     async def MoveLeader(self, request: rpc_pb2.MoveLeaderRequest,  # noqa: N802
                          context: Any) -> rpc_pb2.MoveLeaderResponse:
-        try:
-            return _without_header(await self._etcd.move_leader(request))
-        except Exception as err:
-            await errors.abort_with(context, err)
+        return await self._etcd.move_leader(request)
 
     async def Snapshot(self, request: rpc_pb2.SnapshotRequest,  # noqa: N802
                        context: Any) -> AsyncIterator[rpc_pb2.SnapshotResponse]:
-        try:
-            # The server's chunks are gathered first: etcd's stream states how many bytes
-            # remain in every blob, and the store's snapshot is one bytes value anyway.
-            data = b"".join([chunk async for chunk in self._etcd.snapshot_chunks()])
-        except Exception as err:
-            await errors.abort_with(context, err)
+        # The server's chunks are gathered first: etcd's stream states how many bytes
+        # remain in every blob, and the store's snapshot is one bytes value anyway.
+        data = b"".join([chunk async for chunk in self._etcd.snapshot_chunks()])
         for response in snapshot_responses(data):
             yield response

@@ -7,9 +7,10 @@ small fake and the server can change its internals freely.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import Protocol
 
 from etcdpb.etcdserverpb import rpc_pb2
+from storage.mvcc import MvccStore
 
 
 class ServerConfigLike(Protocol):
@@ -40,7 +41,7 @@ class MembershipLike(Protocol):
 
 class EtcdServerApi(Protocol):
     """The server the servicers ask. Every async method may raise an EtcdError or a storage/raft
-    exception; servicers turn them into etcd's gRPC errors with errors.to_etcd_error."""
+    exception; the method handlers (handlers.py) turn them into etcd's gRPC errors."""
 
     member_id: int
     cluster_id: int
@@ -49,7 +50,7 @@ class EtcdServerApi(Protocol):
     def config(self) -> ServerConfigLike: ...
 
     @property
-    def store(self) -> Any: ...
+    def store(self) -> MvccStore: ...
 
     @property
     def membership(self) -> MembershipLike: ...

@@ -18,7 +18,7 @@ import grpc
 from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from pyetcd import apply_kv, errors
 from pyetcd.api.register import add_services, grpc_server_options
-from pyetcd.lease import Lessor
+from pyetcd.lease import Lessor, check_lease_ttl
 from pyetcd.membership import Member, Membership
 from storage.mvcc import MvccStore, WriteBatch
 
@@ -85,6 +85,7 @@ class FakeEtcd:
         return rpc_pb2.CompactionResponse()
 
     async def lease_grant(self, req: rpc_pb2.LeaseGrantRequest) -> rpc_pb2.LeaseGrantResponse:
+        check_lease_ttl(req.TTL)
         lease_id = req.ID or next(self._lease_ids)
         ttl = self.lessor.on_grant(lease_id, req.TTL)
         with self._write() as batch:

@@ -12,10 +12,10 @@ import pytest
 
 from etcdpb.etcdserverpb import rpc_pb2
 from pyetcd import errors
-from pyetcd.api.cluster import valid_peer_urls
 from pyetcd.api.kv import check_intervals, check_txn_request
 from pyetcd.api.maintenance import SNAPSHOT_CHUNK_BYTES
 from pyetcd.maintenance import MaintenanceService
+from pyetcd.urls import valid_peer_urls
 from tests.server.fake_etcd import CLUSTER_ID, MEMBER_ID, RAFT_TERM, Api, serve_api
 
 

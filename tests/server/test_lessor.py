@@ -8,7 +8,7 @@ import pytest
 
 from pyetcd import errors
 from pyetcd.errors import LeaseExpiredError, NotPrimaryError
-from pyetcd.lease import MAX_LEASE_TTL, Lessor, min_lease_ttl
+from pyetcd.lease import MAX_LEASE_TTL, Lessor, check_lease_ttl, min_lease_ttl
 
 
 class FakeClock:
@@ -52,8 +52,9 @@ def test_grant_refuses_zero_id_duplicates_and_huge_ttls(leader: Lessor) -> None:
         leader.on_grant(7, 10)
     assert dup.value == errors.ErrGRPCLeaseExist
     with pytest.raises(errors.EtcdError) as huge:
-        leader.on_grant(8, MAX_LEASE_TTL + 1)
+        check_lease_ttl(MAX_LEASE_TTL + 1)
     assert huge.value == errors.ErrGRPCLeaseTTLTooLarge
+    check_lease_ttl(MAX_LEASE_TTL)
     with pytest.raises(errors.EtcdError) as zero:
         leader.on_grant(0, 10)
     assert zero.value == errors.ErrGRPCLeaseNotFound

@@ -21,7 +21,8 @@ from pathlib import Path
 from types import FrameType
 
 from benchmarks.compare.servers import HOST, free_port
-from pyetcd.config import ConfigError, host_port, parse_server_args
+from pyetcd.config import ConfigError, parse_server_args
+from pyetcd.urls import host_port
 
 PACKAGE = "benchmarks.experiments.front_processes"
 STOP_GRACE_S = 10.0

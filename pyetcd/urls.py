@@ -1,15 +1,20 @@
-"""Which peer URLs etcd accepts in MemberAdd: its types.NewURLs, on top of Go's url.Parse.
+"""URLs, in one place: which ones etcd accepts (flags, MemberAdd), which ones our transport can dial, and the
+gRPC target a URL names.
 
-A URL is trimmed of Go's white space, parsed as Go's net/url parses it, and must then have
-an http, https, unix or unixs scheme, a host that net.SplitHostPort splits into host and port,
-and no path. Python's urllib accepts and rejects different strings (control characters,
-'%' escapes in the host, user info, bracketed hosts), so the parts of Go's parser that decide
-acceptance are reproduced here; the parsed values themselves are not needed.
+MemberAdd's peer URLs are judged as etcd's types.NewURLs judges them, on top of Go's url.Parse: a URL is
+trimmed of Go's white space, parsed as Go's net/url parses it, and must then have an http, https, unix or
+unixs scheme, a host that net.SplitHostPort splits into host and port, and no path. Python's urllib accepts
+and rejects different strings (control characters, '%' escapes in the host, user info, bracketed hosts), so
+the parts of Go's parser that decide acceptance are reproduced here; the parsed values themselves are not
+needed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from raft.transport import url_to_target
 
 PEER_SCHEMES = frozenset({"http", "https", "unix", "unixs"})
 
@@ -173,3 +178,44 @@ def valid_peer_urls(urls: Sequence[str]) -> bool:
     except InvalidURLError:
         return False
     return True
+
+
+def url_problem(url: str) -> str | None:
+    """Why etcd's types.NewURLs refuses `url` given in a flag, or None when it accepts it."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https", "unix", "unixs") or not parts.netloc:
+        return f"URL scheme must be http, https, unix, or unixs: {url}"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is None:  # unix sockets too: etcd names the socket file by the URL's host:port
+        return f'URL address does not have the form "host:port": {url}'
+    if parts.path:
+        return f"URL must not contain a path: {url}"
+    return None
+
+
+def split_urls(value: str) -> tuple[str, ...]:
+    """A flag's comma-separated URL list, blanks dropped."""
+    return tuple(u.strip() for u in value.split(",") if u.strip())
+
+
+def host_port(url: str) -> str:
+    """`http://host:port` -> `host:port` for gRPC."""
+    parts = urlsplit(url)
+    return parts.netloc if parts.netloc else url
+
+
+def dialable(urls: Sequence[str]) -> bool:
+    """Whether the peer transport can name a target for each URL (http, https, unix, unixs).
+
+    A member the transport cannot dial would stop every member's apply loop when its conf
+    change is applied, so such URLs are refused up front.
+    """
+    try:
+        for url in urls:
+            url_to_target(url)
+    except ValueError:
+        return False
+    return bool(urls)
