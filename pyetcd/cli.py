@@ -8,9 +8,9 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from pyetcd import __version__
 from pyetcd.config import ConfigError, FatalConfigError, FlagSyntaxError, ServerConfig, parse_server_args
@@ -59,15 +59,30 @@ def refuse_configuration(err: ConfigError) -> int:
     return fatal(f"error verifying flags, {err}. See 'pyetcd --help'.", level="E")
 
 
-async def run_server(config: ServerConfig, make_server: Callable[[ServerConfig], EtcdServer] | None = None) -> int:
-    """Serve until a signal or a fatal error; the exit status (1 when the member failed)."""
+class ClientListener(Protocol):
+    """Something that serves clients from a member once it is ready: the gRPC API, an HTTP side."""
+
+    async def start(self, etcd: EtcdServer) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+async def run_server(config: ServerConfig, listeners: Sequence[ClientListener] = ()) -> int:
+    """Build the member, wire its peer service and client listeners, and serve until a signal or a fatal
+    error; the exit status (1 when the member failed, -signum when a signal stopped it). The gRPC API is
+    always served; `listeners` start after it."""
+    from pyetcd import etcd_lines
+    from pyetcd.api.register import GrpcClientApi
     from pyetcd.datadir import create_files_private
     from pyetcd.errors import StartupError
     from pyetcd.http.wiring import HttpWiring
-    from pyetcd.server import EtcdServer
+    from pyetcd.peer_service import add_peer_service
+    from pyetcd.server import CLUSTER_VERSION, EtcdServer
+    from pyetcd.tlsconfig import is_secure_url
 
     create_files_private()
-    server = (make_server or EtcdServer)(config)
+    server = EtcdServer(config)
+    server.add_peer_service(lambda peer_server: add_peer_service(peer_server, server))
     received: list[signal.Signals] = []
 
     def on_signal(signum: signal.Signals) -> None:
@@ -79,25 +94,47 @@ async def run_server(config: ServerConfig, make_server: Callable[[ServerConfig],
 
     http = HttpWiring(server)
     await http.start()
+    serving: list[ClientListener] = [GrpcClientApi(config, front=http.client_front, stats=http.grpc_stats),
+                                     *listeners]
     loop = asyncio.get_running_loop()
     for signum in GO_SIGNAL_NAMES:
         loop.add_signal_handler(signum, on_signal, signum)
     try:
         await server.start()
-        if not server.stopped.is_set():
+        if await _ready_or_stopped(server):
+            for listener in serving:
+                await listener.start(server)
+            etcd_lines.serving_clients(config.listen_client_urls,
+                                       lambda url: is_secure_url(url) and not server.client_tls.empty)
+            etcd_lines.cluster_version_set(CLUSTER_VERSION[:3], server.member_id, server.cluster_id)
             await http.serve_metrics_urls()
     except StartupError as err:
-        await server.stop()
+        await _stop(server, serving)
         await http.stop()
         return fatal(str(err), package=getattr(err, "package", "etcdmain"))
     await server.stopped.wait()
     if not received:
         log.info("shutting down: %s", server.stop_reason or "stopped")
-    await server.stop()
+    await _stop(server, serving)
     await http.stop()
     if server.failed:
         return 1
     return -received[0] if received else 0
+
+
+async def _ready_or_stopped(server: EtcdServer) -> bool:
+    """Wait until the member may serve clients (True) or has stopped before that (False)."""
+    waits = [asyncio.create_task(server.ready.wait()), asyncio.create_task(server.stopped.wait())]
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for wait in waits:
+        wait.cancel()
+    return not server.stopped.is_set()
+
+
+async def _stop(server: EtcdServer, listeners: Sequence[ClientListener]) -> None:
+    for listener in listeners:
+        await listener.stop()
+    await server.stop()
 
 
 def proxy_main(argv: Sequence[str]) -> int:

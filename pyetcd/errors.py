@@ -7,7 +7,8 @@ these with `to_etcd_error` and end the call with `abort_with`.
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from collections.abc import Awaitable
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 
@@ -254,6 +255,19 @@ def to_etcd_error(exc: BaseException) -> EtcdError:
     if isinstance(exc, TimeoutError):  # asyncio.TimeoutError is TimeoutError since 3.11
         return ErrGRPCTimeout
     return EtcdError(Code.UNKNOWN, str(exc) or type(exc).__name__)
+
+
+AnswerT = TypeVar("AnswerT")
+
+
+async def answer_or_abort(call: Awaitable[AnswerT], context: Any) -> AnswerT:
+    """Await a call's answer; any exception ends the call with the etcd error for it (the one error path)."""
+    try:
+        return await call
+    except grpc.aio.AbortError:
+        raise
+    except Exception as err:  # noqa: BLE001 - every failure goes back as etcd's error
+        await abort_with(context, err)
 
 
 async def abort_with(context: Any, err: BaseException) -> NoReturn:

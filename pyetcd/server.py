@@ -1,10 +1,11 @@
 """EtcdServer: proposes requests through Raft, waits for them to apply, serves linearizable reads.
 
-This is the hub between the gRPC services (pyetcd/api), the Raft node (raft/node.py) and the
-store (storage/mvcc). Writes never bypass the log, even with one member: a request is encoded,
-proposed, committed, applied by the Applier on every member, and the proposer's waiter is
-woken with the outcome. Linearizable reads wait for a ReadIndex and for the apply loop to
-reach it; serializable reads read the local store at once.
+This is the hub between the Raft node (raft/node.py) and the store (storage/mvcc). It serves no API itself:
+the command (pyetcd/cli.py) puts the gRPC services in front of it once `ready` is set, and registers the peer
+service on its transport before `start`. Writes never bypass the log, even with one member: a request is
+encoded, proposed, committed, applied by the Applier on every member, and the proposer's waiter is woken with
+the outcome. Linearizable reads wait for a ReadIndex and for the apply loop to reach it; serializable reads
+read the local store at once.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
 
 import grpc
 
@@ -22,7 +23,6 @@ from etcdpb.serverpb import peer_pb2, peer_pb2_grpc
 from pyetcd import errors, etcd_lines
 from pyetcd.apply import Applier, ApplyOutcome, MembershipChanges, encode_conf_change_context
 from pyetcd.apply_kv import is_txn_read_only, is_txn_serializable, read_range, read_txn
-from pyetcd.certchecks import server_interceptors
 from pyetcd.compactor import new_compactor
 from pyetcd.config import ServerConfig, configured_member_id
 from pyetcd.counters import DiskObservers, ServerCounters
@@ -35,26 +35,20 @@ from pyetcd.lease import Lessor
 from pyetcd.leasing import LeaseService
 from pyetcd.maintenance import SERVER_VERSION, MaintenanceService
 from pyetcd.membership import MEMBERS_BUCKET, REMOVED_BUCKET, Member, Membership
-from pyetcd.peer_service import PeerService
 from pyetcd.proposals import AppliedIndexWaiters
 from pyetcd.reconfigure import MembershipService
-from pyetcd.tlsconfig import TLSInfo, is_secure_url, listen_address, with_auto_tls
-from pyetcd.tlscredentials import PeerSecurity, server_credentials
-from pyetcd.urls import host_port
+from pyetcd.tlsconfig import TLSInfo, is_secure_url, with_auto_tls
+from pyetcd.tlscredentials import PeerSecurity
 from raft.core import ConfChange, ConfChangeType, ConfState, ProposalDropped, Snapshot, SnapshotMetadata
 from raft.node import ApplyBatch, NodeConfig, RaftNode
 from raft.transport import GrpcTransport, open_peer_channel
 from storage.mvcc import MvccStore, QuotaExceededError
 from storage.raftlog import DurableLog
 
-if TYPE_CHECKING:
-    from pyetcd.api.stats import GrpcStats
-
 log = logging.getLogger("pyetcd.server")
 tls_log = logging.getLogger("pyetcd.embed")
 
 CLUSTER_VERSION = "3.4.0"
-GRPC_OVERHEAD_BYTES = 512 * 1024
 STORE_FLUSH_INTERVAL_S = 1.0
 REMOVED_MESSAGE = "the member has been permanently removed from the cluster"
 
@@ -63,17 +57,6 @@ REMOVED_MESSAGE = "the member has been permanently removed from the cluster"
 
 
 
-
-
-class ClientFront(Protocol):
-    """What owns the client URLs when gRPC shares them with HTTP (pyetcd/http/front.py)."""
-
-    grpc_address: str
-
-    def bind(self, urls: tuple[str, ...]) -> None: ...
-    def listen_grpc(self, server: grpc.aio.Server) -> None: ...
-    def start(self) -> None: ...
-    async def stop(self) -> None: ...
 
 
 class EtcdServer(MembershipService, MaintenanceService, LeaseService):
@@ -93,15 +76,16 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
         self._applied = AppliedIndexWaiters()
         self._ids: RequestIdGenerator
         self._tasks: list[asyncio.Task[None]] = []
-        self._grpc_server: grpc.aio.Server | None = None
+        self._peer_services: list[Callable[[grpc.aio.Server], None]] = []
         self._peer_channels: dict[int, grpc.aio.Channel] = {}
         self._snapshot_index = 0
         self._revoking: dict[int, float] = {}
+        self.ready = asyncio.Event()
+        """Set once our name and client URLs are in the log: then clients may be served (etcd's ReadyNotify)."""
         self.stopped = asyncio.Event()
         self.stop_reason = ""
         self.failed = False
         """Whether the member stopped because something broke (the process then exits non-zero)."""
-        self._published = False
         self._initial_peers: list[Member] = []
         self._dir_locks = MemberDirLocks(config.store_dir, config.raft_log_dir)
         self.client_tls = config.client_tls
@@ -109,15 +93,15 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
         """The TLS settings in use: the flags', or the certificates auto-TLS made."""
         self.counters = ServerCounters()
         self.disk_observers: DiskObservers | None = None
-        self.grpc_stats: GrpcStats | None = None
-        """Set by the CLI to count client calls for /metrics."""
-        self.client_front: ClientFront | None = None
-        """Set by the CLI: owns the client URLs and passes gRPC connections on (pyetcd/http/front.py).
-        Without one, grpc-core binds the client URLs itself (gRPC only)."""
 
     # -- start-up ------------------------------------------------------------------------------
 
+    def add_peer_service(self, register: Callable[[grpc.aio.Server], None]) -> None:
+        """Have `register` add a service to the peer listener beside Raft's (call before `start`)."""
+        self._peer_services.append(register)
+
     async def start(self) -> None:
+        """Open the member and start Raft and the background loops; `ready` is set once it may serve."""
         config = self.config
         prepare_member_dirs(config)
         # Like etcd, a second process on this data dir waits here and never serves while the first runs.
@@ -157,7 +141,8 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
                                        on_removed=lambda: self._shut_down_removed(),
                                        dial_timeout=1.0 + config.election_ms / 1000,
                                        security=PeerSecurity(self.peer_tls))
-        self.transport.add_services(self._register_peer_service)
+        for register in self._peer_services:
+            self.transport.add_services(register)
         for member in self.membership.members() + self._initial_peers:
             if member.id != self.member_id:
                 self.transport.add_peer(member.id, list(member.peer_urls))
@@ -179,18 +164,6 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
                        asyncio.create_task(self._auto_compaction_loop(), name="auto-compaction"),
                        asyncio.create_task(self._store_flush_loop(), name="store-flush"),
                        asyncio.create_task(DiskSpaceGuard.for_member(self).run(), name="disk-space")]
-        # Like etcd (ReadyNotify), serve clients only once our name and client URLs are in the
-        # log: before that, members would be listed without them.
-        stopped = asyncio.create_task(self.stopped.wait())
-        await asyncio.wait([publish, stopped], return_when=asyncio.FIRST_COMPLETED)
-        stopped.cancel()
-        if self.stopped.is_set():
-            return
-        await self._serve_clients()
-        etcd_lines.serving_clients(config.listen_client_urls,
-                                   lambda url: is_secure_url(url) and not self.client_tls.empty)
-        etcd_lines.cluster_version_set(CLUSTER_VERSION[:3], self.member_id, self.cluster_id)
-
     def _fast_forward_election(self, bootstrap: list[ConfChange] | None) -> None:
         """etcd's --initial-election-tick-advance for a lone voter: campaign after one tick, not a timeout."""
         voters = [cc.node_id for cc in bootstrap] if bootstrap else [m.id for m in self.membership.voters()]
@@ -255,57 +228,11 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
         raise errors.StartupError("cannot fetch cluster info from peer urls: could not retrieve cluster "
                                   "information from the given URLs")
 
-    async def _serve_clients(self) -> None:
-        limit = self.config.max_request_bytes + GRPC_OVERHEAD_BYTES
-        server = grpc.aio.server(interceptors=server_interceptors(self.client_tls) or None, options=[
-            # The handlers refuse requests over `limit` in grpc-go's words; the transport allows more.
-            ("grpc.max_receive_message_length", 4 * limit),
-            ("grpc.max_send_message_length", 2**31 - 1),
-            ("grpc.max_concurrent_streams", 2**31 - 1),
-            ("grpc.http2.min_ping_interval_without_data_ms", int(self.config.grpc_keepalive_min_time_s * 1000)),
-            ("grpc.keepalive_time_ms", int(self.config.grpc_keepalive_interval_s * 1000)),
-            ("grpc.keepalive_timeout_ms", int(self.config.grpc_keepalive_timeout_s * 1000)),
-            ("grpc.so_reuseport", 0),
-        ])
-        from pyetcd.api.register import add_services
-
-        add_services(server, self, stats=self.grpc_stats)
-        # Plain client URLs go to the front, which shares them with the HTTP side; TLS ones stay
-        # grpc-core's own (the front cannot tell gRPC from HTTP inside TLS).
-        front = self.client_front
-        fronted = [url for url in self.config.listen_client_urls
-                   if front is not None and not (is_secure_url(url) and not self.client_tls.empty)]
-        if front is not None and fronted:
-            front.bind(tuple(fronted))
-            front.listen_grpc(server)
-        for url in self.config.listen_client_urls:
-            if url in fronted:
-                continue
-            address = listen_address(url)
-            try:
-                if is_secure_url(url) and not self.client_tls.empty:
-                    # One credentials object per port: gRPC's reloadable credentials cannot be shared.
-                    port = server.add_secure_port(address, server_credentials(self.client_tls))
-                else:
-                    port = server.add_insecure_port(address)
-            except RuntimeError:
-                port = 0
-            if port == 0:
-                network = "unix" if address.startswith("unix:") else "tcp"
-                raise errors.StartupError(f"listen {network} {host_port(url)}: bind: address already in use")
-        await server.start()
-        self._grpc_server = server
-        if front is not None and fronted:
-            front.start()
-
     # -- shut-down -----------------------------------------------------------------------------
 
     async def stop(self) -> None:
-        """Stop serving; a leader hands leadership over first, as etcd does on shutdown."""
-        if self.client_front is not None:
-            await self.client_front.stop()
-        if self._grpc_server is not None:
-            await self._grpc_server.stop(grace=0.5)
+        """Stop the member (its client listeners are stopped first); a leader hands leadership over first,
+        as etcd does on shutdown."""
         if getattr(self, "node", None) is not None and self.node.is_leader and len(self.membership.voters()) > 1:
             target = self._best_transferee()
             if target:
@@ -440,9 +367,11 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
         while True:
             try:
                 await self._propose_and_wait(request, type(None), timeout=self.config.election_ms / 1000 * 5)
-                self._published = True
                 etcd_lines.published(self.config.name, self.config.advertise_client_urls, self.member_id,
                                      self.cluster_id)
+                # Like etcd (ReadyNotify), serve clients only once our name and client URLs are in the
+                # log: before that, members would be listed without them.
+                self.ready.set()
                 return
             except (TimeoutError, errors.EtcdError, ProposalDropped):
                 await asyncio.sleep(self.config.heartbeat_ms / 1000 * 2)
@@ -555,22 +484,6 @@ class EtcdServer(MembershipService, MaintenanceService, LeaseService):
 
 
     # -- maintenance ---------------------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-
-
-    # -- the peer service ----------------------------------------------------------------------
-
-    def _register_peer_service(self, server: grpc.aio.Server) -> None:
-        peer_pb2_grpc.add_PeerServicer_to_server(PeerService(self), server)
-
 
 
 

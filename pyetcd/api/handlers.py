@@ -131,12 +131,7 @@ def _unary_unary(behavior: Behavior, etcd: EtcdServerApi,
             await abort_undecodable(context, request)
         if is_learner(etcd) and not supported_for_learner(request):
             await errors.abort_with(context, errors.ErrGRPCNotSupportedForLearner)
-        try:
-            response = await behavior(request, context)
-        except grpc.aio.AbortError:
-            raise
-        except Exception as err:  # noqa: BLE001 - every failure goes back as etcd's error
-            await errors.abort_with(context, err)
+        response = await errors.answer_or_abort(behavior(request, context), context)
         fill_header(response, etcd)
         return response
 

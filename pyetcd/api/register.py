@@ -1,8 +1,9 @@
-"""Puts every etcd v3 service on a grpc.aio server, behind etcd's checks (see handlers.py)."""
+"""Puts every etcd v3 service on a grpc.aio server, behind etcd's checks (see handlers.py), and serves them on a
+member's client URLs."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
@@ -16,6 +17,12 @@ from pyetcd.api.maintenance import MaintenanceServicer
 from pyetcd.api.server_api import EtcdServerApi
 from pyetcd.api.stats import GrpcStats
 from pyetcd.api.watch import WatchServicer
+from pyetcd.certchecks import server_interceptors
+from pyetcd.config import ServerConfig
+from pyetcd.errors import StartupError
+from pyetcd.tlsconfig import TLSInfo, is_secure_url, listen_address
+from pyetcd.tlscredentials import server_credentials
+from pyetcd.urls import host_port
 
 
 def grpc_server_options(max_request_bytes: int) -> list[tuple[str, int]]:
@@ -60,3 +67,85 @@ def add_services(server: Any, etcd: EtcdServerApi, *, watch_progress_interval: f
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(full_name, handlers),))
         server.add_registered_method_handlers(full_name, handlers)
     server.add_generic_rpc_handlers((UnknownMethodHandler(set(services)),))
+
+
+class ClientFront(Protocol):
+    """What owns the client URLs when gRPC shares them with HTTP (pyetcd/http/front.py)."""
+
+    grpc_address: str
+
+    def bind(self, urls: tuple[str, ...]) -> None: ...
+    def listen_grpc(self, server: grpc.aio.Server) -> None: ...
+    def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+class ServedMember(EtcdServerApi, Protocol):
+    """The member the client API serves: the servicers' server, and the TLS its client URLs use."""
+
+    @property
+    def client_tls(self) -> TLSInfo: ...
+
+
+class GrpcClientApi:
+    """The etcd v3 gRPC API on the member's --listen-client-urls, started once the member is ready.
+
+    With a `front` (the HTTP side's), plain client URLs are the front's and gRPC connections reach this
+    server through it; without one, grpc-core binds every client URL itself. `stats` counts calls.
+    """
+
+    def __init__(self, config: ServerConfig, *, front: ClientFront | None = None,
+                 stats: GrpcStats | None = None) -> None:
+        self.config = config
+        self.server: grpc.aio.Server | None = None
+        self._stats = stats
+        self._offered_front = front
+        self._front: ClientFront | None = None
+
+    def options(self) -> list[tuple[str, int]]:
+        config = self.config
+        return [*grpc_server_options(config.max_request_bytes),
+                ("grpc.max_concurrent_streams", 2**31 - 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", int(config.grpc_keepalive_min_time_s * 1000)),
+                ("grpc.keepalive_time_ms", int(config.grpc_keepalive_interval_s * 1000)),
+                ("grpc.keepalive_timeout_ms", int(config.grpc_keepalive_timeout_s * 1000)),
+                ("grpc.so_reuseport", 0)]
+
+    async def start(self, etcd: ServedMember) -> None:
+        tls = etcd.client_tls  # the flags' certificates, or those auto-TLS made when the member started
+        server = grpc.aio.server(interceptors=server_interceptors(tls) or None, options=self.options())
+        add_services(server, etcd, stats=self._stats)
+        # Plain client URLs go to the front, which shares them with the HTTP side; TLS ones stay
+        # grpc-core's own (the front cannot tell gRPC from HTTP inside TLS).
+        front = self._offered_front
+        fronted = [url for url in self.config.listen_client_urls
+                   if front is not None and not (is_secure_url(url) and not tls.empty)]
+        if front is not None and fronted:
+            self._front = front  # stopped with the API, whether or not it got to start
+            front.bind(tuple(fronted))
+            front.listen_grpc(server)
+        for url in self.config.listen_client_urls:
+            if url in fronted:
+                continue
+            address = listen_address(url)
+            try:
+                if is_secure_url(url) and not tls.empty:
+                    # One credentials object per port: gRPC's reloadable credentials cannot be shared.
+                    port = server.add_secure_port(address, server_credentials(tls))
+                else:
+                    port = server.add_insecure_port(address)
+            except RuntimeError:
+                port = 0
+            if port == 0:
+                network = "unix" if address.startswith("unix:") else "tcp"
+                raise StartupError(f"listen {network} {host_port(url)}: bind: address already in use")
+        await server.start()
+        self.server = server
+        if front is not None and fronted:
+            front.start()
+
+    async def stop(self) -> None:
+        if self._front is not None:
+            await self._front.stop()
+        if self.server is not None:
+            await self.server.stop(grace=0.5)

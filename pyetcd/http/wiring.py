@@ -71,7 +71,10 @@ class HttpWiring:
     def __init__(self, server: EtcdServer) -> None:
         config = server.config
         metrics = member_metrics(member_view(server), extensive=config.metrics == "extensive")
-        server.grpc_stats = metrics.grpc_stats
+        self.grpc_stats = metrics.grpc_stats
+        """Counts the client API's calls for /metrics (the CLI hands it to the gRPC API)."""
+        self.client_front: ClientPortFront | None = None
+        """Owns the plain client URLs once started, and passes gRPC connections on to the gRPC API."""
         server.disk_observers = metrics.disk
         health = health_sources(server)
         self._server = server
@@ -87,7 +90,7 @@ class HttpWiring:
     async def start(self) -> None:
         await self._client_side.start()
         await self._metrics_side.start()
-        self._server.client_front = ClientPortFront(self._client_side.protocol)
+        self.client_front = ClientPortFront(self._client_side.protocol)
 
     async def serve_metrics_urls(self) -> None:
         """Listen on --listen-metrics-urls (after the member serves clients, as etcd does); an https one

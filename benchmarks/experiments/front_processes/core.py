@@ -155,29 +155,29 @@ class LocalBatcher:
         self._flush()
 
 
-class CoreServer(EtcdServer):
-    """EtcdServer whose client listener is the admin address, plus the batch service for the fronts
-    (on `batch_socket`) or, for the control variant, batched KV on `batched_addresses` itself."""
+class BatchListener:
+    """The core's extra client listener: the batch service for the fronts (on `batch_socket`) or, for the
+    control variant, batched KV on `batched_addresses` itself. pyetcd's command starts it beside the gRPC
+    API once the member is ready, and stops it before the member."""
 
-    def __init__(self, config: ServerConfig, batch_socket: str | None, batched_addresses: Sequence[str] = (),
-                 max_batch: int = 256) -> None:
-        super().__init__(config)
+    def __init__(self, batch_socket: str | None, batched_addresses: Sequence[str] = (), max_batch: int = 256) -> None:
         self.batch_socket = batch_socket
         self.batched_addresses = tuple(batched_addresses)
         self.max_batch = max_batch
+        self._server: EtcdServer | None = None
         self._batches: BatchService | None = None
         self._local: LocalBatcher | None = None
         self._batched_server: grpc.aio.Server | None = None
 
-    async def _serve_clients(self) -> None:
-        await super()._serve_clients()
-        self._batches = BatchService(self)
+    async def start(self, etcd: EtcdServer) -> None:
+        self._server = etcd
+        self._batches = BatchService(etcd)
         if self.batch_socket:
             await self._batches.listen(self.batch_socket)
             log.info("answering front batches on %s", self.batch_socket)
         if self.batched_addresses:
             self._local = LocalBatcher(self._batches, self.max_batch)
-            server = front_server(self._local, self.config.max_request_bytes)
+            server = front_server(self._local, etcd.config.max_request_bytes)
             for address in self.batched_addresses:
                 if server.add_insecure_port(address) == 0:
                     raise StartupError(f"listen tcp {address}: bind: address already in use")
@@ -193,9 +193,9 @@ class CoreServer(EtcdServer):
                      self._local.batches, self._local.calls / max(1, self._local.batches))
         if self._batches is not None:
             await self._batches.close()
-        if getattr(self, "node", None) is not None:
-            log.info("raft saved %d entries in %d log writes", self.node.saved_entries, self.node.saves)
-        await super().stop()
+        if self._server is not None:
+            node = self._server.node
+            log.info("raft saved %d entries in %d log writes", node.saved_entries, node.saves)
 
 
 def core_config(etcd_args: Sequence[str], admin_url: str) -> ServerConfig | None:
@@ -207,7 +207,7 @@ def core_config(etcd_args: Sequence[str], admin_url: str) -> ServerConfig | None
 
 
 async def run_core(config: ServerConfig, batch_socket: str | None, batched_addresses: Sequence[str]) -> int:
-    return await run_server(config, lambda cfg: CoreServer(cfg, batch_socket, batched_addresses))
+    return await run_server(config, [BatchListener(batch_socket, batched_addresses)])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
