@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from etcdpb.etcdserverpb import raft_internal_pb2, rpc_pb2
 from pyetcd import apply_kv, errors
-from pyetcd.lease import Lessor
+from pyetcd.lessor import Lessor
 from pyetcd.membership import (
     MEMBERS_BUCKET,
     REMOVED_BUCKET,
@@ -77,11 +77,6 @@ def encode_conf_change_context(member: Member, promote: bool = False) -> bytes:
 
 def encode_conf_state(conf_state: ConfState) -> bytes:
     return json.dumps({"voters": list(conf_state.voters), "learners": list(conf_state.learners)}).encode()
-
-
-def decode_conf_state(data: bytes) -> ConfState:
-    raw = json.loads(data)
-    return ConfState(voters=tuple(raw["voters"]), learners=tuple(raw["learners"]))
 
 
 def decode_conf_change_context(data: bytes) -> tuple[Member, bool]:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
-from pyetcd import __version__
+from pyetcd import CLUSTER_VERSION, SERVER_VERSION, __version__
 from pyetcd.config import ConfigError, FatalConfigError, FlagSyntaxError, ServerConfig, parse_server_args
 from pyetcd.logs import NOTICE, LogOutputError, setup_logging
 from pyetcd.process_run import exit_like_etcd, run_async
@@ -34,8 +34,6 @@ def print_help() -> None:
 
 
 def print_version() -> None:
-    from pyetcd.maintenance import SERVER_VERSION
-
     print(f"pyetcd Version: {__version__}")
     print(f"etcd API compatible with: {SERVER_VERSION}")
     print(f"Python Version: {sys.version.split()[0]}")
@@ -77,7 +75,7 @@ async def run_server(config: ServerConfig, listeners: Sequence[ClientListener] =
     from pyetcd.errors import StartupError
     from pyetcd.http.wiring import HttpWiring
     from pyetcd.peer_service import add_peer_service
-    from pyetcd.server import CLUSTER_VERSION, EtcdServer
+    from pyetcd.server import EtcdServer
     from pyetcd.tlsconfig import is_secure_url
 
     create_files_private()

@@ -24,13 +24,13 @@ from pyetcd.flagvalues import (
 )
 from pyetcd.ids import cluster_id as derive_cluster_id
 from pyetcd.ids import member_id as derive_member_id
+from pyetcd.limits import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TXN_OPS
 from pyetcd.tlsconfig import CipherSuiteError, TLSInfo, grpc_cipher_list, is_secure_url, split_cipher_suites
 from pyetcd.urls import host_port, split_urls, url_problem
 
 DEFAULT_NAME = "default"
 DEFAULT_INITIAL_CLUSTER = "default=http://localhost:2380"
 DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024
-MAX_QUOTA_BYTES = 8 * 1024 * 1024 * 1024
 
 
 class ConfigError(Exception):
@@ -81,8 +81,9 @@ FLAGS: tuple[FlagSpec, ...] = (
     FlagSpec("quota-backend-bytes", "0", "int", help="Raise alarms when backend size exceeds the given quota."),
     FlagSpec("backend-batch-interval", "", supported=False),
     FlagSpec("backend-batch-limit", "0", "int", supported=False),
-    FlagSpec("max-txn-ops", "128", "uint", help="Maximum number of operations permitted in a transaction."),
-    FlagSpec("max-request-bytes", "1572864", "uint", help="Maximum client request size in bytes."),
+    FlagSpec("max-txn-ops", str(DEFAULT_MAX_TXN_OPS), "uint",
+             help="Maximum number of operations permitted in a transaction."),
+    FlagSpec("max-request-bytes", str(DEFAULT_MAX_REQUEST_BYTES), "uint", help="Maximum client request size in bytes."),
     FlagSpec("max-concurrent-streams", "math.MaxUint32", supported=False),
     FlagSpec("grpc-keepalive-min-time", "5s", "duration"),
     FlagSpec("grpc-keepalive-interval", "2h", "duration"),
@@ -158,6 +159,16 @@ FLAGS: tuple[FlagSpec, ...] = (
 FLAGS_BY_NAME = {spec.name: spec for spec in FLAGS}
 
 
+
+def min_lease_ttl(election_ms: int, heartbeat_ms: int) -> int:
+    """etcd's minimum lease TTL: 1.5 election timeouts (in whole ticks), rounded up to whole seconds.
+
+    A shorter lease could expire during a normal leader election, before clients could reach the new
+    leader to keep it alive.
+    """
+    election_ticks = max(1, election_ms // heartbeat_ms)
+    return math.ceil((3 * election_ticks) // 2 * heartbeat_ms / 1000)
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     """Everything a member needs to start, resolved from flags/env/file and validated."""
@@ -177,8 +188,8 @@ class ServerConfig:
     initial_cluster_state: str = "new"
     initial_cluster_token: str = "etcd-cluster"
     quota_backend_bytes: int = DEFAULT_QUOTA_BYTES
-    max_txn_ops: int = 128
-    max_request_bytes: int = 1572864
+    max_txn_ops: int = DEFAULT_MAX_TXN_OPS
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     strict_reconfig_check: bool = True
     pre_vote: bool = True
     auto_compaction_mode: str = "periodic"
@@ -217,8 +228,7 @@ class ServerConfig:
 
     @property
     def min_lease_ttl(self) -> int:
-        """etcd's minimum lease TTL: 1.5 election timeouts, rounded up to whole seconds."""
-        return math.ceil((3 * self.election_ticks) // 2 * self.heartbeat_ms / 1000)
+        return min_lease_ttl(self.election_ms, self.heartbeat_ms)
 
     @property
     def member_dir(self) -> str:

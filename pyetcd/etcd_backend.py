@@ -24,6 +24,7 @@ from google.protobuf.message import DecodeError
 from etcdpb.etcdserverpb import rpc_pb2
 from etcdpb.leasepb import lease_pb2
 from etcdpb.mvccpb import kv_pb2
+from pyetcd import CLUSTER_VERSION
 from pyetcd.apply import ALARM_BUCKET, alarm_key
 from pyetcd.ids import format_id
 from pyetcd.membership import CLUSTER_BUCKET, MEMBERS_BUCKET, REMOVED_BUCKET, Member
@@ -42,7 +43,6 @@ AUTH_REVISION_KEY, FIRST_AUTH_REVISION = b"authRevision", (1).to_bytes(8, "big")
 """Kept as etcd wrote them, byte for byte, so users and roles survive a trip through pyetcd."""
 
 CLUSTER_VERSION_KEY = b"clusterVersion"
-CLUSTER_VERSION = b"3.4.0"
 REMOVED_MARK = b"removed"
 META_KEYS = (be.CONSISTENT_INDEX, be.SCHEDULED_COMPACT, be.FINISHED_COMPACT)
 """etcd 3.4 has no consistent term (3.5 adds it), so pyetcd's stays behind."""
@@ -70,7 +70,7 @@ def etcd_backend(contents: StoreContents) -> Bucket:
         root.buckets[MEMBERS].items[format_id(member.id).encode()] = etcd_member_json(member)
     for key in contents.buckets.get(REMOVED_BUCKET, {}):
         root.buckets[MEMBERS_REMOVED].items[key] = REMOVED_MARK
-    root.buckets[CLUSTER].items[CLUSTER_VERSION_KEY] = CLUSTER_VERSION
+    root.buckets[CLUSTER].items[CLUSTER_VERSION_KEY] = CLUSTER_VERSION.encode()
     for key in contents.buckets.get(ALARM_BUCKET, {}):
         member_hex, _, alarm = key.decode().partition(":")
         alarm_member = rpc_pb2.AlarmMember(memberID=int(member_hex, 16), alarm=int(alarm))  # type: ignore[arg-type]

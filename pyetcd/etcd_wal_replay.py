@@ -14,9 +14,9 @@ import tempfile
 from pathlib import Path
 
 from pyetcd.apply import Applier, MembershipChanges
-from pyetcd.config import DEFAULT_QUOTA_BYTES
+from pyetcd.config import DEFAULT_QUOTA_BYTES, min_lease_ttl
 from pyetcd.etcd_wal_tail import consistent_index, request_of
-from pyetcd.lease import Lessor, min_lease_ttl
+from pyetcd.lessor import Lessor
 from pyetcd.membership import MEMBERS_BUCKET, Member, Membership
 from raft.core import ConfState, Entry
 from storage.etcdwal import EntryType, WalContents
@@ -52,7 +52,7 @@ def replay_committed_tail(contents: StoreContents, wal: WalContents) -> StoreCon
             lessor = Lessor(min_ttl=min_lease_ttl(ETCD_ELECTION_MS, ETCD_HEARTBEAT_MS))
             lessor.restore(store.leases())
             members = [Member.decode(raw) for raw in contents.buckets.get(MEMBERS_BUCKET, {}).values()]
-            applier = Applier(store, Membership(members=members), lessor, lessor.min_ttl, _NO_MEMBERSHIP_CHANGES)
+            applier = Applier(store, Membership(members=members), lessor, _NO_MEMBERSHIP_CHANGES)
             for entry in committed_tail(contents, wal):
                 # One entry at a time, with the lessor told of each grant and revoke before the next entry
                 # looks leases up. Request-level failures (a lease granted twice, a revision already

@@ -12,10 +12,9 @@ from dataclasses import dataclass, replace
 
 from pyetcd.ids import format_id
 
+CLUSTER_BUCKET = "cluster"
 MEMBERS_BUCKET = "members"
 REMOVED_BUCKET = "members_removed"
-CLUSTER_BUCKET = "cluster"
-CLUSTER_ID_KEY = b"cluster_id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +102,6 @@ class Membership:
         updated = replace(member, is_learner=False)
         self._members[member_id] = updated
         return updated
-
-    def member_by_peer_url(self, url: str) -> Member | None:
-        return next((m for m in self._members.values() if url in m.peer_urls), None)
 
     def peer_url_in_use(self, urls: tuple[str, ...], except_id: int = 0) -> bool:
         return any(url in m.peer_urls for m in self._members.values() if m.id != except_id for url in urls)

@@ -9,7 +9,7 @@ import grpc
 from etcdpb.etcdserverpb import rpc_pb2
 from etcdpb.serverpb import peer_pb2, peer_pb2_grpc
 from pyetcd import errors
-from pyetcd.lease import Lessor
+from pyetcd.lessor import Lessor
 from pyetcd.membership import Membership
 from raft.node import RaftNode
 

@@ -31,12 +31,12 @@ from pyetcd.diskspace import DiskSpaceGuard
 from pyetcd.identity import Identity
 from pyetcd.ids import RequestIdGenerator, format_id
 from pyetcd.ids import member_id as derive_member_id
-from pyetcd.lease import Lessor
-from pyetcd.leasing import LeaseService
-from pyetcd.maintenance import SERVER_VERSION, MaintenanceService
+from pyetcd.lessor import Lessor
 from pyetcd.membership import MEMBERS_BUCKET, REMOVED_BUCKET, Member, Membership
-from pyetcd.proposals import AppliedIndexWaiters
-from pyetcd.reconfigure import MembershipService
+from pyetcd.server_core import AppliedIndexWaiters
+from pyetcd.server_leases import ServerLeases
+from pyetcd.server_maintenance import ServerMaintenance
+from pyetcd.server_members import ServerMembers
 from pyetcd.tlsconfig import TLSInfo, is_secure_url, with_auto_tls
 from pyetcd.tlscredentials import PeerSecurity
 from raft.core import ConfChange, ConfChangeType, ConfState, ProposalDropped, Snapshot, SnapshotMetadata
@@ -48,7 +48,6 @@ from storage.raftlog import DurableLog
 log = logging.getLogger("pyetcd.server")
 tls_log = logging.getLogger("pyetcd.embed")
 
-CLUSTER_VERSION = "3.4.0"
 STORE_FLUSH_INTERVAL_S = 1.0
 REMOVED_MESSAGE = "the member has been permanently removed from the cluster"
 
@@ -59,7 +58,7 @@ REMOVED_MESSAGE = "the member has been permanently removed from the cluster"
 
 
 
-class EtcdServer(MembershipService, MaintenanceService, LeaseService):
+class EtcdServer(ServerMembers, ServerMaintenance, ServerLeases):
     """One pyetcd member: start-up and shut-down, the apply loop, KV, and the background loops."""
 
     def __init__(self, config: ServerConfig) -> None:
@@ -500,4 +499,4 @@ def _warn_plain_urls(urls: tuple[str, ...], tls: TLSInfo, side: str, auth_flag: 
                         "Ignored client cert auth for this url.", side, url, auth_flag)
 
 
-__all__ = ["SERVER_VERSION", "EtcdServer", "Identity"]
+__all__ = ["EtcdServer", "Identity"]

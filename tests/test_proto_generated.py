@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +23,7 @@ from etcdpb.etcdserverpb import raft_internal_pb2, rpc_pb2, rpc_pb2_grpc
 from etcdpb.mvccpb import kv_pb2
 from etcdpb.v3electionpb import v3election_pb2
 from etcdpb.v3lockpb import v3lock_pb2
+from tests.helpers.servers import ServerProcess, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 PROTO_ROOT = REPO / "proto"
@@ -190,13 +188,6 @@ def test_streaming_shapes_match_etcd() -> None:
 # --- against a real etcd 3.4 -------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _stub(stub_class: Any, channel: grpc.Channel) -> Any:
     """A client stub; typed loosely because the generated stub classes carry no annotations."""
     return stub_class(channel)
@@ -204,37 +195,13 @@ def _stub(stub_class: Any, channel: grpc.Channel) -> Any:
 
 @pytest.fixture
 def real_etcd(tmp_path: Path) -> Iterator[grpc.Channel]:
-    """A one-member etcd on free ports and a channel to it; the process is always killed."""
-    if shutil.which("etcd") is None:
-        pytest.skip("etcd binary not installed")
-    client, peer = _free_port(), _free_port()
-    process = subprocess.Popen(
-        ["etcd", "--name", "proto-check", "--data-dir", str(tmp_path / "data"),
-         "--listen-client-urls", f"http://127.0.0.1:{client}",
-         "--advertise-client-urls", f"http://127.0.0.1:{client}",
-         "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-         "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-         "--initial-cluster", f"proto-check=http://127.0.0.1:{peer}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    channel = grpc.insecure_channel(f"127.0.0.1:{client}")
-    try:
-        maintenance = _stub(rpc_pb2_grpc.MaintenanceStub, channel)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if maintenance.Status(rpc_pb2.StatusRequest(), timeout=1).leader:
-                    break
-            except grpc.RpcError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                pytest.fail("etcd did not become ready")
-            time.sleep(0.1)
-        yield channel
-    finally:
-        channel.close()
-        process.kill()
-        process.wait()
+    """A one-member etcd on free ports and a channel to it; the process is always stopped."""
+    with ServerProcess("etcd", "proto-check", tmp_path / "data", free_port(), free_port()).start() as etcd:
+        channel = grpc.insecure_channel(etcd.endpoint)
+        try:
+            yield channel
+        finally:
+            channel.close()
 
 
 def test_real_etcd_answers_kv_calls_through_our_stubs(real_etcd: grpc.Channel) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 import grpc
 
 from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from tests.helpers.servers import free_port
 
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parents[2]
@@ -26,13 +26,6 @@ PYETCD_BINARY = REPO / ".venv" / "bin" / "pyetcd"
 READY_TIMEOUT_S = 60.0
 STOP_GRACE_S = 10.0
 CLUSTER_TOKEN = "bench-cluster"
-
-
-def free_port() -> int:
-    """A port the kernel just handed out and released."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def binary(kind: str) -> str:

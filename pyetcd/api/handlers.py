@@ -34,7 +34,7 @@ from pyetcd.api.header import HeaderFill, fill_header_for
 from pyetcd.api.kv import explain_undecodable_txn
 from pyetcd.api.server_api import EtcdServerApi
 from pyetcd.api.stats import GrpcStats, MethodKey
-from pyetcd.api.watch import GRPC_OVERHEAD_BYTES
+from pyetcd.limits import GRPC_OVERHEAD_BYTES
 
 ERR_UNMARSHAL_PREFIX = "grpc: error unmarshalling request: "
 TRANSPORT_LIMIT_FACTOR = 4

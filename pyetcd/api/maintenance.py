@@ -8,9 +8,7 @@ from typing import Any
 
 from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from pyetcd.api.server_api import EtcdServerApi
-
-SNAPSHOT_CHUNK_BYTES = 32 * 1024
-"""etcd streams a snapshot in 32 KiB blobs."""
+from pyetcd.limits import SNAPSHOT_CHUNK_BYTES
 
 
 def snapshot_responses(data: bytes) -> list[rpc_pb2.SnapshotResponse]:

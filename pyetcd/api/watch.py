@@ -21,6 +21,7 @@ from typing import Any
 from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from pyetcd import errors
 from pyetcd.api.server_api import EtcdServerApi
+from pyetcd.limits import GRPC_OVERHEAD_BYTES
 
 AUTO_WATCH_ID = 0
 """A create request with watch_id 0 lets the server pick the ID."""
@@ -29,8 +30,6 @@ PROGRESS_WATCH_ID = -1
 """The watch ID of a progress notification that speaks for every watcher on the stream
 (clientv3's InvalidWatchID); also the ID of a create that failed."""
 
-GRPC_OVERHEAD_BYTES = 512 * 1024
-"""etcd lets a response exceed --max-request-bytes by this much before it fragments."""
 
 SEND_QUEUE_RESPONSES = 64
 """Responses a stream buffers for a slow client before its watchers stop taking batches."""

@@ -8,6 +8,7 @@ import logging
 import ssl
 from urllib.parse import urlsplit
 
+from pyetcd import CLUSTER_VERSION, SERVER_VERSION
 from pyetcd.api.register import client_method_handlers
 from pyetcd.errors import StartupError
 from pyetcd.http.app import AccessRules, HttpSide, VersionSource, client_url_app, metrics_url_app
@@ -16,8 +17,7 @@ from pyetcd.http.gateway import JsonGateway
 from pyetcd.http.health import HealthSources
 from pyetcd.http.metrics import MemberView, member_metrics
 from pyetcd.http.raftview import RaftViewRoutes
-from pyetcd.maintenance import SERVER_VERSION
-from pyetcd.server import CLUSTER_VERSION, EtcdServer
+from pyetcd.server import EtcdServer
 from pyetcd.tlsconfig import TLSInfo
 
 log = logging.getLogger("pyetcd.embed")

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from pyetcd.config import ConfigError
+from pyetcd.limits import DEFAULT_MAX_REQUEST_BYTES, GRPC_OVERHEAD_BYTES
 from pyetcd.tlsconfig import CipherSuiteError, grpc_cipher_list, split_cipher_suites
 
-DEFAULT_MAX_SEND_BYTES = 1_572_864 + 512 * 1024  # etcd's request limit plus headroom for headers
+DEFAULT_MAX_SEND_BYTES = DEFAULT_MAX_REQUEST_BYTES + GRPC_OVERHEAD_BYTES  # etcd's request limit plus headroom
 DEFAULT_MAX_RECV_BYTES = 2**31 - 1  # as etcd's gRPC server: effectively unlimited
 DEFAULT_RESOLVER_TTL = 60
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from etcdpb.etcdserverpb import raft_internal_pb2, rpc_pb2
 from pyetcd import cli
-from pyetcd.proposals import ServerCore
 from pyetcd.server import EtcdServer
+from pyetcd.server_core import ServerCore
 from raft.core import ProposalDropped
 
 

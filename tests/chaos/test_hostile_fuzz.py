@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 from etcdpb.etcdserverpb import rpc_pb2
 from pyetcd import errors
 from pyetcd.api.kv import MAX_TXN_NESTING
-from pyetcd.lease import MAX_LEASE_TTL
+from pyetcd.lessor import MAX_LEASE_TTL
 from pyetcd.urls import dialable, trim_go_space, valid_peer_urls
 from tests.helpers.servers import ServerProcess, StartServer
 from tests.server.test_process_hostile import nested_txn

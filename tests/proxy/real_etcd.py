@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -14,17 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import pytest
 
 from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from pyetcd.proxy import GrpcProxy
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.helpers.servers import ServerProcess, etcdctl_env, free_port
 
 
 def stub(stub_class: Any, channel: Any) -> Any:
@@ -33,30 +22,8 @@ def stub(stub_class: Any, channel: Any) -> Any:
 
 
 @dataclass
-class EtcdMember:
-    name: str
-    client_port: int
-    peer_port: int
-    data_dir: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def endpoint(self) -> str:
-        return f"127.0.0.1:{self.client_port}"
-
-    @property
-    def peer_url(self) -> str:
-        return f"http://127.0.0.1:{self.peer_port}"
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-
-@dataclass
 class EtcdCluster:
-    members: list[EtcdMember] = field(default_factory=list)
+    members: list[ServerProcess] = field(default_factory=list)
 
     @property
     def endpoints(self) -> list[str]:
@@ -67,29 +34,18 @@ class EtcdCluster:
             member.kill()
 
 
-PYETCD_BINARY = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "pyetcd")
-
-
 def start_etcd_cluster(base: Path, size: int, binary: str = "etcd") -> EtcdCluster:
     """Start `size` members of `binary` ("etcd" or "pyetcd") forming one new cluster; wait for a leader."""
-    program = PYETCD_BINARY if binary == "pyetcd" else shutil.which("etcd")
-    if program is None or not os.path.exists(program):
-        pytest.skip(f"{binary} is not installed")
     token = f"proxy-test-{base.name}"
-    cluster = EtcdCluster([EtcdMember(f"m{i}", free_port(), free_port(), base / f"m{i}")
+    cluster = EtcdCluster([ServerProcess(binary, f"m{i}", base / f"m{i}", free_port(), free_port())
                            for i in range(size)])
     initial = ",".join(f"{m.name}={m.peer_url}" for m in cluster.members)
     try:
         for member in cluster.members:
-            member.process = subprocess.Popen(
-                [program, "--name", member.name, "--data-dir", str(member.data_dir),
-                 "--listen-client-urls", f"http://{member.endpoint}",
-                 "--advertise-client-urls", f"http://{member.endpoint}",
-                 "--listen-peer-urls", member.peer_url, "--initial-advertise-peer-urls", member.peer_url,
-                 "--initial-cluster", initial, "--initial-cluster-token", token,
-                 "--initial-cluster-state", "new", "--heartbeat-interval", "50", "--election-timeout", "500"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )
+            member.initial_cluster = initial
+            member.extra_args = ["--initial-cluster-token", token, "--initial-cluster-state", "new",
+                                 "--heartbeat-interval", "50", "--election-timeout", "500"]
+            member.start(wait=False)
         for member in cluster.members:
             _wait_for_leader(member)
     except BaseException:
@@ -98,7 +54,7 @@ def start_etcd_cluster(base: Path, size: int, binary: str = "etcd") -> EtcdClust
     return cluster
 
 
-def _wait_for_leader(member: EtcdMember) -> None:
+def _wait_for_leader(member: ServerProcess) -> None:
     deadline = time.monotonic() + 30
     with grpc.insecure_channel(member.endpoint) as channel:
         maintenance = stub(rpc_pb2_grpc.MaintenanceStub, channel)
@@ -110,18 +66,11 @@ def _wait_for_leader(member: EtcdMember) -> None:
                 pass
             assert member.process is not None
             if time.monotonic() > deadline or member.process.poll() is not None:
-                raise RuntimeError(f"etcd member {member.name} did not become ready")
+                raise RuntimeError(f"{member.binary} member {member.name} did not become ready:\n{member.log_tail()}")
             time.sleep(0.05)
 
 
 ProxyFactory = Callable[..., Awaitable[GrpcProxy]]
-
-
-def etcdctl_env() -> dict[str, str]:
-    """The environment for etcdctl: API v3, and none of the caller's ETCDCTL_* settings."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("ETCDCTL_")}
-    env["ETCDCTL_API"] = "3"
-    return env
 
 
 async def etcdctl(endpoint: str, *args: str) -> str:

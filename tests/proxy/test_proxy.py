@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -18,9 +17,8 @@ from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdpb.mvccpb import kv_pb2
 from pyetcd.proxy import ProxyConfig, serve_proxy
 from pyetcd.proxy.handlers import service_handler
-from tests.proxy.real_etcd import EtcdCluster, ProxyFactory, etcdctl, etcdctl_watch, free_port, stub
-
-pytestmark = pytest.mark.skipif(shutil.which("etcdctl") is None, reason="etcdctl not installed")
+from tests.helpers.servers import free_port
+from tests.proxy.real_etcd import EtcdCluster, ProxyFactory, etcdctl, etcdctl_watch, stub
 
 
 def proxy_endpoint(proxy: Any) -> str:

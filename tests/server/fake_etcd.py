@@ -18,7 +18,8 @@ import grpc
 from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from pyetcd import apply_kv, errors
 from pyetcd.api.register import add_services, grpc_server_options
-from pyetcd.lease import Lessor, check_lease_ttl
+from pyetcd.lessor import Lessor, check_lease_ttl
+from pyetcd.limits import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TXN_OPS
 from pyetcd.membership import Member, Membership
 from storage.mvcc import MvccStore, WriteBatch
 
@@ -29,8 +30,8 @@ RAFT_TERM = 2
 
 @dataclass
 class FakeConfig:
-    max_request_bytes: int = 1572864
-    max_txn_ops: int = 128
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    max_txn_ops: int = DEFAULT_MAX_TXN_OPS
     watch_progress_notify_interval_s: float = 600.0
 
 

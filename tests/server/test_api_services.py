@@ -13,8 +13,8 @@ import pytest
 from etcdpb.etcdserverpb import rpc_pb2
 from pyetcd import errors
 from pyetcd.api.kv import check_intervals, check_txn_request
-from pyetcd.api.maintenance import SNAPSHOT_CHUNK_BYTES
-from pyetcd.maintenance import MaintenanceService
+from pyetcd.limits import SNAPSHOT_CHUNK_BYTES
+from pyetcd.server_maintenance import ServerMaintenance
 from pyetcd.urls import valid_peer_urls
 from tests.server.fake_etcd import CLUSTER_ID, MEMBER_ID, RAFT_TERM, Api, serve_api
 
@@ -242,5 +242,5 @@ async def test_status_takes_leader_and_term_from_one_reading_of_raft() -> None:
         membership=SimpleNamespace(get=lambda member_id: None),
         store=SimpleNamespace(db_size=lambda: 4096, db_size_in_use=lambda: 4096, consistent_index=7),
         _alarm_error_strings=lambda: [], header=lambda: rpc_pb2.ResponseHeader(raft_term=35))
-    response = await MaintenanceService.status(member)  # type: ignore[arg-type]
+    response = await ServerMaintenance.status(member)  # type: ignore[arg-type]
     assert (response.leader, response.raftTerm) == (0, 35)

@@ -7,8 +7,9 @@ import asyncio
 import pytest
 
 from pyetcd import errors
+from pyetcd.config import ServerConfig
 from pyetcd.errors import LeaseExpiredError, NotPrimaryError
-from pyetcd.lease import MAX_LEASE_TTL, Lessor, check_lease_ttl, min_lease_ttl
+from pyetcd.lessor import MAX_LEASE_TTL, Lessor, check_lease_ttl
 
 
 class FakeClock:
@@ -35,9 +36,9 @@ def leader(clock: FakeClock) -> Lessor:
 
 
 def test_min_ttl_is_one_and_a_half_election_timeouts_rounded_up_to_seconds() -> None:
-    assert min_lease_ttl(election_ms=1000, heartbeat_ms=100) == 2
-    assert min_lease_ttl(election_ms=5000, heartbeat_ms=100) == 8
-    assert min_lease_ttl(election_ms=500, heartbeat_ms=100) == 1
+    assert ServerConfig(election_ms=1000, heartbeat_ms=100).min_lease_ttl == 2
+    assert ServerConfig(election_ms=5000, heartbeat_ms=100).min_lease_ttl == 8
+    assert ServerConfig(election_ms=500, heartbeat_ms=100).min_lease_ttl == 1
 
 
 def test_grant_raises_short_ttls_to_the_minimum(leader: Lessor) -> None:

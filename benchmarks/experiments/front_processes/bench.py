@@ -38,12 +38,12 @@ from benchmarks.compare.servers import (
     Member,
     Target,
     cluster,
-    free_port,
     reference,
     wait_serving,
 )
 from benchmarks.experiments.front_processes.front import SERVING
 from benchmarks.experiments.front_processes.launch import member_processes
+from tests.helpers.servers import free_port
 
 PLAIN = "pyetcd"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"

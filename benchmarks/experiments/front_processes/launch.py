@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from benchmarks.compare.servers import HOST, free_port
+from benchmarks.compare.servers import HOST
 from pyetcd.config import ConfigError, parse_server_args
 from pyetcd.urls import host_port
+from tests.helpers.servers import free_port
 
 PACKAGE = "benchmarks.experiments.front_processes"
 STOP_GRACE_S = 10.0

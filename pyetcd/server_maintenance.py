@@ -1,4 +1,4 @@
-"""The Maintenance service's work: status, alarms, hashes, defragment, snapshots, moving the leader."""
+"""EtcdServer's maintenance work: status, alarms, hashes, defragment, snapshots, moving the leader."""
 
 from __future__ import annotations
 
@@ -8,17 +8,16 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import Any, cast
 
 from etcdpb.etcdserverpb import raft_internal_pb2, rpc_pb2
-from pyetcd import errors
-from pyetcd.proposals import ServerCore
+from pyetcd import SERVER_VERSION, errors
+from pyetcd.limits import SNAPSHOT_CHUNK_BYTES
+from pyetcd.server_core import ServerCore
 from pyetcd.snapshot_file import etcd_database
 
 log = logging.getLogger("pyetcd.server")
 
-SERVER_VERSION = "3.4.23"
-"""The etcd server version whose API pyetcd speaks (clients gate features on it)."""
 
 
-class MaintenanceService(ServerCore):
+class ServerMaintenance(ServerCore):
     """Status, Defragment, Hash, HashKV, Alarm, MoveLeader, Snapshot."""
 
     async def status(self) -> rpc_pb2.StatusResponse:
@@ -91,9 +90,8 @@ class MaintenanceService(ServerCore):
     async def snapshot_chunks(self) -> AsyncIterator[bytes]:
         # What etcd streams is its bbolt backend, so etcdctl and etcd can open the file.
         data = await asyncio.get_running_loop().run_in_executor(None, self._etcd_database)
-        chunk = 32 * 1024
-        for offset in range(0, len(data), chunk):
-            yield data[offset:offset + chunk]
+        for offset in range(0, len(data), SNAPSHOT_CHUNK_BYTES):
+            yield data[offset:offset + SNAPSHOT_CHUNK_BYTES]
 
     def _etcd_database(self) -> bytes:
         return etcd_database(self.store.contents())

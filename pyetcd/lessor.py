@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -29,16 +28,6 @@ EXPIRED_LEASE_RETRY_INTERVAL = 3.0
 
 LEASE_REVOKE_RATE = 1000
 """Revokes per second the leader aims for; `expired()` hands out half of it per call (two polls a second)."""
-
-
-def min_lease_ttl(election_ms: int, heartbeat_ms: int) -> int:
-    """etcd's minimum TTL: 1.5 election timeouts (in whole ticks), rounded up to whole seconds.
-
-    A shorter lease could expire during a normal leader election, before clients could
-    reach the new leader to keep it alive.
-    """
-    election_ticks = max(1, election_ms // heartbeat_ms)
-    return math.ceil((3 * election_ticks) // 2 * heartbeat_ms / 1000)
 
 
 def check_lease_ttl(ttl: int) -> None:
@@ -78,12 +67,6 @@ class Lessor:
         self._deadlines: dict[int, float] = {}
         # Renewals waiting for an expired lease's fate (revoked, or this member demoted).
         self._settled: dict[int, asyncio.Event] = {}
-
-    @classmethod
-    def for_timeouts(cls, election_ms: int, heartbeat_ms: int, *,
-                     clock: Callable[[], float] = time.monotonic) -> Lessor:
-        """A lessor with etcd's minimum TTL for these Raft timeouts."""
-        return cls(min_lease_ttl(election_ms, heartbeat_ms), clock=clock)
 
     # --- state shared by every member (driven by the applier, in log order) ---
 

@@ -1,4 +1,4 @@
-"""Runtime membership changes as etcd makes them: its safety checks, then one conf change at a time."""
+"""EtcdServer's membership changes, as etcd makes them: its safety checks, then one conf change at a time."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from pyetcd import errors
 from pyetcd.apply import encode_conf_change_context
 from pyetcd.ids import member_id as derive_member_id
 from pyetcd.membership import Member
-from pyetcd.proposals import ServerCore
+from pyetcd.server_core import ServerCore
 from raft.core import ConfChangeType, ProposalDropped
 
 HEALTH_INTERVAL_S = 5.0
 """etcd refuses a reconfiguration unless peers have been connected this long (HealthInterval)."""
 
 
-class MembershipService(ServerCore):
+class ServerMembers(ServerCore):
     """MemberList/Add/Remove/Update/Promote."""
 
     def _member_proto(self, member: Member) -> rpc_pb2.Member:

@@ -1,4 +1,4 @@
-"""The machinery every part of the server shares: proposing through the log and waiting for
+"""The core of EtcdServer, which every part of it shares: proposing through the log and waiting for
 the outcome, ReadIndex reads, response headers, and reaching the leader."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pyetcd.apply import Applier, ApplyOutcome
 from pyetcd.config import ServerConfig
 from pyetcd.counters import ServerCounters
 from pyetcd.ids import RequestIdGenerator
-from pyetcd.lease import Lessor
+from pyetcd.lessor import Lessor
 from pyetcd.membership import Member, Membership
 from raft.core import ConfChange, ConfChangeType, ProposalDropped
 from raft.node import RaftNode

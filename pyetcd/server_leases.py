@@ -1,4 +1,6 @@
-"""Leases: grant and revoke through the log; keep-alive and expiry on the leader, as etcd does."""
+"""EtcdServer's leases: grant and revoke through the log; keep-alive and expiry on the leader, as etcd does.
+
+The lease table and its clock are the Lessor (lessor.py); the gRPC service is api/lease.py."""
 
 from __future__ import annotations
 
@@ -10,11 +12,11 @@ import grpc
 from etcdpb.etcdserverpb import raft_internal_pb2, rpc_pb2
 from etcdpb.serverpb import peer_pb2
 from pyetcd import errors
-from pyetcd.lease import check_lease_ttl
-from pyetcd.proposals import ServerCore
+from pyetcd.lessor import check_lease_ttl
+from pyetcd.server_core import ServerCore
 
 
-class LeaseService(ServerCore):
+class ServerLeases(ServerCore):
     """LeaseGrant/Revoke/KeepAlive/TimeToLive/Leases and the leader's expiry loop."""
 
     _revoking: dict[int, float]
