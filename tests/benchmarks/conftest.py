@@ -10,14 +10,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.compare.goloadgen import LOADGEN_BINARY
-from tests.helpers.servers import REPO, pyetcd_built
-
-NEEDS_BOTH_SERVERS = [
-    pytest.mark.skipif(not pyetcd_built(), reason="pyetcd's server is not built yet"),
-    pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd is not installed (make etcd-binaries)"),
-]
-"""Marks for a test that runs the harness against both etcd and pyetcd."""
-
+from tests.helpers.servers import REPO
 
 @pytest.fixture(scope="session")
 def loadgen_binary() -> Path:

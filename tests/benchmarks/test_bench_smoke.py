@@ -15,10 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.benchmarks.conftest import NEEDS_BOTH_SERVERS
 from tests.helpers.servers import REPO
-
-pytestmark = NEEDS_BOTH_SERVERS
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ import pytest
 from benchmarks.compare.cli import parse_args
 from benchmarks.compare.datascale import STORES, WORKLOADS
 from benchmarks.compare.datascale_report import STORE_MEASURES
-from tests.benchmarks.conftest import NEEDS_BOTH_SERVERS
 from tests.helpers.servers import REPO
 
 KEYS = 1000
@@ -50,8 +49,6 @@ def section(report: str, title: str) -> str:
 
 
 class TestDataScaleRun:
-    pytestmark = NEEDS_BOTH_SERVERS
-
     def test_every_store_gets_range_and_put_load_on_both_servers(self, datascale_run: Path) -> None:
         report = (datascale_run / "datascale.md").read_text()
         rows = rows_of(section(report, "Load on each store: pyetcd / etcd"))

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from tests.chaos.harness import RunConfig, run_chaos
 from tests.chaos.history import load_operations
 from tests.chaos.linearizability import Verdict, check_history
 from tests.chaos.nemesis import FAULTS, NemesisConfig
-from tests.helpers.servers import pyetcd_built
 
 pytestmark = [
-    pytest.mark.skipif(not pyetcd_built(), reason="needs the installed pyetcd entry point"),
 ]
 
 

@@ -28,11 +28,10 @@ from storage.mvcc.kvstore import DEFRAG_DIR
 from storage.raftlog import DurableLog
 from storage.raftlog.records import FRAME, RecordKind, scan
 from storage.raftlog.segments import list_segments
-from tests.helpers.servers import ServerProcess, StartServer, pyetcd_built
+from tests.helpers.servers import ServerProcess, StartServer
 from tests.server.test_process_durability import prefix_end
 
-pytestmark = [pytest.mark.skipif(not pyetcd_built(), reason="pyetcd's server is not built yet"),
-              pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.timeout(120)]
 
 SEED = 3423
 WRITERS = 16

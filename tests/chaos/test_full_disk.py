@@ -32,7 +32,7 @@ from pyetcd.ids import member_id
 from raft.core import Entry, HardState
 from storage.mvcc import MvccStore
 from storage.raftlog import DurableLog
-from tests.helpers.servers import ServerProcess, free_port, pyetcd_built
+from tests.helpers.servers import ServerProcess, free_port
 from tests.server.test_process_quota import assert_alarm_raised_and_writes_refused, ok, refused_for_space
 
 MiB = 1 << 20
@@ -89,8 +89,6 @@ def write_filler(path: Path, size: int | None = None) -> int:
 
 def pyetcd_on(data_dir: Path) -> ServerProcess:
     """A one-member pyetcd whose data dir is `data_dir`, a mount point: its log goes beside it, off the disk."""
-    if not pyetcd_built():
-        pytest.skip("pyetcd's server is not built yet")
     return ServerProcess(binary="pyetcd", name="full", data_dir=data_dir,
                          client_port=free_port(), peer_port=free_port())
 

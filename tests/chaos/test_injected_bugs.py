@@ -8,14 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from tests.chaos.harness import RunConfig, run_chaos
 from tests.chaos.nemesis import NemesisConfig
-from tests.helpers.servers import pyetcd_built
 
 pytestmark = [
-    pytest.mark.skipif(not pyetcd_built(), reason="needs the installed pyetcd entry point"),
 ]
 
 

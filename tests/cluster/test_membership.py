@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 import time
-
-import pytest
 
 from tests.cluster.cluster import wait_until
 from tests.cluster.conftest import MakeCluster
@@ -14,7 +11,6 @@ from tests.helpers.servers import run_etcdctl
 HEALTH_INTERVAL_S = 5.0
 """etcd refuses to reconfigure until peers have been connected this long."""
 
-pytestmark = pytest.mark.skipif(shutil.which("etcdctl") is None, reason="needs the real etcdctl")
 
 
 def test_learner_is_refused_promotion_until_in_sync_then_promoted(cluster: MakeCluster) -> None:

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.helpers.servers import ServerProcess, free_port
-
-pytestmark = pytest.mark.skipif(shutil.which("etcdctl") is None, reason="needs the real etcdctl")
 
 
 def test_member_with_a_different_cluster_token_is_refused_by_its_peers(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import shutil
 import signal
 import subprocess
 import sys
@@ -35,7 +34,6 @@ TUTORIAL_TABLE = """\
 
 pytestmark = [
     pytest.mark.skipif(not netns_available(), reason="needs root and iproute2 for a network namespace"),
-    pytest.mark.skipif(shutil.which("etcdctl") is None, reason="needs the real etcdctl"),
 ]
 
 

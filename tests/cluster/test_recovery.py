@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 
 import grpc
-import pytest
 
 from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from tests.cluster.cluster import wait_until
 from tests.cluster.conftest import MakeCluster
 from tests.helpers.servers import PYETCD_BINARY, free_port, run_etcdctl
-
-pytestmark = pytest.mark.skipif(shutil.which("etcdctl") is None, reason="needs the real etcdctl")
 
 
 def put_many(endpoint: str, count: int, prefix: str) -> None:

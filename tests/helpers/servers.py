@@ -34,18 +34,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def pyetcd_built() -> bool:
-    """pyetcd runs once its server and command line exist next to the installed entry point."""
-    return PYETCD_BINARY.exists() and (REPO / "pyetcd" / "server.py").exists() \
-        and (REPO / "pyetcd" / "cli.py").exists()
-
-
 def binary_path(binary: str) -> str:
     if binary == "pyetcd":
         return str(PYETCD_BINARY)
     found = shutil.which(binary)
     if found is None:
-        raise FileNotFoundError(f"{binary} is not installed")
+        raise FileNotFoundError(f"{binary} is not installed (make etcd-binaries installs it)")
     return found
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers.servers import ServerProcess, StartServer, pyetcd_built
+from tests.helpers.servers import ServerProcess, StartServer
 
-PYETCD_PENDING = pytest.mark.skipif(not pyetcd_built(), reason="pyetcd's server is not built yet")
-BINARIES = [pytest.param("etcd", id="etcd"), pytest.param("pyetcd", id="pyetcd", marks=PYETCD_PENDING)]
+BINARIES = [pytest.param("etcd", id="etcd"), pytest.param("pyetcd", id="pyetcd")]
 
 
 @pytest.fixture(scope="module", params=BINARIES)

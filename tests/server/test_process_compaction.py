@@ -17,12 +17,11 @@ import pytest
 from pyetcd import errors
 from pyetcd.compactor import REVISION_CHECK_INTERVAL_S, PeriodicCompactor, RevisionCompactor
 from pyetcd.config import parse_compaction_retention
-from tests.helpers.servers import StartServer, pyetcd_built
+from tests.helpers.servers import StartServer
 
 COMPACTED = "etcdserver: mvcc: required revision has been compacted"
 BINARIES = [pytest.param("etcd", id="etcd"),
-            pytest.param("pyetcd", id="pyetcd",
-                         marks=pytest.mark.skipif(not pyetcd_built(), reason="pyetcd's server is not built yet"))]
+            pytest.param("pyetcd", id="pyetcd")]
 
 
 class FakeStore:

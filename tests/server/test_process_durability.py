@@ -11,12 +11,9 @@ import asyncio
 import signal
 
 import grpc
-import pytest
 
 from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
-from tests.helpers.servers import ServerProcess, StartServer, pyetcd_built
-
-pytestmark = pytest.mark.skipif(not pyetcd_built(), reason="pyetcd's server is not built yet")
+from tests.helpers.servers import ServerProcess, StartServer
 
 WRITERS = 24
 ACKS_BEFORE_CRASH = 300

@@ -15,11 +15,10 @@ from typing import Any
 import pytest
 
 from etcdpb.etcdserverpb import rpc_pb2
-from tests.helpers.servers import ServerProcess, binary_path, error_lines, free_port, pyetcd_built
+from tests.helpers.servers import ServerProcess, binary_path, error_lines, free_port
 
 BINARIES = [pytest.param("etcd", id="etcd"),
-            pytest.param("pyetcd", id="pyetcd",
-                         marks=pytest.mark.skipif(not pyetcd_built(), reason="pyetcd's server is not built yet"))]
+            pytest.param("pyetcd", id="pyetcd")]
 TOO_MANY_OPS = "etcdserver: too many operations in txn request"
 TOO_LARGE = "etcdserver: request is too large"
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ ([A-Z]) \| ([\w/]+): (.*)$")
@@ -79,19 +78,17 @@ def test_bad_configuration_is_refused_with_etcds_status_and_words(
         args: list[str], environment: dict[str, str], tmp_path: Path) -> None:
     expected = refusal("etcd", tmp_path, args, environment)
     assert expected[0] != 0 and expected[1], expected
-    if pyetcd_built():
-        assert refusal("pyetcd", tmp_path, args, environment) == expected
+    assert refusal("pyetcd", tmp_path, args, environment) == expected
 
 
 def test_version_prints_and_exits_0(tmp_path: Path) -> None:
     etcd = subprocess.run([binary_path("etcd"), "--version"], capture_output=True, text=True, timeout=30)
     assert etcd.returncode == 0
     assert etcd.stdout.splitlines()[0] == "etcd Version: 3.4.23"
-    if pyetcd_built():
-        pyetcd = subprocess.run([binary_path("pyetcd"), "--version"], capture_output=True, text=True, timeout=30)
-        assert pyetcd.returncode == 0
-        assert pyetcd.stdout.splitlines()[0].startswith("pyetcd Version: ")
-        assert "etcd API compatible with: 3.4.23" in pyetcd.stdout.splitlines()
+    pyetcd = subprocess.run([binary_path("pyetcd"), "--version"], capture_output=True, text=True, timeout=30)
+    assert pyetcd.returncode == 0
+    assert pyetcd.stdout.splitlines()[0].startswith("pyetcd Version: ")
+    assert "etcd API compatible with: 3.4.23" in pyetcd.stdout.splitlines()
 
 
 @pytest.mark.parametrize("binary", BINARIES)
@@ -142,8 +139,6 @@ def test_log_level_error_keeps_info_lines_out(binary: str, tmp_path: Path) -> No
 
 
 def test_log_level_debug_shows_debug_lines(tmp_path: Path) -> None:
-    if not pyetcd_built():
-        pytest.skip("pyetcd's server is not built yet")
     member = new_member("pyetcd", tmp_path, extra_args=["--log-level=debug"])
     with member.start():
         assert member.etcdctl("put", "k", "v").returncode == 0

@@ -13,15 +13,14 @@ from typing import Any
 import pytest
 
 from pyetcd.ids import member_id
-from tests.helpers.servers import ServerProcess, StartServer, error_lines, pyetcd_built
+from tests.helpers.servers import ServerProcess, StartServer, error_lines
 
 NO_SPACE = "etcdserver: mvcc: database space exceeded"
 QUOTA_BYTES = 2_000_000
 VALUE = b"x" * 100_000
 
 BINARIES = [pytest.param("etcd", id="etcd"),
-            pytest.param("pyetcd", id="pyetcd",
-                         marks=pytest.mark.skipif(not pyetcd_built(), reason="pyetcd's server is not built yet"))]
+            pytest.param("pyetcd", id="pyetcd")]
 
 
 def refused_for_space(result: Any, what: str = "{}") -> bool:

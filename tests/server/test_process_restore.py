@@ -12,12 +12,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from pyetcd.ids import cluster_id, member_id
-from tests.helpers.servers import PYETCD_BINARY, ServerProcess, StartServer, free_port, pyetcd_built
-
-pytestmark = pytest.mark.skipif(not pyetcd_built(), reason="pyetcd's server is not built yet")
+from tests.helpers.servers import PYETCD_BINARY, ServerProcess, StartServer, free_port
 
 
 def as_json(result: subprocess.CompletedProcess[str]) -> Any:

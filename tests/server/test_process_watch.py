@@ -12,12 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import pytest
 
 from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
-from tests.helpers.servers import EtcdctlWatch, ServerProcess, free_port, pyetcd_built
-
-pytestmark = pytest.mark.skipif(not pyetcd_built(), reason="pyetcd's server is not built yet")
+from tests.helpers.servers import EtcdctlWatch, ServerProcess, free_port
 
 PROGRESS_INTERVAL = "1s"
 

@@ -14,13 +14,12 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.servers import EtcdctlWatch, ServerProcess, error_lines, free_port, pyetcd_built
+from tests.helpers.servers import EtcdctlWatch, ServerProcess, error_lines, free_port
 
 CANDIDATES = [
     # etcd against itself shows the session is deterministic once normalised.
     pytest.param("etcd", id="etcd-vs-etcd"),
-    pytest.param("pyetcd", id="etcd-vs-pyetcd",
-                 marks=pytest.mark.skipif(not pyetcd_built(), reason="pyetcd's server is not built yet")),
+    pytest.param("pyetcd", id="etcd-vs-pyetcd"),
 ]
 
 # "ttl" is the remaining time in `lease timetolive`; "TTL" (granted) must match.

@@ -5,7 +5,6 @@ numbers."""
 from __future__ import annotations
 
 import random
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,6 @@ from storage.mvcc import (
     MvccError,
     MvccStore,
 )
-
-pytestmark = pytest.mark.skipif(shutil.which("etcd") is None, reason="needs the etcd 3.4 binary")
 
 Compare = rpc_pb2.Compare
 RangeRequest = rpc_pb2.RangeRequest

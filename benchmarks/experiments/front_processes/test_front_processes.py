@@ -1,5 +1,5 @@
-"""The experiment answers like pyetcd through its fronts: `.venv/bin/python -m pytest
-benchmarks/experiments/front_processes` (kept out of `make test`, which runs tests/ only)."""
+"""The experiment answers like pyetcd through its fronts (collected by `make test`, as pyproject's testpaths
+include benchmarks/experiments)."""
 
 from __future__ import annotations
 
