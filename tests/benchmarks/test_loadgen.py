@@ -7,7 +7,6 @@ No timings are asserted: on a shared machine they mean little in a test.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,10 +15,7 @@ from benchmarks.compare.clients import LoadSpec, key
 from benchmarks.compare.goloadgen import GoLoadGenerator
 from benchmarks.compare.loadgen import LoadError, LoadGenerator, LoadResult
 from benchmarks.compare.plan import KEYSPACE, Workload
-from tests.helpers.servers import HOST, ServerProcess, StartServer, free_port, pyetcd_built
-
-PYETCD_PENDING = pytest.mark.skipif(not pyetcd_built(), reason="pyetcd's server is not built yet")
-pytestmark = pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd is not installed (make etcd-binaries)")
+from tests.helpers.servers import HOST, ServerProcess, StartServer, free_port
 
 WARMUP_S = 0.2
 WINDOW_S = 0.6
@@ -43,7 +39,7 @@ class Probe:
 
 
 @pytest.fixture(scope="module", params=[pytest.param("etcd", id="etcd"),
-                                        pytest.param("pyetcd", id="pyetcd", marks=PYETCD_PENDING)])
+                                        pytest.param("pyetcd", id="pyetcd")])
 def server(request: pytest.FixtureRequest, start_module_server: StartServer) -> ServerProcess:
     return start_module_server(request.param)
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import pytest
 
 from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdpb.mvccpb import kv_pb2
@@ -31,10 +30,7 @@ from tests.helpers.servers import (
     error_lines,
     etcdctl_env,
     free_port,
-    pyetcd_built,
 )
-
-pytestmark = pytest.mark.skipif(not pyetcd_built(), reason="pyetcd's server is not built yet")
 
 VALUE_SIZES = (0, 1, 100, 4096, 100_000, 1024 * 1024)
 TOKEN = "moved-token"

@@ -14,10 +14,8 @@ import pytest
 
 from storage.bbolt import BoltReader
 from storage.bbolt import layout as L
-from tests.helpers.servers import PYETCD_BINARY, ServerProcess, StartServer, error_lines, free_port, pyetcd_built
+from tests.helpers.servers import PYETCD_BINARY, ServerProcess, StartServer, error_lines, free_port
 from tests.server.test_process_etcd_snapshots import etcdctl, served, write_history
-
-pytestmark = pytest.mark.skipif(not pyetcd_built(), reason="pyetcd's server is not built yet")
 
 PAGE = L.DEFAULT_PAGE_SIZE
 

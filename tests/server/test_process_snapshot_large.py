@@ -14,11 +14,10 @@ import grpc
 import pytest
 
 from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
-from tests.helpers.servers import PYETCD_BINARY, ServerProcess, StartServer, pyetcd_built
+from tests.helpers.servers import PYETCD_BINARY, ServerProcess, StartServer
 from tests.server.test_process_etcd_snapshots import TOKEN, as_json, etcdctl, restored_member
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800),
-              pytest.mark.skipif(not pyetcd_built(), reason="pyetcd's server is not built yet")]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 KEYS = 100_000
 OPS_PER_TXN = 128  # etcd's default --max-txn-ops

@@ -11,6 +11,7 @@ from etcdpb.etcdserverpb import rpc_pb2
 from etcdpb.leasepb import lease_pb2
 from pyetcd import cli
 from pyetcd.apply import alarm_key
+from pyetcd.apply_kv import read_range
 from pyetcd.etcd_backend import ETCD_BUCKETS, etcd_backend, store_contents
 from pyetcd.membership import Member
 from pyetcd.progress import Progress
@@ -26,11 +27,11 @@ def filled_store(path: Path) -> MvccStore:
     store = MvccStore(path, quota_bytes=64 * 1024**2)
     with store.write(consistent_index=7) as w:
         w.lease_grant(0x694D, 600)
-        w.put(rpc_pb2.PutRequest(key=b"a", value=b"1"))
-        w.put(rpc_pb2.PutRequest(key=b"a", value=b"2"))
-        w.put(rpc_pb2.PutRequest(key=b"held", value=b"", lease=0x694D))
-        w.delete_range(rpc_pb2.DeleteRangeRequest(key=b"a"))
-        w.put(rpc_pb2.PutRequest(key=b"big", value=b"z" * 300_000))
+        w.put(b"a", b"1")
+        w.put(b"a", b"2")
+        w.put(b"held", b"", 0x694D)
+        w.delete_range(b"a", None)
+        w.put(b"big", b"z" * 300_000)
         w.compact(2)
         w.meta_put("members", MEMBER.store_key(), MEMBER.encode())
         w.meta_put("members_removed", b"1234", b"")
@@ -83,7 +84,7 @@ def test_a_store_built_from_etcds_buckets_serves_the_same_history(tmp_path: Path
     store = filled_store(tmp_path / "store")
     try:
         contents = store.contents()
-        expected = [store.range(rpc_pb2.RangeRequest(key=b"\0", range_end=b"\0", revision=rev)).kvs
+        expected = [read_range(store, rpc_pb2.RangeRequest(key=b"\0", range_end=b"\0", revision=rev)).kvs
                     for rev in (2, 4, 5, 6)]
         expected_hash = store.hash_kv(0)
     finally:
@@ -95,7 +96,7 @@ def test_a_store_built_from_etcds_buckets_serves_the_same_history(tmp_path: Path
     assert cli.main(["snapshot", "restore", str(snapshot), f"--data-dir={restored_dir}"]) == 0
     restored = MvccStore(restored_dir / "member" / "snap" / "db")
     try:
-        assert [restored.range(rpc_pb2.RangeRequest(key=b"\0", range_end=b"\0", revision=rev)).kvs
+        assert [read_range(restored, rpc_pb2.RangeRequest(key=b"\0", range_end=b"\0", revision=rev)).kvs
                 for rev in (2, 4, 5, 6)] == expected
         assert restored.hash_kv(0) == expected_hash
         assert restored.leases() == [(0x694D, 600)]
