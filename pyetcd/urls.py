@@ -14,8 +14,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from raft.transport import url_to_target
-
 PEER_SCHEMES = frozenset({"http", "https", "unix", "unixs"})
 
 GO_SPACE = frozenset("\t\n\v\f\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000"
@@ -213,6 +211,8 @@ def dialable(urls: Sequence[str]) -> bool:
     A member the transport cannot dial would stop every member's apply loop when its conf
     change is applied, so such URLs are refused up front.
     """
+    from raft.transport import url_to_target  # grpc is not imported when only flags are parsed (--help)
+
     try:
         for url in urls:
             url_to_target(url)
