@@ -52,12 +52,6 @@ STORE_FLUSH_INTERVAL_S = 1.0
 REMOVED_MESSAGE = "the member has been permanently removed from the cluster"
 
 
-
-
-
-
-
-
 class EtcdServer(ServerMembers, ServerMaintenance, ServerLeases):
     """One pyetcd member: start-up and shut-down, the apply loop, KV, and the background loops."""
 
@@ -375,14 +369,6 @@ class EtcdServer(ServerMembers, ServerMaintenance, ServerLeases):
             except (TimeoutError, errors.EtcdError, ProposalDropped):
                 await asyncio.sleep(self.config.heartbeat_ms / 1000 * 2)
 
-    # -- proposing -----------------------------------------------------------------------------
-
-
-
-
-
-
-
     # -- KV ------------------------------------------------------------------------------------
 
     async def range(self, req: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
@@ -426,18 +412,6 @@ class EtcdServer(ServerMembers, ServerMaintenance, ServerLeases):
             self.store.sync()
         return self._with_header(response)
 
-
-    # -- leases --------------------------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-
     # -- auto compaction -----------------------------------------------------------------------
 
     async def _store_flush_loop(self) -> None:
@@ -468,21 +442,6 @@ class EtcdServer(ServerMembers, ServerMaintenance, ServerLeases):
                                   is_leader=lambda: self.node.is_leader)
         if compactor is not None:
             await compactor.run()
-
-    # -- cluster -------------------------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-
-
-
-    # -- maintenance ---------------------------------------------------------------------------
 
 
 
