@@ -20,9 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.servers import PYETCD_BINARY, ServerProcess, StartServer, free_port, pyetcd_built
-
-pytestmark = pytest.mark.skipif(not pyetcd_built(), reason="pyetcd's server is not built yet")
+from tests.helpers.servers import PYETCD_BINARY, ServerProcess, StartServer, free_port
 
 BINARIES = ["etcd", "pyetcd"]
 STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6} ")

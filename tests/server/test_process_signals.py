@@ -13,9 +13,7 @@ import signal
 
 import pytest
 
-from tests.helpers.servers import StartServer, pyetcd_built
-
-pytestmark = pytest.mark.skipif(not pyetcd_built(), reason="pyetcd's server is not built yet")
+from tests.helpers.servers import StartServer
 
 STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6} ")
 SIGNALS = [pytest.param(signal.SIGTERM, "terminated", id="SIGTERM"),

@@ -14,9 +14,7 @@ import grpc
 import pytest
 
 from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
-from tests.helpers.servers import ServerProcess, StartServer, pyetcd_built
-
-pytestmark = pytest.mark.skipif(not pyetcd_built(), reason="pyetcd's server is not built yet")
+from tests.helpers.servers import ServerProcess, StartServer
 
 COMPACTED_AT = 4
 CURRENT = 7  # six puts after the revision 1 of a fresh store

@@ -9,10 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.certs import CertFiles, CertificateAuthority
-from tests.helpers.servers import pyetcd_built
 from tests.helpers.tlsservers import ClientCredentials, TLSServerProcess, start_all, stop_all, tls_cluster
-
-pytestmark = pytest.mark.skipif(not pyetcd_built(), reason="pyetcd is not installed")
 
 
 @dataclass(frozen=True)
