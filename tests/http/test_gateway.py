@@ -16,9 +16,7 @@ from typing import Any
 import etcd3gw
 import pytest
 
-from tests.helpers.servers import HOST, JsonWatch, ServerProcess, StartServer, pyetcd_built
-
-pytestmark = pytest.mark.skipif(not pyetcd_built(), reason="pyetcd's server is not built yet")
+from tests.helpers.servers import HOST, JsonWatch, ServerProcess, StartServer
 
 MASKED = {"cluster_id", "member_id", "raft_term", "ID", "dbSize", "dbSizeInUse", "leader", "raftIndex",
           "raftAppliedIndex", "raftTerm", "hash"}

@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.cluster import Cluster, wait_until
-from tests.helpers.servers import ServerProcess, StartServer, pyetcd_built
+from tests.helpers.servers import ServerProcess, StartServer
 from tests.http.httpget import Answer, http_get
 
-PYETCD = pytest.param("pyetcd", id="pyetcd",
-                      marks=pytest.mark.skipif(not pyetcd_built(), reason="pyetcd's server is not built yet"))
+PYETCD = pytest.param("pyetcd", id="pyetcd")
 BINARIES = [pytest.param("etcd", id="etcd"), PYETCD]
 HEALTHY = Answer(200, "text/plain; charset=utf-8", b'{"health":"true"}')
 UNHEALTHY = Answer(503, "text/plain; charset=utf-8", b'{"health":"false"}\n')
@@ -30,10 +29,7 @@ def health(server: ServerProcess, query: str = "") -> Answer:
 
 @pytest.fixture(scope="module")
 def pair(start_module_server: StartServer) -> dict[str, ServerProcess]:
-    servers = {"etcd": start_module_server("etcd", name="hv")}
-    if pyetcd_built():
-        servers["pyetcd"] = start_module_server("pyetcd", name="hv")
-    return servers
+    return {"etcd": start_module_server("etcd", name="hv"), "pyetcd": start_module_server("pyetcd", name="hv")}
 
 
 def test_health_version_and_unknown_paths_answer_as_etcd(pair: dict[str, ServerProcess]) -> None:

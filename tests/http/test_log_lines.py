@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.cluster import Cluster, wait_until
-from tests.helpers.servers import ServerProcess, StartServer, pyetcd_built, run_etcdctl
+from tests.helpers.servers import ServerProcess, StartServer, run_etcdctl
 
-pytestmark = pytest.mark.skipif(not pyetcd_built(), reason="pyetcd's server is not built yet")
 BINARIES = ["etcd", "pyetcd"]
 
 

@@ -14,10 +14,8 @@ import pytest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers.servers import ServerProcess, StartServer, free_port, pyetcd_built
+from tests.helpers.servers import ServerProcess, StartServer, free_port
 from tests.http.httpget import http_get
-
-pytestmark = pytest.mark.skipif(not pyetcd_built(), reason="pyetcd's server is not built yet")
 
 LISTED = (
     "etcd_server_has_leader", "etcd_server_is_leader", "etcd_server_leader_changes_seen",

@@ -6,12 +6,8 @@ import re
 import subprocess
 import time
 
-import pytest
-
-from tests.helpers.servers import HOST, PYETCD_BINARY, StartServer, free_port, pyetcd_built, run_etcdctl
+from tests.helpers.servers import HOST, PYETCD_BINARY, StartServer, free_port, run_etcdctl
 from tests.http.httpget import http_get
-
-pytestmark = pytest.mark.skipif(not pyetcd_built(), reason="pyetcd's server is not built yet")
 
 
 def test_gateway_round_robins_over_live_endpoints_and_skips_dead_ones(start_server: StartServer) -> None:
