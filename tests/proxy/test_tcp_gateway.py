@@ -23,12 +23,9 @@ from tests.helpers.servers import (
     ServerProcess,
     binary_path,
     free_port,
-    pyetcd_built,
     run_etcdctl,
     stop_process,
 )
-
-pytestmark = pytest.mark.skipif(not pyetcd_built(), reason="pyetcd is not installed in .venv")
 
 
 def run_gateway_command(binary: str, *args: str) -> tuple[int, str, str]:
