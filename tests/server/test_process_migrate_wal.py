@@ -18,9 +18,7 @@ import pytest
 from pyetcd.etcd_wal_tail import unapplied_entries
 from pyetcd.snapshot_file import contents_of_etcd_database
 from storage.etcdwal import WalCorruptError, read_wal
-from tests.helpers.servers import PYETCD_BINARY, ServerProcess, StartServer, error_lines, free_port, pyetcd_built
-
-pytestmark = pytest.mark.skipif(not pyetcd_built(), reason="pyetcd's server is not built yet")
+from tests.helpers.servers import PYETCD_BINARY, ServerProcess, StartServer, error_lines, free_port
 
 # The backend commits only when the member stops: what a crash leaves is then certain, not a race
 # with etcd's 100 ms default.

@@ -11,10 +11,9 @@ import pytest
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.cluster.cluster import Cluster
-from tests.helpers.servers import free_port, pyetcd_built
+from tests.helpers.servers import free_port
 from tests.view.browser import headless_chromium, member_rows
 
-pytestmark = pytest.mark.skipif(not pyetcd_built(), reason="pyetcd is not installed")
 WAIT = 60.0  # generous for a shared 2-core machine; nothing asserts on timings
 
 
