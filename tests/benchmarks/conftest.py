@@ -3,7 +3,6 @@ for the harness's end-to-end runs, which start both servers."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from benchmarks.compare.goloadgen import LOADGEN_BINARY
 from tests.helpers.servers import REPO
+
 
 @pytest.fixture(scope="session")
 def loadgen_binary() -> Path:

@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.certs import CertificateAuthority
-from tests.helpers.servers import HOST, ServerProcess, StartServer, binary_path, free_port, pyetcd_built
-
-pytestmark = pytest.mark.skipif(not pyetcd_built(), reason="pyetcd's server is not built yet")
+from tests.helpers.servers import HOST, ServerProcess, StartServer, binary_path, free_port
 
 
 def https_get(url: str, ca: Path) -> tuple[int, bytes]:
