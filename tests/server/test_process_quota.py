@@ -67,7 +67,10 @@ def test_writes_past_the_quota_raise_nospace_until_compact_defrag_and_disarm(
     # Reads, read-only txns and deletes still work.
     assert ok(server.etcdctl("get", "/fill/000", "--keys-only")) == ["/fill/000", ""]
     assert ok(server.etcdctl("txn", input="\nget /fill/001 --keys-only\n\n\n")) == ["SUCCESS", "", "/fill/001", ""]
-    assert ok(server.etcdctl("del", "/fill/", "--prefix")) == [str(accepted)]
+    # etcd checks the quota again when it applies a put, and answers NOSPACE for one it applied
+    # anyway (quotaApplierV3), so the refused put may be stored too; pyetcd checks once, before the log.
+    stored = {accepted, accepted + 1} if binary == "etcd" else {accepted}
+    assert int(ok(server.etcdctl("del", "/fill/", "--prefix"))[0]) in stored
 
     # Freeing space is not enough: the alarm stays until disarmed.
     revision = json.loads(ok(server.etcdctl("get", "/x", "-w", "json"))[0])["header"]["revision"]
