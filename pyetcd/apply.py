@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from etcdpb.etcdserverpb import raft_internal_pb2, rpc_pb2
 from pyetcd import apply_kv, errors
+from pyetcd.auth.applying import AUTH_REQUESTS, apply_auth_request, authorize_entry, request_kind
+from pyetcd.auth.store import AuthStore
 from pyetcd.lessor import Lessor
 from pyetcd.membership import (
     MEMBERS_BUCKET,
@@ -88,8 +90,9 @@ class Applier:
     """Applies entries to an MvccStore write batch; owns the alarm list and the membership view."""
 
     def __init__(self, store: MvccStore, membership: Membership, lessor: Lessor,
-                 changes: MembershipChanges) -> None:
+                 changes: MembershipChanges, auth: AuthStore) -> None:
         self.store = store
+        self.auth = auth
         self.membership = membership
         self.lessor = lessor
         self.changes = changes
@@ -135,6 +138,12 @@ class Applier:
             return ApplyOutcome(0, error=err)
         outcome = ApplyOutcome(request.header.ID or request.ID)
         try:
+            kind = request_kind(request)
+            # The caller's permissions, checked at the auth revision the proposer saw (etcd's authApplierV3).
+            authorize_entry(self.auth, request, kind, self.store.lease_keys)
+            if kind in AUTH_REQUESTS:
+                outcome.result = apply_auth_request(self.auth, w, request, kind, entry.index)
+                return outcome
             outcome.result = self._dispatch(w, request, batch)
         except Exception as err:  # noqa: BLE001 - request-level failures go back to the proposer
             outcome.error = err

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from pyetcd.auth.passwords import effective_cost
+from pyetcd.auth.tokens import AuthOptionsError, new_token_provider
 from pyetcd.flagvalues import (
     PARSE_ERROR,
     parse_go_bool,
@@ -218,6 +220,10 @@ class ServerConfig:
     cors: tuple[str, ...] = ("*",)
     enable_raft_view: bool = True
     """/debug/raft on client and metrics URLs (pyetcd's own flag; false for locked-down deployments)."""
+    auth_token: str = "simple"
+    """--auth-token: `simple`, or `jwt,pub-key=...,priv-key=...,sign-method=...,ttl=...`."""
+    auth_token_ttl_s: int = 300
+    bcrypt_cost: int = 10
     extra: dict[str, str] = field(default_factory=dict)
     notices: tuple[tuple[int, str], ...] = ()
     """What etcd logs while reading its configuration (environment variables used or unknown, ...)."""
@@ -646,10 +652,17 @@ def resolve(args: argparse.Namespace, environ: dict[str, str] | None = None, *,
         host_whitelist=tuple(sorted({h.strip() for h in get("host-whitelist").split(",") if h.strip()})),
         cors=tuple(sorted({o.strip() for o in get("cors").split(",") if o.strip()})),
         enable_raft_view=parse_go_bool(get("enable-raft-view")),
+        auth_token=get("auth-token"),
+        auth_token_ttl_s=get_int("auth-token-ttl"),
+        bcrypt_cost=effective_cost(get_int("bcrypt-cost")),
         notices=tuple(raw.notices),
     )
     validate_cluster_flags(config)
     validate_tls_flags(config)
+    try:
+        new_token_provider(config.auth_token, config.auth_token_ttl_s)
+    except AuthOptionsError as err:
+        raise FatalConfigError(str(err)) from None
     return config
 
 

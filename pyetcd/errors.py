@@ -119,6 +119,17 @@ ErrGRPCInvalidAuthToken = EtcdError(Code.UNAUTHENTICATED, "etcdserver: invalid a
 ErrGRPCInvalidAuthMgmt = EtcdError(Code.INVALID_ARGUMENT, "etcdserver: invalid auth management")
 ErrGRPCAuthOldRevision = EtcdError(Code.INVALID_ARGUMENT, "etcdserver: revision of auth store is old")
 
+# --- auth errors etcd 3.4 returns without translating them: clients see code UNKNOWN and the
+# auth package's own text (Authenticate as a no-password user; the admin check of Defragment,
+# Snapshot, Hash and HashKV) ---
+ErrNoPasswordUser = EtcdError(
+    Code.UNKNOWN, "auth: authentication failed, password was given for no password user")
+ErrAuthPermissionDeniedUntranslated = EtcdError(Code.UNKNOWN, "auth: permission denied")
+ErrAuthUserEmptyUntranslated = EtcdError(Code.UNKNOWN, "auth: user name is empty")
+ErrAuthUserNotFoundUntranslated = EtcdError(Code.UNKNOWN, "auth: user not found")
+ErrAuthInvalidTokenUntranslated = EtcdError(Code.UNKNOWN, "auth: invalid auth token")
+ErrAuthOldRevisionUntranslated = EtcdError(Code.UNKNOWN, "auth: revision in header is old")
+
 # --- leadership and availability ---
 ErrGRPCNoLeader = EtcdError(Code.UNAVAILABLE, "etcdserver: no leader")
 ErrGRPCNotLeader = EtcdError(Code.FAILED_PRECONDITION, "etcdserver: not leader")

@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 
 from pyetcd.apply import Applier, MembershipChanges
+from pyetcd.auth.store import AuthStore
+from pyetcd.auth.tokens import SimpleTokens
 from pyetcd.config import DEFAULT_QUOTA_BYTES, min_lease_ttl
 from pyetcd.etcd_wal_tail import consistent_index, request_of
 from pyetcd.lessor import Lessor
@@ -52,7 +54,10 @@ def replay_committed_tail(contents: StoreContents, wal: WalContents) -> StoreCon
             lessor = Lessor(min_ttl=min_lease_ttl(ETCD_ELECTION_MS, ETCD_HEARTBEAT_MS))
             lessor.restore(store.leases())
             members = [Member.decode(raw) for raw in contents.buckets.get(MEMBERS_BUCKET, {}).values()]
-            applier = Applier(store, Membership(members=members), lessor, _NO_MEMBERSHIP_CHANGES)
+            # Requests carry the user etcd checked them for; the replay checks them against the db's auth state.
+            auth = AuthStore(SimpleTokens())
+            auth.load(store)
+            applier = Applier(store, Membership(members=members), lessor, _NO_MEMBERSHIP_CHANGES, auth)
             for entry in committed_tail(contents, wal):
                 # One entry at a time, with the lessor told of each grant and revoke before the next entry
                 # looks leases up. Request-level failures (a lease granted twice, a revision already

@@ -23,6 +23,9 @@ from etcdpb.serverpb import peer_pb2, peer_pb2_grpc
 from pyetcd import errors, etcd_lines
 from pyetcd.apply import Applier, ApplyOutcome, MembershipChanges, encode_conf_change_context
 from pyetcd.apply_kv import is_txn_read_only, is_txn_serializable, read_range, read_txn
+from pyetcd.auth.checks import check_range, check_txn
+from pyetcd.auth.store import AuthStore
+from pyetcd.auth.tokens import new_token_provider
 from pyetcd.compactor import new_compactor
 from pyetcd.config import ServerConfig, configured_member_id
 from pyetcd.counters import DiskObservers, ServerCounters
@@ -33,6 +36,7 @@ from pyetcd.ids import RequestIdGenerator, format_id
 from pyetcd.ids import member_id as derive_member_id
 from pyetcd.lessor import Lessor
 from pyetcd.membership import MEMBERS_BUCKET, REMOVED_BUCKET, Member, Membership
+from pyetcd.server_auth import ServerAuth
 from pyetcd.server_core import AppliedIndexWaiters
 from pyetcd.server_leases import ServerLeases
 from pyetcd.server_maintenance import ServerMaintenance
@@ -52,7 +56,7 @@ STORE_FLUSH_INTERVAL_S = 1.0
 REMOVED_MESSAGE = "the member has been permanently removed from the cluster"
 
 
-class EtcdServer(ServerMembers, ServerMaintenance, ServerLeases):
+class EtcdServer(ServerMembers, ServerMaintenance, ServerLeases, ServerAuth):
     """One pyetcd member: start-up and shut-down, the apply loop, KV, and the background loops."""
 
     def __init__(self, config: ServerConfig) -> None:
@@ -124,9 +128,12 @@ class EtcdServer(ServerMembers, ServerMaintenance, ServerLeases):
         self._ids = RequestIdGenerator(self.member_id)
         self.lessor = Lessor(min_ttl=self.config.min_lease_ttl)
         self.lessor.restore(self.store.leases())
+        self.auth = AuthStore(new_token_provider(config.auth_token, config.auth_token_ttl_s))
+        self.auth.load(self.store)
         self.applier = Applier(self.store, self.membership, self.lessor,
                                MembershipChanges(self._apply_conf_change_to_raft, self._on_member_added,
-                                                 self._on_member_removed, self._on_member_updated))
+                                                 self._on_member_removed, self._on_member_updated),
+                               self.auth)
         self._applied.advance(self.store.consistent_index)
         self._snapshot_index = self.store.consistent_index
         self.transport = GrpcTransport(self.member_id, self.cluster_id, list(config.listen_peer_urls),
@@ -301,6 +308,7 @@ class EtcdServer(ServerMembers, ServerMaintenance, ServerLeases):
         self._load_membership(self.cluster_id)
         self.applier.membership = self.membership
         self.applier.reload_alarms()
+        self.auth.load(self.store)
         self.lessor.restore(self.store.leases())
         for member in self.membership.members():
             if member.id != self.member_id:
@@ -374,7 +382,8 @@ class EtcdServer(ServerMembers, ServerMaintenance, ServerLeases):
     async def range(self, req: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
         if not req.serializable:
             await self.linearizable_barrier()
-        response = read_range(self.store, req)
+        response = await self.serialized_read(lambda info: check_range(self.auth, info, req),
+                                              lambda: read_range(self.store, req))
         response.header.CopyFrom(self.header())
         return response
 
@@ -394,7 +403,9 @@ class EtcdServer(ServerMembers, ServerMaintenance, ServerLeases):
             # A txn that cannot write is a read: ReadIndex (unless all serializable), then a read view.
             if not is_txn_serializable(req):
                 await self.linearizable_barrier()
-            return self._with_header(read_txn(self.store, req))
+            response = await self.serialized_read(lambda info: check_txn(self.auth, info, req),
+                                                  lambda: read_txn(self.store, req))
+            return self._with_header(response)
         request = raft_internal_pb2.InternalRaftRequest()
         request.txn.CopyFrom(req)
         return self._with_header(await self._propose_and_wait(request, rpc_pb2.TxnResponse))

@@ -14,6 +14,10 @@ from etcdpb.etcdserverpb import raft_internal_pb2, rpc_pb2
 from etcdpb.serverpb import peer_pb2_grpc
 from pyetcd import errors
 from pyetcd.apply import Applier, ApplyOutcome
+from pyetcd.auth.checks import untranslated
+from pyetcd.auth.credentials import REQUEST_CREDENTIALS
+from pyetcd.auth.store import AuthStore
+from pyetcd.auth.tokens import AuthInfo
 from pyetcd.config import ServerConfig
 from pyetcd.counters import ServerCounters
 from pyetcd.ids import RequestIdGenerator
@@ -49,6 +53,7 @@ class ServerCore:
     membership: Membership
     applier: Applier
     counters: ServerCounters
+    auth: AuthStore
     _ids: RequestIdGenerator
     _waiters: dict[int, asyncio.Future[ApplyOutcome]]
     _applied: AppliedIndexWaiters
@@ -68,6 +73,11 @@ class ServerCore:
         """Propose an InternalRaftRequest, wait until this member has applied it, and return its answer."""
         request_id = self._ids.next()
         request.header.ID = request_id
+        info = await self.request_auth_info()
+        if info is not None:
+            # The applier checks this user at this auth revision (etcd's RequestHeader).
+            request.header.username = info.username
+            request.header.auth_revision = info.revision
         data = request.SerializeToString()
         if len(data) > self.config.max_request_bytes:
             raise errors.ErrRequestTooLarge
@@ -75,6 +85,50 @@ class ServerCore:
         if not isinstance(result, answer):
             raise TypeError(f"applying the request answered {type(result).__name__}, not {answer.__name__}")
         return result
+
+    async def request_auth_info(self) -> AuthInfo | None:
+        """Who the current call runs as (etcd's AuthInfoFromCtx): its token's user, else its certificate's CN.
+
+        A simple token names the Raft index that created it; a member that has not applied that
+        index yet waits for it before looking the token up, as etcd does.
+        """
+        credentials = REQUEST_CREDENTIALS.get()
+        if credentials.as_root:
+            return AuthInfo("root", self.auth.revision)
+        if credentials.token is not None:
+            index = self.auth.tokens.required_index(credentials.token)
+            if index > self._applied.applied_index:
+                try:
+                    await asyncio.wait_for(self._applied.wait_for(index), self.request_timeout())
+                except TimeoutError:
+                    raise errors.ErrGRPCInvalidAuthToken from None
+            return self.auth.info_from_token(credentials.token)
+        if self.config.client_tls.client_cert_auth and credentials.common_name is not None:
+            return self.auth.info_from_common_name(credentials.common_name)
+        return None
+
+    async def require_root(self, *, untranslated_errors: bool = False) -> None:
+        """Member changes and some maintenance calls need the root role (when auth is enabled).
+
+        etcd's maintenance server returns these errors untranslated (`untranslated_errors`).
+        """
+        try:
+            self.auth.is_admin_permitted(await self.request_auth_info())
+        except errors.EtcdError as err:
+            if untranslated_errors:
+                raise untranslated(err) from None
+            raise
+
+    async def serialized_read(self, check: Callable[[AuthInfo | None], None],
+                              read: Callable[[], AnswerT]) -> AnswerT:
+        """A read served by this member (etcd's doSerialize): check, read, then refuse the answer if
+        the auth store changed meanwhile, so a revoked permission never leaks data."""
+        info = await self.request_auth_info()
+        check(info)
+        answer = read()
+        if info is not None and info.revision != 0 and info.revision != self.auth.revision:
+            raise errors.ErrGRPCAuthOldRevision
+        return answer
 
     async def _propose_conf_change_and_wait(self, cc_type: ConfChangeType, node_id: int,
                                             context: bytes = b"") -> list[Member]:

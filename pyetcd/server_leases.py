@@ -12,6 +12,7 @@ import grpc
 from etcdpb.etcdserverpb import raft_internal_pb2, rpc_pb2
 from etcdpb.serverpb import peer_pb2
 from pyetcd import errors
+from pyetcd.auth.credentials import REQUEST_CREDENTIALS, ROOT_CREDENTIALS
 from pyetcd.lessor import check_lease_ttl
 from pyetcd.server_core import ServerCore
 
@@ -90,6 +91,8 @@ class ServerLeases(ServerCore):
                 asyncio.ensure_future(self._revoke_expired(lease_id))
 
     async def _revoke_expired(self, lease_id: int) -> None:
+        # The server revokes expired leases as root (etcd's WithRoot); this task's context only.
+        REQUEST_CREDENTIALS.set(ROOT_CREDENTIALS)
         try:
             await self.lease_revoke(rpc_pb2.LeaseRevokeRequest(ID=lease_id))
         except errors.EtcdError:

@@ -37,13 +37,16 @@ class ServerMaintenance(ServerCore):
         return [alarm_text(member_id, alarm) for member_id, alarm in sorted(self.applier.alarms)]
 
     async def defragment(self) -> rpc_pb2.DefragmentResponse:
+        await self.require_root(untranslated_errors=True)
         await asyncio.get_running_loop().run_in_executor(None, self.store.defragment)
         return rpc_pb2.DefragmentResponse(header=self.header())
 
     async def hash(self) -> rpc_pb2.HashResponse:
+        await self.require_root(untranslated_errors=True)
         return rpc_pb2.HashResponse(header=self.header(), hash=self.store.hash())
 
     async def hash_kv(self, req: rpc_pb2.HashKVRequest) -> rpc_pb2.HashKVResponse:
+        await self.require_root(untranslated_errors=True)
         value, compact_revision, _ = self.store.hash_kv(req.revision)
         # etcd's header names the store's current revision, not the one hashed (mvcc HashByRev).
         return rpc_pb2.HashKVResponse(header=self.header(), hash=value,
@@ -88,6 +91,7 @@ class ServerMaintenance(ServerCore):
         return rpc_pb2.MoveLeaderResponse(header=self.header())
 
     async def snapshot_chunks(self) -> AsyncIterator[bytes]:
+        await self.require_root(untranslated_errors=True)
         # What etcd streams is its bbolt backend, so etcdctl and etcd can open the file.
         data = await asyncio.get_running_loop().run_in_executor(None, self._etcd_database)
         for offset in range(0, len(data), SNAPSHOT_CHUNK_BYTES):

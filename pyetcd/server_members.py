@@ -49,6 +49,7 @@ class ServerMembers(ServerCore):
         return response
 
     async def member_add(self, req: rpc_pb2.MemberAddRequest) -> rpc_pb2.MemberAddResponse:
+        await self.require_root()
         urls = tuple(req.peerURLs)
         if self.membership.peer_url_in_use(urls):
             raise errors.ErrPeerURLExist
@@ -71,6 +72,7 @@ class ServerMembers(ServerCore):
         return response
 
     async def member_remove(self, req: rpc_pb2.MemberRemoveRequest) -> rpc_pb2.MemberRemoveResponse:
+        await self.require_root()
         target = self.membership.get(req.ID)
         if target is None:
             raise errors.ErrMemberNotFound
@@ -113,6 +115,7 @@ class ServerMembers(ServerCore):
             raise errors.ErrUnhealthy
 
     async def member_update(self, req: rpc_pb2.MemberUpdateRequest) -> rpc_pb2.MemberUpdateResponse:
+        await self.require_root()
         current = self.membership.get(req.ID)
         if current is None:
             raise errors.ErrMemberNotFound
@@ -125,6 +128,7 @@ class ServerMembers(ServerCore):
         return response
 
     async def member_promote(self, req: rpc_pb2.MemberPromoteRequest) -> rpc_pb2.MemberPromoteResponse:
+        await self.require_root()
         if not self.node.is_leader:
             stub = await self._leader_stub()
             try:

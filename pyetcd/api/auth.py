@@ -1,62 +1,38 @@
-"""The Auth service of a server whose authentication is disabled and has no users or roles.
-
-Every call answers as etcd 3.4 does for an empty auth store: there are no users or roles to
-get, change or delete, and enabling auth needs a root user. Adding a user or role, which
-etcd would do, is not supported and is refused with "etcdserver: authentication is not enabled".
-"""
+"""The Auth service: every call goes to the server, which proposes it through the log."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
-from pyetcd import errors
 from pyetcd.api.server_api import EtcdServerApi
 
 
 class AuthServicer(rpc_pb2_grpc.AuthServicer):
-    """etcdserverpb.Auth with authentication disabled."""
+    """etcdserverpb.Auth: enable/disable, Authenticate, users and roles."""
 
     def __init__(self, etcd: EtcdServerApi) -> None:
         self._etcd = etcd
 
-    async def AuthEnable(self, request: Any, context: Any) -> Any:  # noqa: N802
-        raise errors.ErrGRPCRootUserNotExist
+    async def Authenticate(self, request: rpc_pb2.AuthenticateRequest,  # noqa: N802
+                           context: Any) -> rpc_pb2.AuthenticateResponse:
+        return await self._etcd.authenticate(request)
 
-    async def AuthDisable(self, request: Any, context: Any) -> Any:  # noqa: N802
-        return rpc_pb2.AuthDisableResponse()  # already disabled: nothing to do
+    async def _forward(self, request: Any, context: Any) -> Any:
+        return await self._etcd.auth_call(request)
 
-    async def Authenticate(self, request: Any, context: Any) -> Any:  # noqa: N802
-        raise errors.ErrGRPCAuthNotEnabled
-
-    async def UserList(self, request: Any, context: Any) -> Any:  # noqa: N802
-        return rpc_pb2.AuthUserListResponse()
-
-    async def RoleList(self, request: Any, context: Any) -> Any:  # noqa: N802
-        return rpc_pb2.AuthRoleListResponse()
-
-    async def UserGet(self, request: Any, context: Any) -> Any:  # noqa: N802
-        raise errors.ErrGRPCUserNotFound
-
-    async def RoleGet(self, request: Any, context: Any) -> Any:  # noqa: N802
-        raise errors.ErrGRPCRoleNotFound
-
-    async def UserAdd(self, request: Any, context: Any) -> Any:  # noqa: N802
-        raise errors.ErrGRPCUserEmpty if not request.name else errors.ErrGRPCAuthNotEnabled
-
-    async def RoleAdd(self, request: Any, context: Any) -> Any:  # noqa: N802
-        raise errors.ErrGRPCRoleEmpty if not request.name else errors.ErrGRPCAuthNotEnabled
-
-    async def _no_such_user(self, request: Any, context: Any) -> Any:
-        raise errors.ErrGRPCUserNotFound
-
-    async def _no_such_role(self, request: Any, context: Any) -> Any:
-        raise errors.ErrGRPCRoleNotFound
-
-    UserDelete = _no_such_user
-    UserChangePassword = _no_such_user
-    UserGrantRole = _no_such_user
-    UserRevokeRole = _no_such_user
-    RoleDelete = _no_such_role
-    RoleGrantPermission = _no_such_role
-    RoleRevokePermission = _no_such_role
+    AuthEnable = _forward
+    AuthDisable = _forward
+    UserAdd = _forward
+    UserGet = _forward
+    UserList = _forward
+    UserDelete = _forward
+    UserChangePassword = _forward
+    UserGrantRole = _forward
+    UserRevokeRole = _forward
+    RoleAdd = _forward
+    RoleGet = _forward
+    RoleList = _forward
+    RoleDelete = _forward
+    RoleGrantPermission = _forward
+    RoleRevokePermission = _forward

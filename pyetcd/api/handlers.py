@@ -34,6 +34,7 @@ from pyetcd.api.header import HeaderFill, fill_header_for
 from pyetcd.api.kv import explain_undecodable_txn
 from pyetcd.api.server_api import EtcdServerApi
 from pyetcd.api.stats import GrpcStats, MethodKey
+from pyetcd.auth.credentials import REQUEST_CREDENTIALS, credentials_from_call
 from pyetcd.limits import GRPC_OVERHEAD_BYTES
 
 ERR_UNMARSHAL_PREFIX = "grpc: error unmarshalling request: "
@@ -131,6 +132,7 @@ def _unary_unary(behavior: Behavior, etcd: EtcdServerApi,
             await abort_undecodable(context, request)
         if is_learner(etcd) and not supported_for_learner(request):
             await errors.abort_with(context, errors.ErrGRPCNotSupportedForLearner)
+        REQUEST_CREDENTIALS.set(credentials_from_call(context))
         response = await errors.answer_or_abort(behavior(request, context), context)
         fill_header(response, etcd)
         return response
@@ -144,6 +146,7 @@ def _unary_stream(behavior: Behavior, etcd: EtcdServerApi) -> Callable[[Any, Any
             await abort_undecodable(context, request)
         if is_learner(etcd):  # etcd's stream interceptor: a learner serves no stream
             await errors.abort_with(context, errors.ErrGRPCNotSupportedForLearner)
+        REQUEST_CREDENTIALS.set(credentials_from_call(context))
         try:
             async for response in behavior(request, context):
                 yield response
@@ -159,6 +162,7 @@ def _stream_stream(behavior: Behavior, etcd: EtcdServerApi) -> Callable[[Any, An
     async def handle(request_iterator: Any, context: Any) -> AsyncIterator[Any]:
         if is_learner(etcd):
             await errors.abort_with(context, errors.ErrGRPCNotSupportedForLearner)
+        REQUEST_CREDENTIALS.set(credentials_from_call(context))
         requests = RequestStream(request_iterator)
         try:
             async for response in behavior(requests, context):

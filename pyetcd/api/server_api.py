@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol
 
+from google.protobuf.message import Message
+
 from etcdpb.etcdserverpb import rpc_pb2
 from storage.mvcc import MvccStore
 
@@ -88,3 +90,10 @@ class EtcdServerApi(Protocol):
     async def alarm(self, req: rpc_pb2.AlarmRequest) -> rpc_pb2.AlarmResponse: ...
     async def move_leader(self, req: rpc_pb2.MoveLeaderRequest) -> rpc_pb2.MoveLeaderResponse: ...
     def snapshot_chunks(self) -> AsyncIterator[bytes]: ...
+
+    # Auth (the caller's credentials are in pyetcd.auth.credentials.REQUEST_CREDENTIALS)
+    async def authenticate(self, req: rpc_pb2.AuthenticateRequest) -> rpc_pb2.AuthenticateResponse: ...
+    async def auth_call(self, req: Message) -> Message:
+        """Any other Auth request; the answer is the matching Auth*Response."""
+    async def check_watch_permitted(self, key: bytes, range_end: bytes) -> None:
+        """Raise the etcd error that refuses creating a watch over [key, range_end) for the caller."""

@@ -103,6 +103,17 @@ class _Watch:
         return not self.holding_batch and bool(self.watcher.synced)
 
 
+WATCH_AUTH_REASONS = frozenset({errors.ErrGRPCInvalidAuthToken, errors.ErrGRPCAuthOldRevision, errors.ErrGRPCUserEmpty})
+
+
+def watch_refusal_reason(err: errors.EtcdError) -> str:
+    """The cancel reason of a watch the caller may not create: one of these three, else "permission denied",
+    written as etcd writes a gRPC status error's text (`rpc error: code = PermissionDenied desc = ...`)."""
+    refusal = err if err in WATCH_AUTH_REASONS else errors.ErrGRPCPermissionDenied
+    go_code = "".join(word.capitalize() for word in refusal.code.name.split("_"))
+    return f"rpc error: code = {go_code} desc = {refusal.message}"
+
+
 @dataclass(eq=False)
 class WatchStream:
     """The server side of one Watch RPC."""
@@ -187,6 +198,11 @@ class WatchStream:
     async def _create(self, create: rpc_pb2.WatchCreateRequest) -> None:
         key = create.key or b"\x00"  # no key: watch from the smallest key
         range_end = create.range_end
+        try:
+            await self.etcd.check_watch_permitted(key, range_end)
+        except errors.EtcdError as err:
+            await self._refuse_create(watch_refusal_reason(err))
+            return
         if range_end not in (b"", b"\x00") and key >= range_end:
             await self._refuse_create(ERR_EMPTY_WATCHER_RANGE)
             return

@@ -39,6 +39,7 @@ class MemberView:
     watchers: Callable[[], int]
     counters: ServerCounters
     mvcc: Callable[[], MvccCounters]
+    auth_revision: Callable[[], int]
 
 
 def histogram(name: str, documentation: str, data: DurationHistogram,
@@ -137,6 +138,8 @@ class EtcdCollector(Collector):
         yield GaugeMetricFamily("etcd_debugging_mvcc_keys_total", "Total number of keys.", value=m.live_keys())
         yield GaugeMetricFamily("etcd_debugging_mvcc_watcher_total", "Total number of watchers.",
                                 value=m.watchers())
+        yield GaugeMetricFamily("etcd_debugging_auth_revision", "The current revision of auth store.",
+                                value=m.auth_revision())
 
     def _grpc_server(self) -> Iterable[Metric]:
         stats = self._grpc

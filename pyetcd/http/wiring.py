@@ -36,7 +36,8 @@ def member_view(server: EtcdServer) -> MemberView:
         applied_index=lambda: server.store.consistent_index, pending_proposals=lambda: len(server._waiters),
         quota_backend_bytes=lambda: server.config.quota_backend_bytes, db_size=lambda: server.store.db_size(),
         db_size_in_use=lambda: server.store.db_size_in_use(), live_keys=lambda: server.store.live_key_count(),
-        watchers=lambda: server.store.watcher_count(), counters=server.counters, mvcc=lambda: server.store.counters)
+        watchers=lambda: server.store.watcher_count(), counters=server.counters, mvcc=lambda: server.store.counters,
+        auth_revision=lambda: server.auth.revision)
 
 
 def metrics_tls_context(url: str, client_tls: TLSInfo, cipher_suites: tuple[str, ...]) -> ssl.SSLContext | None:

@@ -110,10 +110,6 @@ def assert_same_snapshots(etcd_file: Path, pyetcd_file: Path) -> None:
     assert pyetcd_status["totalKey"] == etcd_status["totalKey"], (pyetcd_buckets, etcd_buckets)
 
 
-# Authentication arrives with issue 11; until pyetcd has it, the auth scenarios have nothing to compare.
-NEEDS_AUTH = pytest.mark.skipif(not (REPO / "pyetcd" / "auth").is_dir(),
-                                reason="pyetcd has no authentication yet (issue 11)")
-
 # The users and roles every client's auth scenario finds, made with the real etcdctl on both servers.
 AUTH_SETUP = (
     ("user", "add", "root:rootpw"),

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.clients.side_by_side import NEEDS_AUTH, Command, assert_same_snapshots, client_python, run_side_by_side
+from tests.clients.side_by_side import Command, assert_same_snapshots, client_python, run_side_by_side
 from tests.helpers.servers import HOST, ServerProcess
 
 PREFIX = "/aetcd"
@@ -68,7 +68,6 @@ AUTH_ETCD_SAYS = {
 }
 
 
-@NEEDS_AUTH
 def test_auth_as_etcd(auth_servers: dict[str, ServerProcess]) -> None:
     """Connections with a user and password; etcd's refusals become the same aetcd exceptions."""
     seen = run_side_by_side(drive("auth"), auth_servers)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.clients.side_by_side import NEEDS_AUTH, Command, node_binary, run_side_by_side
+from tests.clients.side_by_side import Command, node_binary, run_side_by_side
 from tests.helpers.servers import HOST, ServerProcess
 
 PREFIX = "/npm"
@@ -60,7 +60,6 @@ AUTH_ETCD_SAYS: dict[str, Any] = {
 }
 
 
-@NEEDS_AUTH
 def test_auth_as_etcd(auth_servers: dict[str, ServerProcess]) -> None:
     """Users and roles through the client's API as root, then a user's grants and refusals."""
     seen = run_side_by_side(drive("auth", prefix="/auth/npm"), auth_servers)

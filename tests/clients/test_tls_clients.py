@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from tests.clients.side_by_side import (
-    NEEDS_AUTH,
     Command,
     client_python,
     enable_auth,
@@ -120,7 +119,6 @@ def test_npm_etcd3_over_tls(scenario: str, tls_servers: dict[str, ServerProcess]
     assert seen["pyetcd"] == seen["etcd"]
 
 
-@NEEDS_AUTH
 def test_python_etcd3_auth_over_tls(tls_auth_servers: dict[str, ServerProcess],
                                     pki: tuple[CertificateAuthority, CertFiles, CertFiles]) -> None:
     """User and password connections; etcd's refusals reach python-etcd3 code as etcd's own."""

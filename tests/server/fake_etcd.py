@@ -15,12 +15,17 @@ from typing import Any
 
 import grpc
 
-from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from etcdpb.etcdserverpb import raft_internal_pb2, rpc_pb2, rpc_pb2_grpc
 from pyetcd import apply_kv, errors
 from pyetcd.api.register import add_services, grpc_server_options
+from pyetcd.auth.applying import apply_auth_request
+from pyetcd.auth.passwords import hash_password, password_matches
+from pyetcd.auth.store import AuthStore
+from pyetcd.auth.tokens import SimpleTokens
 from pyetcd.lessor import Lessor, check_lease_ttl
 from pyetcd.limits import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TXN_OPS
 from pyetcd.membership import Member, Membership
+from pyetcd.server_auth import AUTH_REQUEST_FIELDS
 from storage.mvcc import MvccStore, WriteBatch
 
 MEMBER_ID = 0x8E9E05C52164694D
@@ -52,11 +57,13 @@ class FakeEtcd:
     lessor: Lessor = field(default_factory=lambda: Lessor(min_ttl=2))
     membership: Membership = field(default_factory=lambda: fake_membership(is_learner=False))
     snapshot_chunk_bytes: int = 1000
+    auth: AuthStore = field(default_factory=lambda: AuthStore(SimpleTokens()))
     _index: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _lease_ids: Iterator[int] = field(default_factory=lambda: itertools.count(0x1000))
 
     def __post_init__(self) -> None:
         self.lessor.promote(extend=0.0)
+        self.auth.load(self.store)
 
     def header(self) -> rpc_pb2.ResponseHeader:
         return rpc_pb2.ResponseHeader(cluster_id=self.cluster_id, member_id=self.member_id,
@@ -161,6 +168,28 @@ class FakeEtcd:
         data = self.store.snapshot_bytes()
         for offset in range(0, len(data), self.snapshot_chunk_bytes):
             yield data[offset:offset + self.snapshot_chunk_bytes]
+
+    # Auth: the real auth store, changed at once; the caller is not checked (no credentials here).
+    async def auth_call(self, req: Any) -> Any:
+        kind = AUTH_REQUEST_FIELDS[type(req).__name__]
+        request = raft_internal_pb2.InternalRaftRequest()
+        getattr(request, kind).CopyFrom(req)
+        if kind == "auth_user_add" and not req.options.no_password:
+            request.auth_user_add.hashedPassword = hash_password(req.password, 4)
+        if kind == "auth_user_change_password":
+            request.auth_user_change_password.hashedPassword = hash_password(req.password, 4)
+        index = next(self._index)
+        with self.store.write(index) as w:
+            return apply_auth_request(self.auth, w, request, kind, index)
+
+    async def authenticate(self, req: rpc_pb2.AuthenticateRequest) -> rpc_pb2.AuthenticateResponse:
+        check = self.auth.password_check(req.name)
+        if not password_matches(check.hashed, req.password):
+            raise errors.ErrGRPCAuthFailed
+        return self.auth.apply_authenticate(req.name, next(self._index), self.auth.tokens.gen_token_prefix())
+
+    async def check_watch_permitted(self, key: bytes, range_end: bytes) -> None:
+        pass
 
 
 @dataclass

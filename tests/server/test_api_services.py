@@ -218,19 +218,24 @@ async def test_status_and_hash_kv_headers_are_filled(api: Api) -> None:
                 errors.ErrGRPCBadLeaderTransferee)
 
 
-# --- Auth (disabled) ---
+# --- Auth ---
 
-async def test_auth_is_disabled_and_has_no_users(api: Api) -> None:
+async def test_auth_starts_disabled_and_adds_users_and_roles_as_etcd_does(api: Api) -> None:
     await fails(api.auth.AuthEnable(rpc_pb2.AuthEnableRequest()), errors.ErrGRPCRootUserNotExist)
     await fails(api.auth.Authenticate(rpc_pb2.AuthenticateRequest(name="root", password="x")),
-                errors.ErrGRPCAuthNotEnabled)
-    await fails(api.auth.UserAdd(rpc_pb2.AuthUserAddRequest(name="u", password="p")),
                 errors.ErrGRPCAuthNotEnabled)
     await fails(api.auth.UserGet(rpc_pb2.AuthUserGetRequest(name="u")), errors.ErrGRPCUserNotFound)
     users = await api.auth.UserList(rpc_pb2.AuthUserListRequest())
     assert (list(users.users), users.header.member_id) == ([], MEMBER_ID)
     assert list((await api.auth.RoleList(rpc_pb2.AuthRoleListRequest())).roles) == []
     await api.auth.AuthDisable(rpc_pb2.AuthDisableRequest())
+    # etcd adds users and roles while auth is off.
+    await api.auth.UserAdd(rpc_pb2.AuthUserAddRequest(name="u", password="p"))
+    await fails(api.auth.UserAdd(rpc_pb2.AuthUserAddRequest(name="u", password="p")), errors.ErrGRPCUserAlreadyExist)
+    await api.auth.RoleAdd(rpc_pb2.AuthRoleAddRequest(name="r"))
+    await api.auth.UserGrantRole(rpc_pb2.AuthUserGrantRoleRequest(user="u", role="r"))
+    got = await api.auth.UserGet(rpc_pb2.AuthUserGetRequest(name="u"))
+    assert list(got.roles) == ["r"] and got.header.cluster_id == CLUSTER_ID
 
 
 async def test_status_takes_leader_and_term_from_one_reading_of_raft() -> None:

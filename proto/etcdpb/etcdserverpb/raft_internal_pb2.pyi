@@ -207,7 +207,7 @@ class InternalAuthenticateRequest(_message.Message):
     SIMPLE_TOKEN_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     password: _builtins.str
-    """Checked before proposing; carried so the applier can confirm it."""
+    """Never set: the password is checked before proposing, so the log does not carry it."""
     simple_token: _builtins.str
     def __init__(
         self,
