@@ -12,12 +12,17 @@ LOADGEN_SOURCES := $(wildcard benchmarks/loadgen/*.go)
 GO_ETCD_STUBS := /usr/share/gocode/src/go.etcd.io/etcd/etcdserver/etcdserverpb
 GO_ENV := GO111MODULE=off GOPATH=/usr/share/gocode GOPROXY=off GOFLAGS= GOCACHE=$(CURDIR)/benchmarks/loadgen/bin/cache
 
-.PHONY: install client-venvs run test test-slow test-fast proto lint sim sim-driver cluster bench chaos etcd-binaries go-toolchain loadgen clean \
+.PHONY: install client-venvs etcdctl run test test-slow test-fast proto lint sim sim-driver cluster bench chaos etcd-binaries go-toolchain loadgen clean \
 	browser screenshots
 
-$(VENV)/.installed: pyproject.toml
+# Running needs only pyproject's runtime dependencies; the test and lint tools come on top.
+$(VENV)/.runtime: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.runtime
 	$(PIP) install -q -e '.[dev]'
 	touch $@
 
@@ -39,6 +44,11 @@ tests/clients/node/node_modules/.installed: tests/clients/node/package.json test
 
 client-venvs: $(CLIENTS)/etcd3/.installed $(CLIENTS)/aetcd/.installed tests/clients/node/node_modules/.installed
 
+# The README's first command after `make run` is etcdctl: Debian's etcd-client, nothing more.
+etcdctl:
+	@command -v etcdctl >/dev/null || { \
+	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-client; }
+
 etcd-binaries:
 	@command -v etcdctl >/dev/null && command -v etcd >/dev/null || { \
 	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-client etcd-server; }
@@ -58,7 +68,7 @@ $(LOADGEN): $(LOADGEN_SOURCES) | go-toolchain
 
 loadgen: $(LOADGEN)
 
-run: install
+run: $(VENV)/.runtime etcdctl
 	$(VENV)/bin/pyetcd
 
 proto: install
