@@ -1,7 +1,8 @@
 # pyetcd: `make run` starts a one-member server, `make test` runs the whole suite on a fresh machine.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PIP := $(VENV)/bin/pip
+# setuptools warns on every editable install that a same-named folder may shadow the package: that is the point here.
+PIP := PYTHONWARNINGS="ignore:Editable installation" $(VENV)/bin/pip
 PROTO_FILES := $(shell find proto/etcdpb -name '*.proto' | sort)
 SEEDS ?= 2000
 DRIVER_SEEDS ?= 1000
