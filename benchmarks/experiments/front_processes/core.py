@@ -47,7 +47,15 @@ class Aborted(Exception):
 
 
 class BatchContext:
-    """The one thing pyetcd's KV handlers ask of a gRPC context: to end the call with a status."""
+    """What pyetcd's KV handlers ask of a gRPC context: the call's metadata (where an auth token
+    would be; the fronts forward none, so the experiment serves members without auth) and a way
+    to end the call with a status."""
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ()
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return {}
 
     async def abort(self, code: Any, details: str = "") -> None:
         raise Aborted(code, details)
