@@ -77,7 +77,7 @@ proto: install
 	  --mypy_out=proto $(PROTO_FILES)
 
 test: install etcd-binaries loadgen client-venvs browser
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15 $(PYTEST_ARGS)
 
 test-slow: install etcd-binaries
 	$(PY) -m pytest -q -p no:cacheprovider -m slow -s
