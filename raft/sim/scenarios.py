@@ -36,6 +36,15 @@ def win_election(c: Cluster, m: Member, attempts: int = 3) -> None:
     raise AssertionError(f"n{m.id} did not win an election in {attempts} attempts")
 
 
+def three_members_with_a_leader(seed: int, trace: Trace | None) -> tuple[Cluster, Member]:
+    """The opening most scenarios share: three members, ticked until one of them leads."""
+    c = Cluster(random.Random(seed), nodes=3, config=SimConfig(election_tick=10), trace=trace)
+    tick_until(c, lambda: c.leader() is not None, limit=40)
+    leader = c.leader()
+    assert leader is not None
+    return c, leader
+
+
 def figure_8(trace: Trace | None = None) -> Cluster:
     """Play Figure 8 of the Raft paper; returns the cluster (the checker raises if safety breaks)."""
     # No spontaneous elections, no pre-vote or leases: the script alone decides who campaigns.
@@ -100,10 +109,7 @@ def election(trace: Trace | None = None) -> Cluster:
 
 def leader_partition(trace: Trace | None = None) -> Cluster:
     """The leader is cut off: the majority elects a new leader; the old one cannot commit, then steps down."""
-    c = Cluster(random.Random(2), nodes=3, config=SimConfig(election_tick=10), trace=trace)
-    tick_until(c, lambda: c.leader() is not None, limit=40)
-    old = c.leader()
-    assert old is not None
+    c, old = three_members_with_a_leader(2, trace)
     others = [i for i in c.members if i != old.id]
     c.note(f"PARTITION [{old.id}] | {others}: the leader n{old.id} is cut off from the majority")
     c.network.partition([old.id], others)
@@ -120,10 +126,7 @@ def leader_partition(trace: Trace | None = None) -> Cluster:
 
 def snapshot_catch_up(trace: Trace | None = None) -> Cluster:
     """A follower misses entries the leader has compacted away; it catches up from a snapshot (§7)."""
-    c = Cluster(random.Random(3), nodes=3, config=SimConfig(election_tick=10), trace=trace)
-    tick_until(c, lambda: c.leader() is not None, limit=40)
-    leader = c.leader()
-    assert leader is not None
+    c, leader = three_members_with_a_leader(3, trace)
     lagging = next(m for m in c.live_members() if m.id != leader.id)
     c.note(f"n{lagging.id} crashes and misses the next writes")
     c.crash(lagging)
@@ -140,10 +143,7 @@ def snapshot_catch_up(trace: Trace | None = None) -> Cluster:
 
 def membership_change(trace: Trace | None = None) -> Cluster:
     """Add a learner, promote it to voter, then remove an old voter: one change at a time (thesis §4.1)."""
-    c = Cluster(random.Random(4), nodes=3, config=SimConfig(election_tick=10), trace=trace)
-    tick_until(c, lambda: c.leader() is not None, limit=40)
-    leader = c.leader()
-    assert leader is not None
+    c, leader = three_members_with_a_leader(4, trace)
     c.propose(leader)
     new_id = c.new_member_id()
     c.note(f"add n{new_id} as a learner: it receives the log but does not vote")
@@ -163,10 +163,7 @@ def membership_change(trace: Trace | None = None) -> Cluster:
 
 def leader_transfer(trace: Trace | None = None) -> Cluster:
     """The leader hands leadership to a chosen follower (thesis §3.10) without waiting for a timeout."""
-    c = Cluster(random.Random(5), nodes=3, config=SimConfig(election_tick=10), trace=trace)
-    tick_until(c, lambda: c.leader() is not None, limit=40)
-    leader = c.leader()
-    assert leader is not None
+    c, leader = three_members_with_a_leader(5, trace)
     c.propose(leader)
     target = next(m for m in c.live_members() if m.id != leader.id)
     c.transfer_leader(target)
@@ -178,10 +175,7 @@ def leader_transfer(trace: Trace | None = None) -> Cluster:
 
 def read_index(trace: Trace | None = None) -> Cluster:
     """A linearizable read at a follower: the leader confirms it still leads before answering (thesis §6.4)."""
-    c = Cluster(random.Random(6), nodes=3, config=SimConfig(election_tick=10), trace=trace)
-    tick_until(c, lambda: c.leader() is not None, limit=40)
-    leader = c.leader()
-    assert leader is not None
+    c, leader = three_members_with_a_leader(6, trace)
     c.propose(leader)
     follower = next(m for m in c.live_members() if m.id != leader.id)
     c.read(follower)
