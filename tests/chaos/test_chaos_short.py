@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.chaos.harness import RunConfig, run_chaos
 from tests.chaos.history import load_operations
 from tests.chaos.linearizability import Verdict, check_history
 from tests.chaos.nemesis import FAULTS, NemesisConfig
 
-pytestmark = [
-]
+# Minutes of faults: `make test-chaos` runs these (CI runs them after `make test`).
+pytestmark = [pytest.mark.chaos]
 
 
 def test_a_cluster_under_kills_pauses_and_partitions_stays_linearizable_and_consistent(tmp_path: Path) -> None:

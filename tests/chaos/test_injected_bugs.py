@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.chaos.harness import RunConfig, run_chaos
 from tests.chaos.nemesis import NemesisConfig
 
-pytestmark = [
-]
+# Half a minute or more of faults each: `make test-chaos` runs these (CI runs them after `make test`).
+pytestmark = [pytest.mark.chaos]
 
 
 def failed_checks(bug: str, workdir: Path) -> tuple[set[str], str]:
