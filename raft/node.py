@@ -1,7 +1,8 @@
 """RaftNode: the asyncio driver around the sans-I/O core.
 
 It ticks the core every heartbeat, steps the messages the transport delivers, and
-runs the Ready loop in the order of raft/core/ready_cycle.py: send what may leave
+runs each Ready through the shared cycle of raft/core/ready_cycle.py (the same code
+the simulator and the interaction scripts run), supplying its I/O: send what may leave
 now, persist (in the log writer thread, so the loop keeps stepping and ticking), send
 the acknowledgements, hand committed entries to the application, then advance.
 Proposals that arrive while a save is in flight pile up in the core and go out in
@@ -42,7 +43,7 @@ from raft.core import (
     Snapshot,
     StateRole,
     Status,
-    holds_messages_until_applied,
+    run_ready_cycle_async,
 )
 from raft.transport import Transport
 
@@ -89,6 +90,25 @@ class ApplyBatch:
     snapshot: Snapshot | None
 
 
+class _DriverReadyHooks:
+    """The driver's I/O for the steps of the shared Ready cycle (AsyncReadyHooks)."""
+
+    def __init__(self, node: RaftNode) -> None:
+        self._node = node
+
+    def send(self, messages: Sequence[Message]) -> None:
+        self._node._send(messages)
+
+    async def persist(self, ready: Ready) -> None:
+        await self._node._persist(ready)
+
+    def apply(self, ready: Ready) -> None:
+        self._node._hand_to_applier(ready)
+
+    async def wait_applied(self) -> None:
+        await self._node.apply_queue.join()
+
+
 class RaftNode:
     """Drives one member's RawNode over a LogStore and a Transport on the running event loop."""
 
@@ -128,6 +148,7 @@ class RaftNode:
         self._owns_log_writer = log_writer is None
         self._log_writer: Executor = log_writer or ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"raftlog-{config.member_id:x}")
+        self._ready_hooks = _DriverReadyHooks(self)
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
@@ -235,7 +256,7 @@ class RaftNode:
                     task.cancel()
 
     async def _handle_ready(self, ready: Ready) -> None:
-        """One Ready cycle, in the order of raft/core/ready_cycle.py (the core's contract)."""
+        """Note what the Ready says about leadership and reads, then run its cycle (raft/core/ready_cycle.py)."""
         if ready.hard_state is not None:
             self._hard_state = ready.hard_state
         if ready.soft_state is not None:
@@ -244,35 +265,26 @@ class RaftNode:
             waiter = self._read_inflight.get(read_state.request_ctx)
             if waiter is not None and not waiter.done():
                 waiter.set_result(read_state.index)
-        hold = holds_messages_until_applied(ready, self._role)
-        if not hold and ready.messages:
-            # thesis §10.2.1: what the core lets leave early (appends, heartbeats, requests) goes out
-            # in parallel with our own disk write; acknowledgements wait in messages_after_append.
-            # Safe because whatever a commit makes visible (applying, answering, the commit index
-            # reaching followers) comes out in a later Ready, taken only after this save completed.
-            self._send(ready.messages)
+        await run_ready_cycle_async(self._rawnode, ready, self._ready_hooks)
+
+    # The driver's steps of the Ready cycle (through _DriverReadyHooks).
+
+    async def _persist(self, ready: Ready) -> None:
+        """Save in the log writer thread, so the loop keeps stepping, ticking and replicating."""
+        if not ready.has_durable_state:
+            return
         has_snapshot = ready.snapshot is not None and not ready.snapshot.is_empty
-        if ready.has_durable_state:
-            # A vote or an append acknowledged must survive a crash (§5, Figure 2).
-            await asyncio.get_running_loop().run_in_executor(
-                self._log_writer, self.log_store.save, ready.hard_state, list(ready.entries),
-                ready.snapshot if has_snapshot else None, ready.must_sync)
-            self.saves += 1
-            self.saved_entries += len(ready.entries)
-        if not hold and ready.messages_after_append:
-            self._send(ready.messages_after_append)
+        await asyncio.get_running_loop().run_in_executor(
+            self._log_writer, self.log_store.save, ready.hard_state, list(ready.entries),
+            ready.snapshot if has_snapshot else None, ready.must_sync)
+        self.saves += 1
+        self.saved_entries += len(ready.entries)
+
+    def _hand_to_applier(self, ready: Ready) -> None:
+        has_snapshot = ready.snapshot is not None and not ready.snapshot.is_empty
         if has_snapshot or ready.committed_entries:
             self.apply_queue.put_nowait(ApplyBatch(entries=list(ready.committed_entries),
                                                    snapshot=ready.snapshot if has_snapshot else None))
-        if ready.commits_conf_change:
-            # The core's contract: a conf change is applied (apply_conf_change) before `advance`
-            # moves the applied index past it, or the core would count votes and quorums, and
-            # accept the next conf change, with a membership it has not switched to (thesis §4.1).
-            # Only these Readies wait for the application; the others leave it working behind us.
-            await self.apply_queue.join()
-        if hold and (ready.messages or ready.messages_after_append):
-            self._send(ready.messages + ready.messages_after_append)
-        self._rawnode.advance(ready)
 
     def _send(self, messages: Sequence[Message]) -> None:
         if self.message_observer is not None:

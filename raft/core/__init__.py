@@ -10,7 +10,13 @@ from raft.core.config import Config
 from raft.core.memory_storage import MemoryStorage, SnapshotOutOfDate
 from raft.core.progress import ProgressState
 from raft.core.rawnode import RawNode
-from raft.core.ready_cycle import ReadyHooks, holds_messages_until_applied, run_ready_cycle
+from raft.core.ready_cycle import (
+    AsyncReadyHooks,
+    ReadyHooks,
+    ready_steps,
+    run_ready_cycle,
+    run_ready_cycle_async,
+)
 from raft.core.roles import describe_role_transitions
 from raft.core.status import ProgressStatus, Status
 from raft.core.storage import LogStore, Storage
@@ -59,6 +65,7 @@ __all__ = [
     "ReadState",
     "Ready",
     "ReadyHooks",
+    "AsyncReadyHooks",
     "Snapshot",
     "SnapshotMetadata",
     "SnapshotOutOfDate",
@@ -71,6 +78,7 @@ __all__ = [
     "decode_conf_change",
     "describe_role_transitions",
     "encode_conf_change",
-    "holds_messages_until_applied",
+    "ready_steps",
     "run_ready_cycle",
+    "run_ready_cycle_async",
 ]

@@ -1,14 +1,16 @@
 """The Ready cycle: the order in which an embedder persists, sends, applies and advances.
 
-The rules live here once. The synchronous embedders (the interaction scripts, the
-simulator's core-only mode, tests) call `run_ready_cycle` with their own hooks; the
-asyncio driver (raft/node.py) runs the same steps in the same order, with awaits, and
-asks `holds_messages_until_applied` the same question.
+The order is written once, in `ready_steps`. Every embedder runs it: the synchronous
+ones (the interaction scripts, the simulator's core-only mode) through `run_ready_cycle`
+with `ReadyHooks`, the asyncio driver (raft/node.py) through `run_ready_cycle_async`
+with `AsyncReadyHooks`, whose log write and wait for the applier may suspend.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
 from typing import Protocol
 
 from raft.core.rawnode import RawNode
@@ -16,7 +18,7 @@ from raft.core.types import Message, Ready, StateRole
 
 
 class ReadyHooks(Protocol):
-    """What an embedder does with each part of a Ready."""
+    """What a synchronous embedder does with each part of a Ready."""
 
     def send(self, messages: Sequence[Message]) -> None:
         """Hand messages to the network (never blocks on the peer)."""
@@ -29,8 +31,43 @@ class ReadyHooks(Protocol):
 
     def apply(self, ready: Ready) -> None:
         """Apply the snapshot and committed entries in order, calling `apply_conf_change` for
-        each CONF_CHANGE entry; act on the read states."""
+        each CONF_CHANGE entry, before returning; act on the read states."""
         ...
+
+
+class AsyncReadyHooks(Protocol):
+    """What an asyncio embedder does with each part of a Ready; applying may run behind it."""
+
+    def send(self, messages: Sequence[Message]) -> None:
+        """Hand messages to the network (never blocks on the peer)."""
+        ...
+
+    async def persist(self, ready: Ready) -> None:
+        """Make the Ready's hard state, entries and snapshot durable (fsync when `must_sync`)."""
+        ...
+
+    def apply(self, ready: Ready) -> None:
+        """Hand the snapshot and committed entries to the application, which may apply them later."""
+        ...
+
+    async def wait_applied(self) -> None:
+        """Return once the application applied everything handed to it so far."""
+        ...
+
+
+class Step(Enum):
+    """One step of a Ready cycle; SEND steps carry the messages they send."""
+
+    SEND = "send"
+    PERSIST = "persist"
+    APPLY = "apply"
+    WAIT_APPLIED = "wait-applied"
+
+
+@dataclass(frozen=True, slots=True)
+class ReadyStep:
+    step: Step
+    messages: Sequence[Message] = ()
 
 
 def holds_messages_until_applied(ready: Ready, role: StateRole) -> bool:
@@ -48,21 +85,70 @@ def holds_messages_until_applied(ready: Ready, role: StateRole) -> bool:
     on a stale configuration, and two other rules forbid that, each with a test that fails
     without it: the core refuses to campaign while a committed conf change is unapplied
     (`Raft._hup`; tests/raft/test_node_contract.py), and a conf change is applied before `advance`
-    (raft/node.py; the driven simulator's ready-contract check in tests/raft/test_sim_driven.py).
+    (the WAIT_APPLIED step below; the driven simulator's ready-contract check in
+    tests/raft/test_sim_driven.py).
     A leader replicates at once (thesis §10.2.1): its new configuration only counts once applied.
     """
     return role is not StateRole.LEADER and ready.commits_conf_change
 
 
-def run_ready_cycle(node: RawNode, ready: Ready, hooks: ReadyHooks) -> None:
-    """Carry out `ready` (just taken from `node`) in the order the core's contract demands."""
-    hold = holds_messages_until_applied(ready, node.role)
+def ready_steps(ready: Ready, role: StateRole) -> list[ReadyStep]:
+    """The steps that carry out `ready`, taken from a member in `role`, before `advance`.
+
+    1. Messages the core lets leave early (appends, heartbeats, vote requests) go out in
+       parallel with the member's own log write (thesis §10.2.1). Safe because whatever a
+       commit makes visible comes out in a later Ready, taken only after this one advanced.
+    2. Persist: a vote or an append acknowledged must survive a crash (§5, Figure 2).
+    3. The acknowledgements (messages_after_append), now backed by the disk.
+    4. Hand the committed entries to the application.
+    5. A Ready that commits a conf change waits until it is applied: `advance` moves the applied
+       index past it, and the core must not count votes and quorums, or accept the next conf
+       change, with a membership it has not switched to (thesis §4.1). Other Readies leave the
+       application working behind the cycle.
+    6. Messages held for the conf change (`holds_messages_until_applied`).
+    """
+    hold = holds_messages_until_applied(ready, role)
+    steps: list[ReadyStep] = []
     if not hold and ready.messages:
-        hooks.send(ready.messages)
-    hooks.persist(ready)
+        steps.append(ReadyStep(Step.SEND, ready.messages))
+    steps.append(ReadyStep(Step.PERSIST))
     if not hold and ready.messages_after_append:
-        hooks.send(ready.messages_after_append)
-    hooks.apply(ready)
+        steps.append(ReadyStep(Step.SEND, ready.messages_after_append))
+    steps.append(ReadyStep(Step.APPLY))
+    if ready.commits_conf_change:
+        steps.append(ReadyStep(Step.WAIT_APPLIED))
     if hold and (ready.messages or ready.messages_after_append):
-        hooks.send(ready.messages + ready.messages_after_append)
+        steps.append(ReadyStep(Step.SEND, [*ready.messages, *ready.messages_after_append]))
+    return steps
+
+
+def run_ready_cycle(node: RawNode, ready: Ready, hooks: ReadyHooks) -> None:
+    """Carry out `ready` (just taken from `node`) in the order of `ready_steps`, then advance.
+
+    WAIT_APPLIED needs nothing here: a synchronous `apply` has applied when it returns.
+    """
+    for step in ready_steps(ready, node.role):
+        if step.step is Step.SEND:
+            hooks.send(step.messages)
+        elif step.step is Step.PERSIST:
+            hooks.persist(ready)
+        elif step.step is Step.APPLY:
+            hooks.apply(ready)
+    node.advance(ready)
+
+
+async def run_ready_cycle_async(node: RawNode, ready: Ready, hooks: AsyncReadyHooks) -> None:
+    """`run_ready_cycle` for an asyncio embedder: the same steps, awaiting the log write and the applier.
+
+    Call it right after taking `ready` from `node`, before anything else steps the core.
+    """
+    for step in ready_steps(ready, node.role):
+        if step.step is Step.SEND:
+            hooks.send(step.messages)
+        elif step.step is Step.PERSIST:
+            await hooks.persist(ready)
+        elif step.step is Step.APPLY:
+            hooks.apply(ready)
+        else:
+            await hooks.wait_applied()
     node.advance(ready)
