@@ -142,7 +142,7 @@ class RaftNode:
         self._leader_id = NO_NODE
         self._role = StateRole.FOLLOWER
         self._leader_listeners: list[LeaderListener] = []
-        self._leader_waiters: list[tuple[int | None, asyncio.Future[None]]] = []
+        self._leader_waiters: list[tuple[int, asyncio.Future[None]]] = []
         # One writer thread keeps saves, snapshots and compactions in order; a simulation passes
         # one that runs them inline, so nothing depends on thread scheduling.
         self._owns_log_writer = log_writer is None
@@ -307,7 +307,7 @@ class RaftNode:
         for wanted, waiter in self._leader_waiters:
             if waiter.done():
                 continue
-            if leader_id != NO_NODE and wanted in (None, leader_id):
+            if leader_id != NO_NODE and wanted == leader_id:
                 waiter.set_result(None)
             else:
                 remaining.append((wanted, waiter))
@@ -347,13 +347,7 @@ class RaftNode:
         self._wake.set()
         await asyncio.wait_for(waiter, timeout)
 
-    async def wait_for_leader(self, timeout: float) -> int:
-        """The leader's ID once one is known; asyncio.TimeoutError otherwise."""
-        if self._leader_id == NO_NODE:
-            await asyncio.wait_for(self._leader_waiter(None), timeout)
-        return self._leader_id
-
-    def _leader_waiter(self, wanted: int | None) -> asyncio.Future[None]:
+    def _leader_waiter(self, wanted: int) -> asyncio.Future[None]:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._leader_waiters.append((wanted, waiter))
         return waiter
@@ -494,7 +488,3 @@ class RaftNode:
     @property
     def commit_index(self) -> int:
         return self._hard_state.commit
-
-    @property
-    def is_running(self) -> bool:
-        return self._running

@@ -101,9 +101,6 @@ class Network:
             self.observer(msg, "sent", tuple(delays))
         return True
 
-    def has_due(self, now: int) -> bool:
-        return bool(self._queue) and self._queue[0].deliver_at <= now
-
     def take_due(self, now: int) -> list[Message]:
         """Every message due by `now`, in send order unless reordering is on."""
         due: list[Message] = []

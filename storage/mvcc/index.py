@@ -177,21 +177,6 @@ class KeyIndex:
         self.created, self.version, self._earlier = g.created, g.version, g._earlier
         self._undo_put(previous_modified)
 
-    def find_generation(self, at_rev: int) -> Generation | None:
-        """The generation alive at ``at_rev``, or None when the key did not exist then."""
-        generations = self.generations
-        last = len(generations) - 1
-        for i in range(last, -1, -1):
-            g = generations[i]
-            if g.is_empty():
-                continue
-            # A closed generation whose tombstone is at or before at_rev means the key was deleted then.
-            if i != last and _main(g._last) <= at_rev:
-                return None
-            if _main(g._earlier[0] if g._earlier else g._last) <= at_rev:
-                return g
-        return None
-
     def get(self, at_rev: int) -> Revision | None:
         """The revision of this key visible at ``at_rev``, or None."""
         packed = self._get(at_rev)
