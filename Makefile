@@ -86,9 +86,9 @@ test-slow: install etcd-binaries
 	$(PY) -m pytest -q -p no:cacheprovider -m slow -s
 
 lint: install go-toolchain
-	$(VENV)/bin/ruff check pyetcd raft storage tests benchmarks
+	$(VENV)/bin/ruff check pyetcd raft storage devservers tests benchmarks
 	$(VENV)/bin/mypy pyetcd raft storage
-	$(VENV)/bin/mypy benchmarks/compare tests/benchmarks tests/clients
+	$(VENV)/bin/mypy devservers benchmarks/compare tests/benchmarks tests/clients
 	@test -z "$$(gofmt -l benchmarks/loadgen)" || { gofmt -l benchmarks/loadgen; echo "run gofmt -w benchmarks/loadgen"; exit 1; }
 	cd benchmarks/loadgen && $(GO_ENV) go vet .
 

@@ -112,3 +112,21 @@ def test_the_server_does_not_import_its_own_api() -> None:
 def test_the_cycle_finder_finds_a_cycle() -> None:
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_the_benchmarks_and_the_shared_server_launcher_never_import_the_tests() -> None:
+    """`devservers` starts and stops etcd and pyetcd for tests/ and benchmarks/ alike, so that a
+    benchmark needs nothing from the tests to run a server."""
+    forbidden = {"benchmarks": ("tests",), "devservers": ("tests", "benchmarks")}
+    found = []
+    for package, above in forbidden.items():
+        for path in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and not node.level:
+                    names = [node.module or ""]
+                else:
+                    continue
+                found += [f"{path.relative_to(ROOT)} imports {name}" for name in names if name.split(".")[0] in above]
+    assert found == []

@@ -35,7 +35,7 @@ from benchmarks.compare.plan import (
     value_size_sweep,
 )
 from benchmarks.compare.runner import Outcome, Settings, run_plan
-from benchmarks.compare.servers import PYETCD_BINARY, REPO, binary
+from devservers import PYETCD_BINARY, REPO, binary_path
 
 DEFAULT_OUT = REPO / "benchmarks" / "results"
 
@@ -144,7 +144,7 @@ def machine_context(settings: Settings) -> dict[str, str]:
     return {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{os.cpu_count()} x {model}",
-        "etcd": command_output([binary("etcd"), "--version"]).removeprefix("etcd Version: "),
+        "etcd": command_output([binary_path("etcd"), "--version"]).removeprefix("etcd Version: "),
         "pyetcd": commit + (" (with local changes)" if dirty not in ("", "unknown") else ""),
         "python": platform.python_version(),
         "load generator": load_generator_context(settings),

@@ -28,7 +28,7 @@ from benchmarks.compare.loadgen import (
     WindowProbe,
     sleep_until,
 )
-from benchmarks.compare.servers import REPO
+from devservers import REPO
 
 LOADGEN_BINARY = REPO / "benchmarks" / "loadgen" / "bin" / "loadgen"
 

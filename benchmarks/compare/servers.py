@@ -7,8 +7,6 @@ stops them in order) and `stop()` sends SIGTERM, then SIGKILL.
 
 from __future__ import annotations
 
-import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -17,24 +15,12 @@ from pathlib import Path
 
 import grpc
 
+from devservers import HOST, REPO, binary_path, free_port, spawn, stop_process
 from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
-from tests.helpers.servers import free_port
 
-HOST = "127.0.0.1"
-REPO = Path(__file__).resolve().parents[2]
-PYETCD_BINARY = REPO / ".venv" / "bin" / "pyetcd"
 READY_TIMEOUT_S = 60.0
 STOP_GRACE_S = 10.0
 CLUSTER_TOKEN = "bench-cluster"
-
-
-def binary(kind: str) -> str:
-    if kind == "pyetcd":
-        return str(PYETCD_BINARY)
-    found = shutil.which(kind)
-    if found is None:
-        raise FileNotFoundError(f"{kind} is not installed (make etcd-binaries)")
-    return found
 
 
 @dataclass
@@ -53,21 +39,11 @@ class Member:
         return self.process.pid
 
     def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True, cwd=REPO)
+        self.process = spawn(self.command, self.log_path, cwd=REPO)
 
     def stop(self) -> None:
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(STOP_GRACE_S)
+        if self.process is not None:
+            stop_process(self.process, STOP_GRACE_S)
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -117,7 +93,7 @@ def cluster(kind: str, size: int, base_dir: Path) -> Target:
     for name in names:
         client_url = f"http://{HOST}:{client_ports[name]}"
         command = [
-            binary(kind), f"--name={name}", f"--data-dir={base_dir / (name + '.etcd')}",
+            binary_path(kind), f"--name={name}", f"--data-dir={base_dir / (name + '.etcd')}",
             f"--listen-client-urls={client_url}", f"--advertise-client-urls={client_url}",
             f"--listen-peer-urls={peer_urls[name]}", f"--initial-advertise-peer-urls={peer_urls[name]}",
             f"--initial-cluster={initial_cluster}", f"--initial-cluster-token={CLUSTER_TOKEN}-{kind}{size}",

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import grpc
 
+from devservers import HOST, REPO, binary_path, free_port, kill_process, spawn, stop_process
 from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from tests.chaos.proxy import PeerProxy
-from tests.helpers.servers import HOST, REPO, binary_path, free_port
 
 
 @dataclass
@@ -122,11 +122,8 @@ class ChaosCluster:
         return [binary_path(self.binary)]
 
     def spawn(self, member: Member) -> None:
-        with open(member.log_path, "ab") as log:
-            log.write(f"\n=== start {member.starts} ===\n".encode())
-            log.flush()
-            member.process = subprocess.Popen(self.command(member), stdout=log, stderr=subprocess.STDOUT,
-                                              stdin=subprocess.DEVNULL, start_new_session=True, env=_environment())
+        member.process = spawn(self.command(member), member.log_path, env=_environment(),
+                               banner=f"\n=== start {member.starts} ===\n")
         member.starts += 1
         member.paused = False
 
@@ -142,17 +139,8 @@ class ChaosCluster:
         self.proxy.stop()
 
     def _terminate(self, member: Member, grace: float = 5.0) -> None:
-        process = member.process
-        if process is None or process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGCONT)
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(grace)
+        if member.process is not None:
+            stop_process(member.process, grace)
         member.paused = False
 
     # -- faults
@@ -160,9 +148,8 @@ class ChaosCluster:
     def kill(self, index: int) -> None:
         """SIGKILL: no shutdown, no leader hand-over; only what reached the disk survives."""
         member = self.members[index]
-        if member.process is not None and member.running:
-            member.process.kill()
-            member.process.wait(10)
+        if member.process is not None:
+            kill_process(member.process)
         member.paused = False
 
     def restart(self, index: int) -> None:

@@ -1,7 +1,9 @@
 """Server processes (real etcd or pyetcd) on ports a test picks, and etcdctl runs against them.
 
 Both binaries take etcd's flags, so one test can drive either and compare what etcdctl
-prints. Every process started here is stopped (SIGTERM, then SIGKILL) by its owner.
+prints. Every process started here is stopped (SIGTERM, then SIGKILL) by its owner. Ports,
+binaries, starting and stopping come from `devservers`, which the chaos harness and the
+benchmarks share; they are re-exported here for the tests.
 """
 
 from __future__ import annotations
@@ -10,9 +12,6 @@ import base64
 import json
 import os
 import queue
-import shutil
-import signal
-import socket
 import subprocess
 import threading
 import time
@@ -22,25 +21,20 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-PYETCD_BINARY = REPO / ".venv" / "bin" / "pyetcd"
-HOST = "127.0.0.1"
+from devservers import (
+    HOST,
+    PYETCD_BINARY,
+    REPO,
+    binary_path,
+    free_port,
+    kill_process,
+    spawn,
+    stop_process,
+)
 
-
-def free_port() -> int:
-    """A port the kernel just handed out and released, so nothing else is bound to it right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def binary_path(binary: str) -> str:
-    if binary == "pyetcd":
-        return str(PYETCD_BINARY)
-    found = shutil.which(binary)
-    if found is None:
-        raise FileNotFoundError(f"{binary} is not installed (make etcd-binaries installs it)")
-    return found
+__all__ = ["HOST", "PYETCD_BINARY", "REPO", "EtcdctlWatch", "JsonWatch", "ServerProcess", "StartServer",
+           "binary_path", "error_lines", "etcdctl_env", "free_port", "kill_process", "run_etcdctl",
+           "stop_process"]
 
 
 def etcdctl_env() -> dict[str, str]:
@@ -67,18 +61,6 @@ def run_etcdctl(endpoint: str, *args: str, input: str | bytes | None = None,
 def error_lines(stderr: str) -> list[str]:
     """etcdctl's own messages, without the client library's JSON retry logs."""
     return [line for line in stderr.splitlines() if line.strip() and not line.startswith("{")]
-
-
-def stop_process(process: subprocess.Popen[Any], grace: float = 10.0) -> int:
-    """SIGTERM, then SIGKILL if it has not exited after `grace` seconds; returns the exit code."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(grace)
-    return process.returncode
 
 
 @dataclass
@@ -143,11 +125,7 @@ class ServerProcess:
         return env
 
     def start(self, *, wait: bool = True, timeout: float = 30.0) -> ServerProcess:
-        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True,
-                                            env=self.environment(), cwd=self.working_dir)
+        self.process = spawn(self.command(), self.log_path, env=self.environment(), cwd=self.working_dir)
         if wait:
             try:
                 self.wait_healthy(timeout)
@@ -183,13 +161,9 @@ class ServerProcess:
 
     def kill(self) -> int | None:
         """SIGKILL at once, as a crash would: nothing gets flushed or handed over."""
-        process = self.process
-        if process is None:
+        if self.process is None:
             return None
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
-        return process.returncode
+        return kill_process(self.process)
 
     def log_tail(self, lines: int = 40) -> str:
         try:

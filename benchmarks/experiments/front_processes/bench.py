@@ -33,7 +33,6 @@ from benchmarks.compare.report import errors, number, table
 from benchmarks.compare.results import Run, Summary, ratio, summarize
 from benchmarks.compare.runner import Outcome, Settings, compact, measure
 from benchmarks.compare.servers import (
-    HOST,
     READY_TIMEOUT_S,
     Member,
     Target,
@@ -43,7 +42,7 @@ from benchmarks.compare.servers import (
 )
 from benchmarks.experiments.front_processes.front import SERVING
 from benchmarks.experiments.front_processes.launch import member_processes
-from tests.helpers.servers import free_port
+from devservers import HOST, free_port
 
 PLAIN = "pyetcd"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"

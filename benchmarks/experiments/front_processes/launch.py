@@ -20,10 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from benchmarks.compare.servers import HOST
+from devservers import HOST, free_port, stop_process
 from pyetcd.config import ConfigError, parse_server_args
 from pyetcd.urls import host_port
-from tests.helpers.servers import free_port
 
 PACKAGE = "benchmarks.experiments.front_processes"
 STOP_GRACE_S = 10.0
@@ -60,13 +59,7 @@ def member_processes(etcd_args: Sequence[str], fronts: int, socket_dir: Path, ad
 def stop_all(processes: Sequence[subprocess.Popen[bytes]]) -> None:
     """Fronts first (last started), so no client call reaches a core that is going away."""
     for process in reversed(processes):
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(STOP_GRACE_S)
+        stop_process(process, STOP_GRACE_S)
 
 
 def stop_on_signal(signum: int, frame: FrameType | None) -> None:
