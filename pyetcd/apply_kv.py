@@ -263,10 +263,11 @@ def _apply_branch(
 # --- the requests as one store transaction each ---
 
 
-def read_range(store: MvccStore, req: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
-    """etcd's Range on the committed state; the response header is left for the server to fill."""
+def read_range(store: MvccStore, req: rpc_pb2.RangeRequest, *, with_header: bool = False) -> rpc_pb2.RangeResponse:
+    """etcd's Range on the committed state; `with_header` puts the revision it read at in the header
+    (as etcd's applier does), the rest of the header is left to the API layer."""
     with store.read() as view:
-        return apply_range(view, req)
+        return apply_range(view, req, with_header=with_header)
 
 
 def read_txn(store: MvccStore, req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:

@@ -382,21 +382,19 @@ class EtcdServer(ServerMembers, ServerMaintenance, ServerLeases, ServerAuth):
     async def range(self, req: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
         if not req.serializable:
             await self.linearizable_barrier()
-        response = await self.serialized_read(lambda info: check_range(self.auth, info, req),
-                                              lambda: read_range(self.store, req))
-        response.header.CopyFrom(self.header())
-        return response
+        return await self.serialized_read(lambda info: check_range(self.auth, info, req),
+                                          lambda: read_range(self.store, req, with_header=True))
 
     async def put(self, req: rpc_pb2.PutRequest) -> rpc_pb2.PutResponse:
         request = raft_internal_pb2.InternalRaftRequest()
         request.put.CopyFrom(req)
         response = await self._propose_and_wait(request, rpc_pb2.PutResponse)
-        return self._with_header(response)
+        return response
 
     async def delete_range(self, req: rpc_pb2.DeleteRangeRequest) -> rpc_pb2.DeleteRangeResponse:
         request = raft_internal_pb2.InternalRaftRequest()
         request.delete_range.CopyFrom(req)
-        return self._with_header(await self._propose_and_wait(request, rpc_pb2.DeleteRangeResponse))
+        return await self._propose_and_wait(request, rpc_pb2.DeleteRangeResponse)
 
     async def txn(self, req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
         if is_txn_read_only(req):
@@ -405,10 +403,10 @@ class EtcdServer(ServerMembers, ServerMaintenance, ServerLeases, ServerAuth):
                 await self.linearizable_barrier()
             response = await self.serialized_read(lambda info: check_txn(self.auth, info, req),
                                                   lambda: read_txn(self.store, req))
-            return self._with_header(response)
+            return response
         request = raft_internal_pb2.InternalRaftRequest()
         request.txn.CopyFrom(req)
-        return self._with_header(await self._propose_and_wait(request, rpc_pb2.TxnResponse))
+        return await self._propose_and_wait(request, rpc_pb2.TxnResponse)
 
     async def compact(self, req: rpc_pb2.CompactionRequest) -> rpc_pb2.CompactionResponse:
         current = self.store.current_revision
@@ -421,7 +419,7 @@ class EtcdServer(ServerMembers, ServerMaintenance, ServerLeases, ServerAuth):
         response = await self._propose_and_wait(request, rpc_pb2.CompactionResponse)
         if req.physical:
             self.store.sync()
-        return self._with_header(response)
+        return response
 
     # -- auto compaction -----------------------------------------------------------------------
 

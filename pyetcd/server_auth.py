@@ -82,7 +82,7 @@ class ServerAuth(ServerCore):
             request.authenticate.simple_token = self.auth.tokens.gen_token_prefix()
             response = await self._propose_and_wait(request, rpc_pb2.AuthenticateResponse)
             if check.revision == self.auth.revision:
-                return self._with_header(response)
+                return response
             log.info("auth revision changed while the password was checked; checking again")
 
     async def check_watch_permitted(self, key: bytes, range_end: bytes) -> None:

@@ -1,12 +1,15 @@
 """The core of EtcdServer, which every part of it shares: proposing through the log and waiting for
-the outcome, ReadIndex reads, response headers, and reaching the leader."""
+the outcome, ReadIndex reads, this member's response header, and reaching the leader.
+
+Answers leave here with at most the revision they were produced or read at in their header; the
+API layer (api/header.py) fills in the rest by each method's rule, as etcd's v3rpc does."""
 
 from __future__ import annotations
 
 import asyncio
 import heapq
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 import grpc
 
@@ -28,16 +31,7 @@ from raft.node import RaftNode
 from raft.transport import GrpcTransport
 from storage.mvcc import MvccStore
 
-
-class HasHeader(Protocol):
-    """A response of the etcd API: every one carries a ResponseHeader."""
-
-    @property
-    def header(self) -> rpc_pb2.ResponseHeader: ...
-
-
 AnswerT = TypeVar("AnswerT")
-ResponseT = TypeVar("ResponseT", bound=HasHeader)
 
 
 class ServerCore:
@@ -59,10 +53,10 @@ class ServerCore:
     _applied: AppliedIndexWaiters
     _peer_channels: dict[int, grpc.aio.Channel]
 
-    def header(self, revision: int | None = None) -> rpc_pb2.ResponseHeader:
+    def header(self) -> rpc_pb2.ResponseHeader:
+        """This member's header now: the API layer (api/header.py) fills every answer's from it."""
         return rpc_pb2.ResponseHeader(cluster_id=self.cluster_id, member_id=self.member_id,
-                                      revision=self.store.current_revision if revision is None else revision,
-                                      raft_term=self.node.term)
+                                      revision=self.store.current_revision, raft_term=self.node.term)
 
     def request_timeout(self) -> float:
         """etcd's ReqTimeout: 5 s plus twice the election timeout."""
@@ -173,11 +167,6 @@ class ServerCore:
         except TimeoutError:
             raise errors.ErrTimeout from None
         await asyncio.wait_for(self._applied.wait_for(index), self.request_timeout())
-
-    def _with_header(self, response: ResponseT) -> ResponseT:
-        revision = response.header.revision if response.header.revision else None
-        response.header.CopyFrom(self.header(revision))
-        return response
 
     async def _leader_stub(self) -> peer_pb2_grpc.PeerStub:
         leader = self.node.leader_id

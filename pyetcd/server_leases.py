@@ -28,12 +28,12 @@ class ServerLeases(ServerCore):
         request.lease_grant.CopyFrom(req)
         if request.lease_grant.ID == 0:
             request.lease_grant.ID = self._ids.next() & ((1 << 63) - 1)
-        return self._with_header(await self._propose_and_wait(request, rpc_pb2.LeaseGrantResponse))
+        return await self._propose_and_wait(request, rpc_pb2.LeaseGrantResponse)
 
     async def lease_revoke(self, req: rpc_pb2.LeaseRevokeRequest) -> rpc_pb2.LeaseRevokeResponse:
         request = raft_internal_pb2.InternalRaftRequest()
         request.lease_revoke.CopyFrom(req)
-        return self._with_header(await self._propose_and_wait(request, rpc_pb2.LeaseRevokeResponse))
+        return await self._propose_and_wait(request, rpc_pb2.LeaseRevokeResponse)
 
     async def lease_renew(self, lease_id: int) -> int:
         """Keep-alive: only the leader tracks expiry, so followers forward (etcd forwards too)."""
@@ -62,20 +62,22 @@ class ServerLeases(ServerCore):
                     req, timeout=self.request_timeout())
             except grpc.aio.AioRpcError as err:
                 raise errors.from_rpc_error(err) from None
-            return self._with_header(answer)
+            # The leader answers with an empty header (etcd 3.4's leasehttp does too), so the
+            # header the client sees is this member's, revision included.
+            return answer
         granted, remaining = self.lessor.time_to_live(req.ID)
         response = rpc_pb2.LeaseTimeToLiveResponse(ID=req.ID, TTL=remaining, grantedTTL=granted)
         if granted < 0:
             response.TTL = -1
         elif req.keys:
             response.keys.extend(self.store.lease_keys(req.ID))
-        return self._with_header(response)
+        return response
 
     async def lease_leases(self) -> rpc_pb2.LeaseLeasesResponse:
         response = rpc_pb2.LeaseLeasesResponse()
         for lease_id, _ in sorted(self.store.leases()):
             response.leases.add(ID=lease_id)
-        return self._with_header(response)
+        return response
 
     async def _lease_expiry_loop(self) -> None:
         """The leader alone decides a lease expired, then revokes it through the log so all members agree."""

@@ -30,7 +30,6 @@ class ServerMaintenance(ServerCore):
             raftIndex=status.commit, raftTerm=status.term, raftAppliedIndex=self.store.consistent_index,
             dbSizeInUse=self.store.db_size_in_use(), isLearner=bool(me and me.is_learner))
         response.errors.extend(self._alarm_error_strings())
-        response.header.CopyFrom(self.header())
         return response
 
     def _alarm_error_strings(self) -> list[str]:
@@ -39,29 +38,29 @@ class ServerMaintenance(ServerCore):
     async def defragment(self) -> rpc_pb2.DefragmentResponse:
         await self.require_root(untranslated_errors=True)
         await asyncio.get_running_loop().run_in_executor(None, self.store.defragment)
-        return rpc_pb2.DefragmentResponse(header=self.header())
+        return rpc_pb2.DefragmentResponse()
 
     async def hash(self) -> rpc_pb2.HashResponse:
         await self.require_root(untranslated_errors=True)
-        return rpc_pb2.HashResponse(header=self.header(), hash=self.store.hash())
+        return rpc_pb2.HashResponse(hash=self.store.hash())
 
     async def hash_kv(self, req: rpc_pb2.HashKVRequest) -> rpc_pb2.HashKVResponse:
         await self.require_root(untranslated_errors=True)
         value, compact_revision, _ = self.store.hash_kv(req.revision)
-        # etcd's header names the store's current revision, not the one hashed (mvcc HashByRev).
-        return rpc_pb2.HashKVResponse(header=self.header(), hash=value,
-                                      compact_revision=compact_revision)
+        # The header names the store's current revision, not the one hashed (etcd's mvcc HashByRev):
+        # the API layer fills it in.
+        return rpc_pb2.HashKVResponse(hash=value, compact_revision=compact_revision)
 
     async def alarm(self, req: rpc_pb2.AlarmRequest) -> rpc_pb2.AlarmResponse:
         if req.action == rpc_pb2.AlarmRequest.GET:
-            response = rpc_pb2.AlarmResponse(header=self.header())
+            response = rpc_pb2.AlarmResponse()
             for member_id, alarm in sorted(self.applier.alarms):
                 if req.alarm in (rpc_pb2.NONE, alarm) and req.memberID in (0, member_id):
                     response.alarms.add(memberID=member_id, alarm=alarm)
             return response
         request = raft_internal_pb2.InternalRaftRequest()
         request.alarm.CopyFrom(req)
-        return self._with_header(await self._propose_and_wait(request, rpc_pb2.AlarmResponse))
+        return await self._propose_and_wait(request, rpc_pb2.AlarmResponse)
 
     def raise_no_space_alarm(self) -> None:
         """The store refused a write for lack of space: tell every member through the log (etcd does too)."""
@@ -88,7 +87,7 @@ class ServerMaintenance(ServerCore):
             await self.node.transfer_leadership(req.targetID, timeout=self.request_timeout())
         except TimeoutError:
             raise errors.ErrTimeoutLeaderTransfer from None
-        return rpc_pb2.MoveLeaderResponse(header=self.header())
+        return rpc_pb2.MoveLeaderResponse()
 
     async def snapshot_chunks(self) -> AsyncIterator[bytes]:
         await self.require_root(untranslated_errors=True)

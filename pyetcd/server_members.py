@@ -45,7 +45,6 @@ class ServerMembers(ServerCore):
             await self.linearizable_barrier()
         response = rpc_pb2.MemberListResponse()
         response.members.extend(self._members_proto(self.membership.members()))
-        response.header.CopyFrom(self.header())
         return response
 
     async def member_add(self, req: rpc_pb2.MemberAddRequest) -> rpc_pb2.MemberAddResponse:
@@ -68,7 +67,6 @@ class ServerMembers(ServerCore):
         members = await self._propose_conf_change_and_wait(cc_type, member.id, encode_conf_change_context(member))
         response = rpc_pb2.MemberAddResponse(member=self._member_proto(member))
         response.members.extend(self._members_proto(members))
-        response.header.CopyFrom(self.header())
         return response
 
     async def member_remove(self, req: rpc_pb2.MemberRemoveRequest) -> rpc_pb2.MemberRemoveResponse:
@@ -82,7 +80,6 @@ class ServerMembers(ServerCore):
         members = await self._propose_conf_change_and_wait(ConfChangeType.REMOVE_NODE, req.ID)
         response = rpc_pb2.MemberRemoveResponse()
         response.members.extend(self._members_proto(members))
-        response.header.CopyFrom(self.header())
         return response
 
     async def _move_leadership_away_from(self, member_id: int) -> None:
@@ -124,7 +121,6 @@ class ServerMembers(ServerCore):
                                                            encode_conf_change_context(updated))
         response = rpc_pb2.MemberUpdateResponse()
         response.members.extend(self._members_proto(members))
-        response.header.CopyFrom(self.header())
         return response
 
     async def member_promote(self, req: rpc_pb2.MemberPromoteRequest) -> rpc_pb2.MemberPromoteResponse:
@@ -149,7 +145,6 @@ class ServerMembers(ServerCore):
                                                            encode_conf_change_context(promoted, promote=True))
         response = rpc_pb2.MemberPromoteResponse()
         response.members.extend(self._members_proto(members))
-        response.header.CopyFrom(self.header())
         return response
 
     def _learner_ready(self, learner_id: int) -> bool:
