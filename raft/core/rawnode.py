@@ -7,8 +7,8 @@ rd.messages_after_append, apply rd.snapshot and rd.committed_entries (calling
 Readies must be persisted and advanced in the order they were taken. The contract that
 matters most: every CONF_CHANGE entry of a Ready is applied (`apply_conf_change`) before
 that Ready is advanced; normal entries may be applied later, in order (see `Ready`).
-raft/core/ready_cycle.py runs this loop for the synchronous embedders, raft/node.py for
-the asyncio driver.
+raft/core/ready_cycle.py writes this order once and runs it for the synchronous embedders
+and, with awaits, for the asyncio driver (raft/node.py).
 """
 
 from __future__ import annotations

@@ -9,10 +9,11 @@ schedule of events, so a seed replays exactly. Also a way to watch Raft work:
     python -m raft.sim --seed 7 --steps 400 --trace     # one run, narrated
     python -m raft.sim --scenario figure-8 --trace      # the paper's Figure 8, step by step
 
-Two ways to run a member: cluster.py runs its RawNode through the shared Ready cycle
-(raft/core/ready_cycle.py); driven.py (`--driver`) runs the production driver,
-raft/node.py's RaftNode, on a virtual-time event loop (virtual_clock.py) over the
-in-memory transport, and also checks the driver's conf-change contract.
+Two ways to run a member, both through the shared Ready cycle (raft/core/ready_cycle.py):
+cluster.py runs its RawNode through it directly; driven.py (`--driver`) runs the production
+driver, raft/node.py's RaftNode (which runs the same cycle with awaits), on a virtual-time
+event loop (virtual_clock.py) over the in-memory transport, and also checks the driver's
+conf-change contract.
 
 Modules: network.py (the lossy network), app.py (the replicated state machine),
 cluster.py (members, crashes and restarts), driven.py (the same with real RaftNodes),
