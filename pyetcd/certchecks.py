@@ -161,14 +161,28 @@ class CertificateCheck:
 
     async def problem(self, certificate: x509.Certificate, remote_host: str | None = None) -> str | None:
         """etcd's error for this certificate, or None when it may connect."""
-        if self.info.allowed_cn and common_name(certificate) != self.info.allowed_cn:
-            return ERR_CERTIFICATE_NOT_ALLOWED
-        if self.info.allowed_hostname and not hostname_matches(certificate, self.info.allowed_hostname):
-            return ERR_CERTIFICATE_NOT_ALLOWED
+        if (refused := self.name_problem(certificate)) is not None:
+            return refused
         if self.check_san and remote_host is not None:
             problem = await san_problem(certificate, remote_host)
             if problem is not None:
                 return problem
+        return self.revocation_problem(certificate)
+
+    def certificate_problem(self, certificate: x509.Certificate) -> str | None:
+        """The checks a client's certificate gets (allowed CN or hostname, then the CRL), without
+        waiting: etcd's error, or None when it may connect."""
+        return self.name_problem(certificate) or self.revocation_problem(certificate)
+
+    def name_problem(self, certificate: x509.Certificate) -> str | None:
+        """--cert-allowed-cn and --cert-allowed-hostname."""
+        if self.info.allowed_cn and common_name(certificate) != self.info.allowed_cn:
+            return ERR_CERTIFICATE_NOT_ALLOWED
+        if self.info.allowed_hostname and not hostname_matches(certificate, self.info.allowed_hostname):
+            return ERR_CERTIFICATE_NOT_ALLOWED
+        return None
+
+    def revocation_problem(self, certificate: x509.Certificate) -> str | None:
         if self.crl is not None:
             try:
                 revoked = self.crl.revoked_serials()
@@ -201,11 +215,15 @@ class CertificateCheck:
     @staticmethod
     def _log_rejection(peer: str, auth: dict[str, list[bytes]], certificate: x509.Certificate,
                        error: str) -> None:
-        ips, dns = _sans(certificate)
         server_name = b"".join(auth.get("ssl_requested_server_name", ())).decode(errors="replace")
-        log.info("rejected connection from %s (error %s, ServerName %s, IPAddresses %s, DNSNames %s)",
-                 go_quote(remote_address(peer)), go_quote(error), go_quote(server_name),
-                 go_quote_list(ips), go_quote_list(dns))
+        log_rejection(remote_address(peer), server_name, certificate, error)
+
+
+def log_rejection(address: str, server_name: str, certificate: x509.Certificate, error: str) -> None:
+    """etcd's line for a connection dropped after the handshake because of its certificate."""
+    ips, dns = _sans(certificate)
+    log.info("rejected connection from %s (error %s, ServerName %s, IPAddresses %s, DNSNames %s)",
+             go_quote(address), go_quote(error), go_quote(server_name), go_quote_list(ips), go_quote_list(dns))
 
 
 def remote_address(peer: str) -> str:

@@ -99,6 +99,19 @@ class TLSInfo:
                 f"client-cert-auth = {'true' if self.client_cert_auth else 'false'}, crl-file = {self.crl_file}")
 
 
+def files_stamp(paths: Sequence[str]) -> tuple[tuple[float, int], ...]:
+    """Modification time and size of each file ((0, -1) when absent or unnamed): what tells that one
+    changed, so certificates are read again at the next connection, as etcd does."""
+    stamps = []
+    for path in paths:
+        try:
+            stat = os.stat(path) if path else None
+        except OSError:
+            stat = None
+        stamps.append((stat.st_mtime, stat.st_size) if stat else (0.0, -1))
+    return tuple(stamps)
+
+
 def is_secure_url(url: str) -> bool:
     return urlsplit(url).scheme in SECURE_SCHEMES
 

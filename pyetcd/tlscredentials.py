@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from pyetcd.certchecks import server_interceptors
-from pyetcd.tlsconfig import TLSInfo, is_secure_url
+from pyetcd.tlsconfig import TLSInfo, files_stamp, is_secure_url
 
 log = logging.getLogger("pyetcd.embed")
 
@@ -54,15 +54,7 @@ class CertificateFiles:
         self.initial = self._configuration()
 
     def _files_stamp(self) -> tuple[tuple[float, int], ...]:
-        paths = [self.info.cert_file, self.info.key_file, self.info.trusted_ca_file]
-        stamps = []
-        for path in paths:
-            try:
-                stat = os.stat(path) if path else None
-            except OSError:
-                stat = None
-            stamps.append((stat.st_mtime, stat.st_size) if stat else (0.0, -1))
-        return tuple(stamps)
+        return files_stamp([self.info.cert_file, self.info.key_file, self.info.trusted_ca_file])
 
     def _configuration(self) -> Any:
         roots = _read(self.info.trusted_ca_file) if self.info.trusted_ca_file else None
