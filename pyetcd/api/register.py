@@ -3,6 +3,7 @@ member's client URLs."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import grpc
@@ -74,8 +75,9 @@ class ClientFront(Protocol):
 
     grpc_address: str
 
-    def bind(self, urls: tuple[str, ...]) -> None: ...
-    def listen_grpc(self, server: grpc.aio.Server) -> None: ...
+    def bind(self, urls: tuple[str, ...], tls: TLSInfo, cipher_suites: tuple[str, ...]) -> None: ...
+    def listen_grpc(self, server: grpc.aio.Server,
+                    tls_credentials: Callable[[], grpc.ServerCredentials] | None = None) -> None: ...
     def start(self) -> None: ...
     async def stop(self) -> None: ...
 
@@ -115,15 +117,14 @@ class GrpcClientApi:
         tls = etcd.client_tls  # the flags' certificates, or those auto-TLS made when the member started
         server = grpc.aio.server(interceptors=server_interceptors(tls) or None, options=self.options())
         add_services(server, etcd, stats=self._stats)
-        # Plain client URLs go to the front, which shares them with the HTTP side; TLS ones stay
-        # grpc-core's own (the front cannot tell gRPC from HTTP inside TLS).
+        # With a front, every client URL is the front's, which shares it with the HTTP side: gRPC
+        # connections reach grpc-core's private addresses, a TLS one for https:// and unixs:// URLs.
         front = self._offered_front
-        fronted = [url for url in self.config.listen_client_urls
-                   if front is not None and not (is_secure_url(url) and not tls.empty)]
+        fronted = list(self.config.listen_client_urls) if front is not None else []
         if front is not None and fronted:
             self._front = front  # stopped with the API, whether or not it got to start
-            front.bind(tuple(fronted))
-            front.listen_grpc(server)
+            front.bind(tuple(fronted), tls, self.config.cipher_suites)
+            front.listen_grpc(server, lambda: server_credentials(tls))
         for url in self.config.listen_client_urls:
             if url in fronted:
                 continue

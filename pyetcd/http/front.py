@@ -1,13 +1,17 @@
-"""The client port: gRPC and plain HTTP/1.1 on one listener, told apart by a connection's first bytes.
+"""The client port: gRPC and HTTP/1.1 on one listener, plain or TLS, told apart by a connection's first bytes.
 
-etcd multiplexes its client port with cmux. grpcio cannot adopt a socket accepted elsewhere (its
-server only binds its own addresses), so the member binds the client URLs itself and hands the
-listeners to a small front process (relay_process.py). That process peeks at each connection
-(MSG_PEEK, nothing consumed): the HTTP/2 preface means gRPC, and the connection is joined to
-grpc-core's private abstract unix socket by a kernel splice relay running in the front process,
-so no gRPC byte passes through Python code and the member's interpreter lock is never taken for
-it. Anything else is HTTP/1.1: its socket comes back to the member over a unix socket
-(SCM_RIGHTS) and is served by the HTTP side (the JSON gateway, /health, /version, /metrics).
+etcd multiplexes its client port with cmux, and on a TLS port routes HTTP/2 gRPC requests to gRPC
+and everything else to its HTTP mux. grpcio cannot adopt a socket accepted elsewhere (its server
+only binds its own addresses), so the member binds the client URLs itself and hands the listeners
+to a small front process (relay_process.py). That process peeks at each connection (MSG_PEEK,
+nothing consumed): on a plain URL the HTTP/2 preface means gRPC, on an https:// or unixs:// URL
+a ClientHello offering only `h2` does (relay_process.tls_is_grpc). A gRPC connection is joined,
+bytes unchanged, to grpc-core's private abstract unix socket (a TLS one for TLS URLs, so grpc-core
+makes the handshake itself) by a kernel splice relay running in the front process: no gRPC byte
+passes through Python code and the member's interpreter lock is never taken for it. Anything else
+is HTTP/1.1: its socket comes back to the member over a unix socket (SCM_RIGHTS) and is served by
+the HTTP side (the JSON gateway, /health, /version, /metrics, /debug/raft), which on a TLS URL makes
+the handshake with the same TLS settings (pyetcd/http/tls.py).
 """
 
 from __future__ import annotations
@@ -18,19 +22,24 @@ import itertools
 import logging
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from pyetcd.errors import StartupError
+from pyetcd.http.relay_process import TLS_HTTP_TAG, listener_argument
+from pyetcd.http.tls import HANDSHAKE_TIMEOUT_S, HttpTls
+from pyetcd.tlsconfig import TLSInfo, is_secure_url
 
 log = logging.getLogger("pyetcd.embed")
 
 FRONT_EXIT_TIMEOUT_S = 5.0
 _backend_names = itertools.count(1)
+NO_TLS = TLSInfo()
 
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 
@@ -39,6 +48,8 @@ class GrpcPortAdder(Protocol):
     """The part of a gRPC server that adds a listening address (grpc.aio.Server has it)."""
 
     def add_insecure_port(self, address: str) -> int: ...
+
+    def add_secure_port(self, address: str, server_credentials: Any) -> int: ...
 
 
 def private_grpc_address() -> tuple[str, str]:
@@ -101,37 +112,66 @@ class ClientPortFront:
     def __init__(self, http_protocol: ProtocolFactory | None) -> None:
         self.grpc_address, self._grpc_socket_name = private_grpc_address()
         """Where grpc-core must listen (gRPC's address form); only the front process connects there."""
+        self.grpc_tls_address, self._grpc_tls_socket_name = private_grpc_address()
+        """Where grpc-core listens with the client TLS credentials, for gRPC on https:// and unixs:// URLs."""
         self._http_protocol = http_protocol
-        self._listeners: list[socket.socket] = []
+        self._http_tls: HttpTls | None = None
+        self._listeners: list[tuple[socket.socket, bool]] = []
+        """Each bound listener, and whether its URL is a TLS one."""
         self._control: socket.socket | None = None
         self._front: subprocess.Popen[bytes] | None = None
         self._http_transports: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
         """Open HTTP/1.1 connections, closed by `stop`; a closed transport drops out on its own."""
+        self._tls_transports: set[asyncio.BaseTransport] = set()
+        """Open HTTP/1.1 connections over TLS, closed by `stop`: uvloop's TLS transports take no weak
+        reference, so closed ones are dropped whenever another connection arrives."""
 
-    def bind(self, urls: Sequence[str]) -> None:
-        """Bind every URL now, so a taken port fails start-up before anything is served."""
+    @property
+    def serves_tls(self) -> bool:
+        return any(tls for _, tls in self._listeners)
+
+    def bind(self, urls: Sequence[str], tls: TLSInfo = NO_TLS, cipher_suites: Sequence[str] = ()) -> None:
+        """Bind every URL now, so a taken port fails start-up before anything is served.
+
+        https:// and unixs:// URLs are served with `tls` (unless it is empty, as the gRPC side does).
+        """
         try:
             for url in urls:
-                self._listeners.extend(bind_url(url))
-        except StartupError:
+                secure = is_secure_url(url) and not tls.empty
+                if secure and self._http_tls is None:
+                    self._http_tls = HttpTls(tls, cipher_suites)
+                self._listeners.extend((sock, secure) for sock in bind_url(url))
+        except (StartupError, OSError, ValueError, ssl.SSLError) as err:
             self._close_listeners()
-            raise
+            if isinstance(err, StartupError):
+                raise
+            raise StartupError(f"client TLS: {err}") from None
 
-    def listen_grpc(self, server: GrpcPortAdder) -> None:
-        """Make grpc-core listen on the private address the front process relays gRPC connections to."""
-        try:
-            port = server.add_insecure_port(self.grpc_address)
-        except RuntimeError:  # grpcio raises where older releases returned 0
-            port = 0
-        if port == 0:
-            raise StartupError(f"listen unix @{self._grpc_socket_name.lstrip(chr(0))}: bind: address already in use")
+    def listen_grpc(self, server: GrpcPortAdder, tls_credentials: Callable[[], Any] | None = None) -> None:
+        """Make grpc-core listen on the private addresses the front process relays gRPC connections to
+        (the TLS one, with `tls_credentials()`, when a TLS URL is bound)."""
+        addresses: list[tuple[str, str, Callable[[], Any] | None]] = [
+            (self.grpc_address, self._grpc_socket_name, None)]
+        if self.serves_tls:
+            assert tls_credentials is not None, "TLS client URLs need the gRPC server's TLS credentials"
+            addresses.append((self.grpc_tls_address, self._grpc_tls_socket_name, tls_credentials))
+        for address, name, credentials in addresses:
+            try:
+                port = server.add_insecure_port(address) if credentials is None else \
+                    server.add_secure_port(address, credentials())
+            except RuntimeError:  # grpcio raises where older releases returned 0
+                port = 0
+            if port == 0:
+                raise StartupError(f"listen unix @{name.lstrip(chr(0))}: bind: address already in use")
 
     def start(self) -> None:
         control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        fds = [theirs.fileno(), *(listener.fileno() for listener in self._listeners)]
+        fds = [theirs.fileno(), *(listener.fileno() for listener, _ in self._listeners)]
+        listeners = [listener_argument(listener.fileno(), tls) for listener, tls in self._listeners]
         self._front = subprocess.Popen(
             [sys.executable, "-m", "pyetcd.http.relay_process", self._grpc_socket_name.lstrip("\0"),
-             *map(str, fds)], pass_fds=fds, stdin=subprocess.DEVNULL)
+             self._grpc_tls_socket_name.lstrip("\0"), str(theirs.fileno()), *listeners],
+            pass_fds=fds, stdin=subprocess.DEVNULL)
         theirs.close()
         self._close_listeners()  # the front process accepts from here on
         control.setblocking(False)
@@ -151,18 +191,19 @@ class ClientPortFront:
             except TimeoutError:
                 front.kill()
                 await asyncio.to_thread(front.wait)
-        for transport in list(self._http_transports):
+        for transport in [*self._http_transports, *self._tls_transports]:
             transport.close()
+        self._tls_transports.clear()
 
     def _close_listeners(self) -> None:
-        for listener in self._listeners:
+        for listener, _ in self._listeners:
             listener.close()
         self._listeners = []
 
     def _receive_http_connection(self) -> None:
         assert self._control is not None
         try:
-            _, fds, _, _ = socket.recv_fds(self._control, 1, 4)
+            tag, fds, _, _ = socket.recv_fds(self._control, 1, 4)
         except BlockingIOError:
             return
         except OSError:
@@ -172,10 +213,26 @@ class ClientPortFront:
             if self._http_protocol is None:
                 conn.close()
                 continue
-            asyncio.ensure_future(self._serve_http(conn))
+            asyncio.ensure_future(self._serve_http(conn, tls=tag == TLS_HTTP_TAG))
 
-    async def _serve_http(self, conn: socket.socket) -> None:
+    async def _serve_http(self, conn: socket.socket, *, tls: bool) -> None:
         assert self._http_protocol is not None
         conn.setblocking(False)
-        transport, _ = await asyncio.get_running_loop().connect_accepted_socket(self._http_protocol, conn)
+        loop = asyncio.get_running_loop()
+        if not tls:
+            transport, _ = await loop.connect_accepted_socket(self._http_protocol, conn)
+        elif self._http_tls is None:
+            conn.close()
+            return
+        else:
+            try:
+                transport, _ = await loop.connect_accepted_socket(
+                    self._http_tls.checked(self._http_protocol), conn, ssl=self._http_tls.context(),
+                    ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S)
+            except (OSError, TimeoutError, ConnectionError):
+                conn.close()  # a failed handshake: the client was told by TLS alert, or is gone
+                return
+            self._tls_transports = {kept for kept in self._tls_transports if not kept.is_closing()}
+            self._tls_transports.add(transport)
+            return
         self._http_transports.add(transport)

@@ -1,13 +1,20 @@
-"""The client port's front process: accepts, tells gRPC from HTTP/1.1, and keeps gRPC's bytes away
+"""The client port's front process: accepts, tells gRPC from HTTP, and keeps gRPC's bytes away
 from the member's process.
 
 Started by front.ClientPortFront with the bound listening sockets and a control socket. For
-each connection it peeks at the first bytes: the HTTP/2 preface is joined to grpc-core's
-private unix socket by a kernel splice relay running here, in its own process and its own
-interpreter lock; anything else is handed to the member over the control socket (SCM_RIGHTS)
-for the HTTP side. It exits when the member closes the control socket (or dies).
+each connection it peeks (MSG_PEEK, nothing consumed) at the first bytes:
 
-Run as `python -m pyetcd.http.relay_process GRPC_SOCKET_NAME CONTROL_FD LISTENER_FD...`.
+- on a plain listener, the HTTP/2 preface is gRPC; anything else is HTTP/1.1;
+- on a TLS listener (https://, unixs://), the ClientHello's ALPN list decides (see `tls_is_grpc`).
+
+A gRPC connection is joined, bytes unchanged (still encrypted on a TLS listener), to grpc-core's
+private unix socket for that kind of listener by a kernel splice relay running here, in its own
+process and its own interpreter lock. An HTTP one is handed to the member over the control socket
+(SCM_RIGHTS, tagged "h" plain or "t" TLS) for the HTTP side, which terminates TLS itself. It exits
+when the member closes the control socket (or dies).
+
+Run as `python -m pyetcd.http.relay_process GRPC_SOCKET_NAME GRPC_TLS_SOCKET_NAME CONTROL_FD LISTENER...`,
+each LISTENER a file descriptor, prefixed `tls:` for a TLS listener.
 """
 
 from __future__ import annotations
@@ -19,49 +26,85 @@ import signal
 import socket
 import sys
 import time
+from dataclasses import dataclass
 
+from pyetcd.http.client_hello import PEEK_BYTES as HELLO_PEEK_BYTES
+from pyetcd.http.client_hello import NeedMore, parse_client_hello
 from pyetcd.http.splice_relay import SpliceRelay
 
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 PEEK_BYTES = 4
 """Enough to tell "PRI " from "GET ", "POST", "PUT ", ..."""
 PARTIAL_RETRY_S = 0.002
+PARTIAL_TIMEOUT_S = 10.0
+"""How long a connection may take to send the bytes that tell what it is (Go's TLS handshake timeout)."""
+TLS_LISTENER_PREFIX = "tls:"
+PLAIN_HTTP_TAG = b"h"
+TLS_HTTP_TAG = b"t"
 
 
 def is_grpc(first: bytes) -> bool:
     return HTTP2_PREFACE.startswith(first)
 
 
+def tls_is_grpc(alpn: tuple[str, ...] | None) -> bool:
+    """Whether a TLS client that offered `alpn` (None: no ALPN extension) is a gRPC client.
+
+    gRPC requires HTTP/2 and offers only `h2`: seen from etcdctl 3.4 (grpc-go) and grpcio. HTTP
+    clients offer `http/1.1` (curl, Chromium, Go's net/http with HTTP/2 on: `h2, http/1.1`; curl
+    --http1.1 and aiohttp: `http/1.1`) or no ALPN at all (Python's urllib, Go's net/http with its
+    own TLS config, as Prometheus scrapes). So only a client offering `h2` without `http/1.1` goes
+    to gRPC; the HTTP side then negotiates HTTP/1.1. A client speaking HTTP/2 only over TLS (no
+    `http/1.1` offered) is taken for gRPC, which answers it as grpc-core answers non-gRPC requests.
+    """
+    return alpn is not None and "h2" in alpn and "http/1.1" not in alpn
+
+
+@dataclass(slots=True)
+class Waiting:
+    """A connection whose first bytes are not all there yet: looked at again until `deadline`."""
+
+    tls: bool
+    deadline: float
+
+
 class FrontLoop:
     """One selector over the listeners, the control socket and connections not yet told apart."""
 
-    def __init__(self, grpc_socket_name: str, control: socket.socket, listeners: list[socket.socket]) -> None:
+    def __init__(self, grpc_socket_name: str, grpc_tls_socket_name: str, control: socket.socket,
+                 listeners: list[tuple[socket.socket, bool]]) -> None:
         self._grpc_socket_name = grpc_socket_name
+        self._grpc_tls_socket_name = grpc_tls_socket_name
         self._control = control
         self._selector = selectors.DefaultSelector()
-        self._partial: list[socket.socket] = []
-        for listener in listeners:
+        self._partial: list[tuple[socket.socket, Waiting]] = []
+        for listener, tls in listeners:
             listener.setblocking(False)
-            self._selector.register(listener, selectors.EVENT_READ, "accept")
-        self._selector.register(control, selectors.EVENT_READ, "control")
+            self._selector.register(listener, selectors.EVENT_READ, ("accept", tls))
+        self._selector.register(control, selectors.EVENT_READ, ("control", False))
 
     def run(self) -> None:
         while True:
             timeout = PARTIAL_RETRY_S if self._partial else None
             for key, _ in self._selector.select(timeout):
                 sock: socket.socket = key.fileobj  # type: ignore[assignment]
-                if key.data == "control":
+                kind, tls = key.data
+                if kind == "control":
                     if not sock.recv(1):
                         return  # the member is gone
-                elif key.data == "accept":
-                    self._accept(sock)
+                elif kind == "accept":
+                    self._accept(sock, tls)
                 else:
-                    self._route(sock)
+                    self._selector.unregister(sock)
+                    self._route(sock, Waiting(tls, time.monotonic() + PARTIAL_TIMEOUT_S))
             partial, self._partial = self._partial, []
-            for conn in partial:
-                self._selector.register(conn, selectors.EVENT_READ, "peek")
+            for conn, waiting in partial:
+                if time.monotonic() > waiting.deadline:
+                    conn.close()
+                else:
+                    self._route(conn, waiting)
 
-    def _accept(self, listener: socket.socket) -> None:
+    def _accept(self, listener: socket.socket, tls: bool) -> None:
         try:
             conn, _ = listener.accept()
         except BlockingIOError:
@@ -72,30 +115,51 @@ class FrontLoop:
         conn.setblocking(False)
         if conn.family != socket.AF_UNIX:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._selector.register(conn, selectors.EVENT_READ, "peek")
+        self._selector.register(conn, selectors.EVENT_READ, ("peek", tls))
 
-    def _route(self, conn: socket.socket) -> None:
-        self._selector.unregister(conn)
+    def _route(self, conn: socket.socket, waiting: Waiting) -> None:
         try:
-            first = conn.recv(PEEK_BYTES, socket.MSG_PEEK)
+            first = conn.recv(HELLO_PEEK_BYTES if waiting.tls else PEEK_BYTES, socket.MSG_PEEK)
+        except BlockingIOError:
+            self._partial.append((conn, waiting))
+            return
         except OSError:
             conn.close()
             return
         if not first:
             conn.close()
+        elif waiting.tls:
+            self._route_tls(conn, first, waiting)
         elif len(first) < PEEK_BYTES and is_grpc(first):
-            self._partial.append(conn)  # a prefix of the preface so far: look again shortly
+            self._partial.append((conn, waiting))  # a prefix of the preface so far: look again shortly
         elif is_grpc(first):
-            self._relay_to_grpc(conn)
+            self._relay_to_grpc(conn, self._grpc_socket_name)
         else:
-            with contextlib.suppress(OSError):
-                socket.send_fds(self._control, [b"h"], [conn.fileno()])
-            conn.close()
+            self._hand_to_member(conn, PLAIN_HTTP_TAG)
 
-    def _relay_to_grpc(self, conn: socket.socket) -> None:
+    def _route_tls(self, conn: socket.socket, first: bytes, waiting: Waiting) -> None:
+        try:
+            hello = parse_client_hello(first)
+        except NeedMore:
+            self._partial.append((conn, waiting))  # the ClientHello spans segments still on their way
+            return
+        except ValueError:
+            self._hand_to_member(conn, TLS_HTTP_TAG)  # not a ClientHello: the member's TLS refuses it
+            return
+        if tls_is_grpc(hello.alpn):
+            self._relay_to_grpc(conn, self._grpc_tls_socket_name)
+        else:
+            self._hand_to_member(conn, TLS_HTTP_TAG)
+
+    def _hand_to_member(self, conn: socket.socket, tag: bytes) -> None:
+        with contextlib.suppress(OSError):
+            socket.send_fds(self._control, [tag], [conn.fileno()])
+        conn.close()
+
+    def _relay_to_grpc(self, conn: socket.socket, socket_name: str) -> None:
         backend = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            backend.connect(self._grpc_socket_name)
+            backend.connect(socket_name)
         except OSError:
             backend.close()
             conn.close()
@@ -103,12 +167,21 @@ class FrontLoop:
         SpliceRelay(conn, backend).start()
 
 
+def listener_argument(fd: int, tls: bool) -> str:
+    return f"{TLS_LISTENER_PREFIX}{fd}" if tls else str(fd)
+
+
+def _listener(argument: str) -> tuple[socket.socket, bool]:
+    tls = argument.startswith(TLS_LISTENER_PREFIX)
+    return socket.socket(fileno=int(argument.removeprefix(TLS_LISTENER_PREFIX))), tls
+
+
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the member's Ctrl-C is the member's to handle
-    grpc_socket_name = "\0" + argv[0]
-    control = socket.socket(fileno=int(argv[1]))
-    listeners = [socket.socket(fileno=int(fd)) for fd in argv[2:]]
-    FrontLoop(grpc_socket_name, control, listeners).run()
+    grpc_socket_name, grpc_tls_socket_name = "\0" + argv[0], "\0" + argv[1]
+    control = socket.socket(fileno=int(argv[2]))
+    listeners = [_listener(argument) for argument in argv[3:]]
+    FrontLoop(grpc_socket_name, grpc_tls_socket_name, control, listeners).run()
     os._exit(0)  # relays still running die with the process, as the member's connections do
 
 

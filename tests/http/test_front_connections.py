@@ -39,7 +39,7 @@ async def _one_request(port: int) -> bytes:
 async def _serve_many() -> tuple[int, int]:
     front = ClientPortFront(_CloseAfterRequest)
     front.bind(["http://127.0.0.1:0"])
-    port = front._listeners[0].getsockname()[1]
+    port = front._listeners[0][0].getsockname()[1]
     front.start()
     try:
         for _ in range(CONNECTIONS):

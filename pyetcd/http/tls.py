@@ -1,0 +1,109 @@
+"""TLS for the HTTP side of https:// and unixs:// client URLs, applied as the gRPC side applies it.
+
+The same certificate and key (the flags' or auto-TLS's), client certificates asked for and verified
+against --trusted-ca-file when etcd would, --cipher-suites for TLS 1.2, changed files taken at the
+next connection (as pyetcd/tlscredentials.py does for gRPC), then etcd's checks after the handshake
+(CRL, allowed CN or hostname; pyetcd/certchecks.py). ALPN offers only HTTP/1.1: the front hands this
+side the clients that can speak it (see relay_process.tls_is_grpc).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Callable, Sequence
+from typing import cast
+
+from cryptography import x509
+
+from pyetcd.certchecks import CertificateCheck, log_rejection
+from pyetcd.tlsconfig import TLSInfo, files_stamp, grpc_cipher_list
+
+log = logging.getLogger("pyetcd.embed")
+
+ProtocolFactory = Callable[[], asyncio.BaseProtocol]
+HANDSHAKE_TIMEOUT_S = 10.0
+"""Go's net/http TLS handshake allowance is the connection's read timeout; etcd's listener waits long."""
+
+
+def server_context(info: TLSInfo, cipher_suites: Sequence[str] = ()) -> ssl.SSLContext:
+    """A TLS server context as etcd's TLSInfo.ServerConfig, for HTTP/1.1."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2  # etcd's transport.TLSInfo minimum
+    context.load_cert_chain(info.cert_file, info.key_file)
+    if info.requires_client_certificate:
+        context.verify_mode = ssl.CERT_REQUIRED
+        if info.trusted_ca_file:
+            context.load_verify_locations(info.trusted_ca_file)
+        else:
+            context.load_default_certs(ssl.Purpose.CLIENT_AUTH)  # Go verifies against the system roots
+    if cipher_suites:
+        context.set_ciphers(grpc_cipher_list(cipher_suites))  # the same OpenSSL names BoringSSL takes
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+class HttpTls:
+    """The HTTP side's TLS on client URLs: a server context (remade when a file changed) and the
+    post-handshake checks."""
+
+    def __init__(self, info: TLSInfo, cipher_suites: Sequence[str] = ()) -> None:
+        self.info = info
+        self._cipher_suites = tuple(cipher_suites)
+        self._check = CertificateCheck(info)
+        self._stamp = self._files_stamp()
+        self._context = server_context(info, self._cipher_suites)
+
+    def _files_stamp(self) -> tuple[tuple[float, int], ...]:
+        return files_stamp([self.info.cert_file, self.info.key_file, self.info.trusted_ca_file])
+
+    def context(self) -> ssl.SSLContext:
+        """The context for the next connection: remade when a file changed, kept when the new ones fail."""
+        stamp = self._files_stamp()
+        if stamp != self._stamp:
+            try:
+                self._context = server_context(self.info, self._cipher_suites)
+            except (OSError, ValueError, ssl.SSLError) as err:
+                log.warning("failed to reload certificate files (%s); keeping the ones in use", err)
+            else:
+                self._stamp = stamp
+        return self._context
+
+    def checked(self, app_protocol: ProtocolFactory) -> ProtocolFactory:
+        """`app_protocol` for connections whose certificate passes etcd's checks; others are dropped."""
+        if not self._check.needed:
+            return app_protocol
+        return lambda: CheckedConnection(self._check, app_protocol)
+
+
+class CheckedConnection(asyncio.Protocol):
+    """Runs etcd's post-handshake certificate checks (made once the TLS handshake completed, before
+    any request is read), then gives the connection to the HTTP side's protocol."""
+
+    def __init__(self, check: CertificateCheck, app_protocol: ProtocolFactory) -> None:
+        self._check = check
+        self._app_protocol = app_protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        ssl_object = transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if der:
+            certificate = x509.load_der_x509_certificate(der)
+            problem = self._check.certificate_problem(certificate)
+            if problem is not None:
+                log_rejection(remote_address(transport), ssl_object.server_hostname or "", certificate, problem)
+                cast(asyncio.Transport, transport).abort()  # uvloop's transports are not asyncio's classes
+                return
+        protocol = self._app_protocol()
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+
+
+def remote_address(transport: asyncio.BaseTransport) -> str:
+    """The client's address as Go prints it (`127.0.0.1:5000`, `[::1]:5000`, `@` for a unix socket)."""
+    peer = transport.get_extra_info("peername")
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host, port = peer[0], peer[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return peer or "@"
