@@ -121,7 +121,7 @@ def access_controller(rules: AccessRules) -> Any:
     @web.middleware
     async def control(request: web.Request, handler: Handler) -> web.StreamResponse:
         host = request_hostname(request)
-        if not rules.host_allowed(host):
+        if not request.secure and not rules.host_allowed(host):  # as etcd, a TLS request is not checked
             log.warning('rejecting HTTP request from "%s" to prevent DNS rebinding attacks', host)
             return go_error(421, cve_2018_5702_text(host))
         origin = "*" if not rules.cors or "*" in rules.cors else request.headers.get("Origin", "")
