@@ -26,6 +26,7 @@ import grpc.aio
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from pyetcd.relayed_peer import relayed_address
 from pyetcd.tlsconfig import TLSInfo
 
 log = logging.getLogger("pyetcd.embed")
@@ -227,7 +228,11 @@ def log_rejection(address: str, server_name: str, certificate: x509.Certificate,
 
 
 def remote_address(peer: str) -> str:
-    """gRPC's `ipv4:127.0.0.1:5000` / `ipv6:[::1]:5000` as Go prints a remote address."""
+    """gRPC's `ipv4:127.0.0.1:5000` / `ipv6:[::1]:5000` as Go prints a remote address (a client relayed
+    from the client port by the address it connected from)."""
+    relayed = relayed_address(peer)
+    if relayed is not None:
+        return relayed or "@"
     for prefix in ("ipv4:", "ipv6:", "unix:"):
         if peer.startswith(prefix):
             return peer[len(prefix):] or "@"
@@ -236,6 +241,9 @@ def remote_address(peer: str) -> str:
 
 def remote_host(peer: str) -> str | None:
     """The IP a TCP peer connects from; None for a unix socket, which has no address to check."""
+    relayed = relayed_address(peer)
+    if relayed:
+        return relayed.rsplit(":", 1)[0].strip("[]")
     if peer.startswith("ipv4:"):
         return peer[len("ipv4:"):].rsplit(":", 1)[0]
     if peer.startswith("ipv6:"):

@@ -20,6 +20,7 @@ each LISTENER a file descriptor, prefixed `tls:` for a TLS listener.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import selectors
 import signal
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from pyetcd.http.client_hello import PEEK_BYTES as HELLO_PEEK_BYTES
 from pyetcd.http.client_hello import NeedMore, parse_client_hello
 from pyetcd.http.splice_relay import SpliceRelay
+from pyetcd.relayed_peer import go_address, relay_socket_name
 
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 PEEK_BYTES = 4
@@ -78,6 +80,7 @@ class FrontLoop:
         self._control = control
         self._selector = selectors.DefaultSelector()
         self._partial: list[tuple[socket.socket, Waiting]] = []
+        self._relay_ids = itertools.count(1)
         for listener, tls in listeners:
             listener.setblocking(False)
             self._selector.register(listener, selectors.EVENT_READ, ("accept", tls))
@@ -159,6 +162,8 @@ class FrontLoop:
     def _relay_to_grpc(self, conn: socket.socket, socket_name: str) -> None:
         backend = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
+            client = go_address(conn.getpeername()) if conn.family != socket.AF_UNIX else ""
+            backend.bind(relay_socket_name(f"{os.getpid()}-{next(self._relay_ids)}", client))
             backend.connect(socket_name)
         except OSError:
             backend.close()

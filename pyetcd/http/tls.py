@@ -18,6 +18,7 @@ from typing import cast
 from cryptography import x509
 
 from pyetcd.certchecks import CertificateCheck, log_rejection
+from pyetcd.relayed_peer import go_address
 from pyetcd.tlsconfig import TLSInfo, files_stamp, grpc_cipher_list
 
 log = logging.getLogger("pyetcd.embed")
@@ -92,18 +93,10 @@ class CheckedConnection(asyncio.Protocol):
             certificate = x509.load_der_x509_certificate(der)
             problem = self._check.certificate_problem(certificate)
             if problem is not None:
-                log_rejection(remote_address(transport), ssl_object.server_hostname or "", certificate, problem)
+                client = go_address(transport.get_extra_info("peername")) or "@"
+                log_rejection(client, "", certificate, problem)
                 cast(asyncio.Transport, transport).abort()  # uvloop's transports are not asyncio's classes
                 return
         protocol = self._app_protocol()
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
-
-
-def remote_address(transport: asyncio.BaseTransport) -> str:
-    """The client's address as Go prints it (`127.0.0.1:5000`, `[::1]:5000`, `@` for a unix socket)."""
-    peer = transport.get_extra_info("peername")
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        host, port = peer[0], peer[1]
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return peer or "@"
