@@ -117,12 +117,13 @@ def test_pki_fixture_revokes_only_the_revoked_certificate(pki: PKI) -> None:
     assert [entry.serial_number for entry in crl] == [pki.revoked.serial]
 
 
-def served_serial(port: int) -> int:
-    """The serial number of the certificate a TLS listener presents."""
+def served_serial(port: int, alpn: str = "h2") -> int:
+    """The serial number of the certificate a TLS listener presents to a client offering `alpn`
+    (`h2`: gRPC's side of a client port, `http/1.1`: its HTTP side)."""
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols(["h2"])
+    context.set_alpn_protocols([alpn])
     with socket.create_connection((HOST, port), timeout=5) as raw, context.wrap_socket(raw) as tls:
         der = tls.getpeercert(binary_form=True)
     assert der is not None
@@ -144,6 +145,7 @@ def test_a_rotated_certificate_is_served_without_a_restart(binary: str, pki: PKI
         key.write_bytes(second.key.read_bytes())
         cert.write_bytes(second.cert.read_bytes())
         assert served_serial(member.client_port) == second.serial
+        assert served_serial(member.client_port, alpn="http/1.1") == second.serial
         assert member.etcdctl("put", "rotated", "yes").stdout == "OK\n"
     finally:
         member.stop()

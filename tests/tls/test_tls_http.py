@@ -1,0 +1,167 @@
+"""The HTTP side on https:// and unixs:// client URLs, beside gRPC on the same port, as etcd 3.4 serves it:
+curl gets /health, /version, /metrics, the JSON gateway and /debug/raft with a client certificate,
+and is refused without one or with a revoked one; etcdctl still speaks gRPC there."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.helpers.certs import CertFiles
+from tests.helpers.servers import HOST, free_port
+from tests.helpers.tlsservers import TLSServerProcess, start_all, tls_cluster
+from tests.tls.conftest import PKI, secure_member_flags
+
+
+@pytest.fixture(scope="module")
+def pyetcd_member(pki: PKI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSServerProcess]:
+    """pyetcd with the flags of conftest's real etcd member: https clients, --client-cert-auth, a CRL;
+    and a unixs:// client URL beside the https one, and a --host-whitelist that requests over TLS
+    skip (as in etcd), which curl's `Host: 127.0.0.1` would otherwise fail."""
+    root = tmp_path_factory.mktemp("https-http")
+    (member,) = tls_cluster("pyetcd", root, 1, [secure_member_flags(pki)], credentials=pki.client_credentials())
+    member.extra_args = [*member.extra_args, "--host-whitelist=only.example",
+                         f"--listen-client-urls={member.client_url},unixs://localhost:{free_port()}"]
+    try:
+        start_all([member])
+        yield member
+    finally:
+        member.stop()
+
+
+def curl(member: TLSServerProcess, pki: PKI, path: str, *args: str, cert: CertFiles | None = None,
+         unix_socket: str | None = None) -> subprocess.CompletedProcess[str]:
+    """curl as an operator runs it against the member: the CA, and a client certificate unless told."""
+    command = ["curl", "-sS", "-m", "10", "--cacert", str(pki.ca), "-w", "\n%{http_code}"]
+    if cert is not None:
+        command += ["--cert", str(cert.cert), "--key", str(cert.key)]
+    url = member.client_url + path
+    if unix_socket is not None:
+        command += ["--unix-socket", unix_socket]
+        url = f"https://{HOST}{path}"
+    return subprocess.run([*command, *args, url], capture_output=True, text=True, timeout=20,
+                          cwd=member.working_dir)
+
+
+def answer(result: subprocess.CompletedProcess[str]) -> tuple[int, str]:
+    assert result.returncode == 0, result.stderr
+    body, _, status = result.stdout.rpartition("\n")
+    return int(status), body
+
+
+def without_identities(reply: dict[str, Any]) -> dict[str, Any]:
+    """A gateway reply without what differs between two clusters by nature: ids, revisions and terms."""
+    header = {name: value for name, value in reply.get("header", {}).items()
+              if name not in ("cluster_id", "member_id", "revision", "raft_term")}
+    kvs = [{name: value for name, value in kv.items() if not name.endswith("_revision")}
+           for kv in reply.get("kvs", [])]
+    return {**reply, "header": header, **({"kvs": kvs} if "kvs" in reply else {})}
+
+
+def kv_round_trip(member: TLSServerProcess, pki: PKI) -> list[tuple[int, dict[str, Any]]]:
+    put = answer(curl(member, pki, "/v3/kv/put", "-d", '{"key": "aHR0cHM=", "value": "dGxz"}', cert=pki.client))
+    got = answer(curl(member, pki, "/v3/kv/range", "-d", '{"key": "aHR0cHM="}', cert=pki.client))
+    return [(status, without_identities(json.loads(body))) for status, body in (put, got)]
+
+
+def test_curl_over_https_gets_what_etcd_answers(pyetcd_member: TLSServerProcess,
+                                                real_etcd_member: TLSServerProcess, pki: PKI) -> None:
+    for path in ("/health", "/version"):
+        assert answer(curl(pyetcd_member, pki, path, cert=pki.client)) == \
+            answer(curl(real_etcd_member, pki, path, cert=pki.client))
+    ours = kv_round_trip(pyetcd_member, pki)
+    assert ours == kv_round_trip(real_etcd_member, pki)
+    assert ours[1][1]["kvs"][0]["value"] == "dGxz"
+    status, metrics = answer(curl(pyetcd_member, pki, "/metrics", cert=pki.client))
+    assert status == 200 and "\netcd_server_has_leader 1" in metrics
+
+
+def test_the_raft_page_is_served_on_https(pyetcd_member: TLSServerProcess, pki: PKI) -> None:
+    status, page = answer(curl(pyetcd_member, pki, "/debug/raft", cert=pki.client))
+    assert status == 200 and page.lower().startswith("<!doctype html>")
+    # The page's live feed (server-sent events) answers over TLS too.
+    feed = curl(pyetcd_member, pki, "/debug/raft/events?scope=member", "-m", "2", cert=pki.client)
+    assert "event: " in feed.stdout
+
+
+@pytest.mark.parametrize("refused", ["none", "revoked"])
+def test_curl_without_an_acceptable_client_certificate_is_refused(
+        refused: str, pyetcd_member: TLSServerProcess, real_etcd_member: TLSServerProcess, pki: PKI) -> None:
+    cert = pki.revoked if refused == "revoked" else None
+    for member in (pyetcd_member, real_etcd_member):
+        logged = member.log_path.stat().st_size
+        result = curl(member, pki, "/health", cert=cert)
+        # etcd sends a TLS alert or closes at once; either way curl fails and no answer arrives.
+        assert result.returncode != 0 and "health" not in result.stdout, (member.binary, result)
+        if refused == "revoked":  # the check after the handshake logs the refusal in etcd's words
+            time.sleep(0.2)
+            with member.log_path.open("rb") as log:
+                log.seek(logged)
+                assert re.search(rb'rejected connection from "127\.0\.0\.1:\d+" \(error "transport: certificate '
+                                 rb'serial [0-9a-f]+ revoked", ServerName "", IPAddresses \["127\.0\.0\.1"\]',
+                                 log.read()), member.binary
+
+
+def test_etcdctl_speaks_grpc_on_the_same_https_port(pyetcd_member: TLSServerProcess, pki: PKI) -> None:
+    assert pyetcd_member.etcdctl("put", "grpc/k", "v").stdout == "OK\n"
+    assert answer(curl(pyetcd_member, pki, "/health", cert=pki.client)) == (200, '{"health":"true"}')
+    assert pyetcd_member.etcdctl("get", "grpc/k", "--print-value-only").stdout == "v\n"
+
+
+def test_a_unixs_client_url_serves_http_and_grpc(pyetcd_member: TLSServerProcess, pki: PKI) -> None:
+    listen = next(arg for arg in pyetcd_member.extra_args if arg.startswith("--listen-client-urls="))
+    unix_url = listen.split(",")[-1]
+    path = unix_url.removeprefix("unixs://")
+    assert answer(curl(pyetcd_member, pki, "/health", cert=pki.client, unix_socket=path)) == \
+        (200, '{"health":"true"}')
+    got = subprocess.run(["etcdctl", f"--endpoints={unix_url}", *pyetcd_member.credentials.flags(),
+                          "endpoint", "health"], capture_output=True, text=True, timeout=30,
+                         cwd=pyetcd_member.working_dir)
+    assert got.returncode == 0 and "is healthy" in got.stderr, got.stderr
+
+
+def test_a_client_hello_split_over_segments_reaches_the_http_side(pyetcd_member: TLSServerProcess,
+                                                                  pki: PKI) -> None:
+    context = ssl.create_default_context(cafile=str(pki.ca))
+    context.load_cert_chain(str(pki.client.cert), str(pki.client.key))
+    context.set_alpn_protocols(["http/1.1"])
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname=HOST)
+    with socket.create_connection((HOST, pyetcd_member.client_port), timeout=10) as raw:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def exchange() -> None:
+            """Send what TLS has to say, and give it what the member said."""
+            raw.sendall(outgoing.read())
+            data = raw.recv(65536)
+            incoming.write(data) if data else incoming.write_eof()
+
+        with pytest.raises(ssl.SSLWantReadError):
+            tls.do_handshake()
+        hello = outgoing.read()
+        for start in range(0, len(hello), 40):  # the ClientHello in 40-byte segments, slowly
+            raw.sendall(hello[start:start + 40])
+            time.sleep(0.01)
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                exchange()
+        tls.write(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        reply = b""
+        while not reply.endswith(b"}"):
+            try:
+                reply += tls.read(4096)
+            except ssl.SSLWantReadError:
+                exchange()
+    assert tls.selected_alpn_protocol() == "http/1.1"
+    assert reply.startswith(b"HTTP/1.1 200") and reply.endswith(b'\r\n\r\n{"health":"true"}')
