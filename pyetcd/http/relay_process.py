@@ -53,11 +53,12 @@ def tls_is_grpc(alpn: tuple[str, ...] | None) -> bool:
     """Whether a TLS client that offered `alpn` (None: no ALPN extension) is a gRPC client.
 
     gRPC requires HTTP/2 and offers only `h2`: seen from etcdctl 3.4 (grpc-go), grpcio and grpc-js
-    1.14 (older grpcio also offered `grpc-exp`). HTTP clients offer `http/1.1` (curl, Chromium, Go's
-    net/http with HTTP/2 on: `h2, http/1.1`; curl --http1.1 and aiohttp: `http/1.1`) or no ALPN at
-    all (Python's urllib, Go's net/http with its own TLS config, as Prometheus scrapes). So only a client offering `h2` without `http/1.1` goes
-    to gRPC; the HTTP side then negotiates HTTP/1.1. A client speaking HTTP/2 only over TLS (no
-    `http/1.1` offered) is taken for gRPC, which answers it as grpc-core answers non-gRPC requests.
+    1.14. HTTP clients offer `http/1.1` (curl, Chromium, Go's net/http with HTTP/2 on: `h2, http/1.1`;
+    curl --http1.1 and aiohttp: `http/1.1`) or no ALPN at all (Python's urllib, Go's net/http with
+    its own TLS config, as Prometheus scrapes). So a client offering `h2` without `http/1.1` goes to
+    gRPC, and every other one to the HTTP side, which negotiates HTTP/1.1. A client speaking HTTP/2
+    only over TLS (no `http/1.1` offered) is taken for gRPC, which answers it as grpc-core answers
+    non-gRPC requests.
     """
     return alpn is not None and "h2" in alpn and "http/1.1" not in alpn
 

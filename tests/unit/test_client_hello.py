@@ -50,8 +50,8 @@ def test_anything_else_is_not_a_client_hello(first: bytes) -> None:
 
 
 @pytest.mark.parametrize(("alpn", "grpc"), [
-    (("h2",), True),  # etcdctl (grpc-go), grpcio
-    (("grpc-exp", "h2"), True),  # older grpcio
+    (("h2",), True),  # etcdctl (grpc-go), grpcio, grpc-js
+    (("grpc-exp", "h2"), True),  # an extra gRPC-only name beside h2
     (("h2", "http/1.1"), False),  # curl, Chromium, Go's net/http
     (("http/1.1",), False),  # curl --http1.1, aiohttp
     (None, False),  # urllib, Prometheus
