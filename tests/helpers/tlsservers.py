@@ -77,12 +77,13 @@ def stop_all(members: Sequence[ServerProcess]) -> None:
 
 
 def tls_handshake(port: int, *, ciphers: str | None = None, tls13: bool = False,
-                  cert: CertFiles | None = None) -> str:
-    """The cipher a TLS client settles on with the member, or the handshake's failure."""
+                  cert: CertFiles | None = None, alpn: str = "h2") -> str:
+    """The cipher a TLS client offering `alpn` settles on with the member, or the handshake's failure
+    (`h2` reaches a client port's gRPC side, `http/1.1` its HTTP side)."""
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols(["h2"])
+    context.set_alpn_protocols([alpn])
     if not tls13:
         context.maximum_version = ssl.TLSVersion.TLSv1_2
     if ciphers:

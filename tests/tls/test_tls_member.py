@@ -81,6 +81,11 @@ def test_a_client_offering_none_of_the_cipher_suites_fails_the_tls_handshake(aut
         "ECDHE-ECDSA-AES128-GCM-SHA256"
     # As in etcd 3.4 (Go), TLS 1.3 suites are not configurable: a TLS 1.3 client still connects.
     assert tls_handshake(port, tls13=True).startswith("TLS_AES_")
+    # The HTTP side of the port (what curl and browsers reach) takes the same suites, and closes too.
+    assert tls_handshake(port, ciphers="ECDHE-ECDSA-AES256-GCM-SHA384", alpn="http/1.1") in \
+        ("refused: SSLV3_ALERT_HANDSHAKE_FAILURE", "refused: UNEXPECTED_EOF_WHILE_READING")
+    assert tls_handshake(port, ciphers="ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384",
+                         alpn="http/1.1") == "ECDHE-ECDSA-AES128-GCM-SHA256"
 
 
 def start_refused(binary: str, tmp_path: Path, *flags: str) -> tuple[int, str]:
