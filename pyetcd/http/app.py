@@ -104,15 +104,37 @@ def request_hostname(request: web.Request) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
+def _never() -> bool:
+    return False
+
+
+ERR_GATEWAY_COMMON_NAME = ("CommonName of client sending a request against gateway will be ignored "
+                           "and not used as expected")
+
+
 @dataclass(frozen=True, slots=True)
 class AccessRules:
     """--host-whitelist and --cors, as etcd's AccessController applies them to client URLs."""
 
     host_whitelist: frozenset[str] = frozenset({"*"})
     cors: frozenset[str] = frozenset({"*"})
+    refuse_named_gateway_clients: Callable[[], bool] = _never
+    """Whether a gateway request over TLS whose client certificate has a Common Name is refused: etcd
+    does so with --client-cert-auth while auth is enabled, as the gateway would not run it as that user."""
 
     def host_allowed(self, host: str) -> bool:
         return not self.host_whitelist or "*" in self.host_whitelist or host in self.host_whitelist
+
+
+def client_common_name(request: web.Request) -> str:
+    """The Common Name of the verified client certificate of a TLS request ("" without one)."""
+    transport = request.transport
+    certificate = transport.get_extra_info("peercert") if transport is not None else None
+    for rdn in (certificate or {}).get("subject", ()):
+        for name, value in rdn:
+            if name == "commonName":
+                return str(value)
+    return ""
 
 
 def access_controller(rules: AccessRules) -> Any:
@@ -124,6 +146,9 @@ def access_controller(rules: AccessRules) -> Any:
         if not request.secure and not rules.host_allowed(host):  # as etcd, a TLS request is not checked
             log.warning('rejecting HTTP request from "%s" to prevent DNS rebinding attacks', host)
             return go_error(421, cve_2018_5702_text(host))
+        if request.secure and request.path.startswith(("/v3/", "/v3beta/")) and \
+                rules.refuse_named_gateway_clients() and client_common_name(request):
+            return go_error(400, ERR_GATEWAY_COMMON_NAME)
         origin = "*" if not rules.cors or "*" in rules.cors else request.headers.get("Origin", "")
         cors = {"Access-Control-Allow-Methods": "POST, GET, OPTIONS, PUT, DELETE",
                 "Access-Control-Allow-Origin": origin,

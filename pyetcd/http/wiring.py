@@ -80,7 +80,9 @@ class HttpWiring:
         health = health_sources(server)
         self._server = server
         gateway = JsonGateway(client_method_handlers(server, stats=metrics.grpc_stats))
-        rules = AccessRules(frozenset(config.host_whitelist), frozenset(config.cors))
+        rules = AccessRules(frozenset(config.host_whitelist), frozenset(config.cors),
+                            refuse_named_gateway_clients=lambda: server.client_tls.client_cert_auth
+                            and server.auth.enabled)
         raft_view = RaftViewRoutes(lambda: server.node, lambda: server.membership.members(), config.client_tls) \
             if config.enable_raft_view else None
         self._client_side = HttpSide(client_url_app(health, VersionSource(SERVER_VERSION, lambda: CLUSTER_VERSION),

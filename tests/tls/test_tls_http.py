@@ -11,6 +11,7 @@ import ssl
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -165,3 +166,23 @@ def test_a_client_hello_split_over_segments_reaches_the_http_side(pyetcd_member:
                 exchange()
     assert tls.selected_alpn_protocol() == "http/1.1"
     assert reply.startswith(b"HTTP/1.1 200") and reply.endswith(b'\r\n\r\n{"health":"true"}')
+
+
+@pytest.mark.parametrize("binary", ["pyetcd", "etcd"])
+def test_with_auth_on_a_gateway_request_from_a_named_certificate_is_refused(binary: str, pki: PKI,
+                                                                            tmp_path: Path) -> None:
+    (member,) = tls_cluster(binary, tmp_path, 1, [secure_member_flags(pki)], credentials=pki.client_credentials())
+    try:
+        start_all([member])
+        assert member.etcdctl("user", "add", "root:pw").returncode == 0
+        assert member.etcdctl("auth", "enable").stdout == "Authentication Enabled\n"
+        named = curl(member, pki, "/v3/kv/range", "-d", '{"key": "Zm9v"}', cert=pki.named_client)
+        assert answer(named) == (400, "CommonName of client sending a request against gateway will be ignored "
+                                      "and not used as expected\n")
+        # Outside the gateway, or from a certificate without a Common Name, requests go on (to auth's answer).
+        assert answer(curl(member, pki, "/health", cert=pki.named_client)) == (200, '{"health":"true"}')
+        unnamed = answer(curl(member, pki, "/v3/kv/range", "-d", '{"key": "Zm9v"}', cert=pki.client))
+        assert unnamed == (400, '{"error":"etcdserver: user name is empty","message":"etcdserver: user name is '
+                                'empty","code":3}')
+    finally:
+        member.stop()
