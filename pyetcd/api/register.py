@@ -92,8 +92,9 @@ class ServedMember(EtcdServerApi, Protocol):
 class GrpcClientApi:
     """The etcd v3 gRPC API on the member's --listen-client-urls, started once the member is ready.
 
-    With a `front` (the HTTP side's), plain client URLs are the front's and gRPC connections reach this
-    server through it; without one, grpc-core binds every client URL itself. `stats` counts calls.
+    With a `front` (the HTTP side's), every client URL is the front's and gRPC connections reach this
+    server through it (TLS ones still encrypted, on a TLS listener); without one, grpc-core binds every
+    client URL itself. `stats` counts calls.
     """
 
     def __init__(self, config: ServerConfig, *, front: ClientFront | None = None,

@@ -1,5 +1,6 @@
-"""Puts the HTTP side on a member: /health, /version and /metrics beside gRPC on the client URLs
-(through the front that shares the port), and /metrics and /health on --listen-metrics-urls."""
+"""Puts the HTTP side on a member: /health, /version, /metrics, the JSON gateway and /debug/raft beside
+gRPC on the client URLs, plain or TLS (through the front that shares the port), and /metrics and /health
+on --listen-metrics-urls."""
 
 from __future__ import annotations
 
@@ -75,7 +76,7 @@ class HttpWiring:
         self.grpc_stats = metrics.grpc_stats
         """Counts the client API's calls for /metrics (the CLI hands it to the gRPC API)."""
         self.client_front: ClientPortFront | None = None
-        """Owns the plain client URLs once started, and passes gRPC connections on to the gRPC API."""
+        """Owns the client URLs once started, and passes gRPC connections on to the gRPC API."""
         server.disk_observers = metrics.disk
         health = health_sources(server)
         self._server = server
