@@ -160,7 +160,7 @@ def test_a_member_with_an_allowed_certificate_joins_over_tls(
     joiner = TLSServerProcess("pyetcd", "joiner", tmp_path / "joiner.etcd", free_port(), free_port(),
                               credentials=pki.client_credentials())
     added = etcdctl_ok(first, "member", "add", "joiner", f"--peer-urls={joiner.peer_url}", "--learner")
-    member_id = re.search(r"Member ([0-9a-f]+) added", added)
+    member_id = re.search(r"Member +([0-9a-f]+) added", added)
     assert member_id is not None, added
     joiner.initial_cluster = ",".join([f"{m.name}={m.peer_url}" for m in tls_only_cluster]
                                       + [f"joiner={joiner.peer_url}"])
