@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.helpers.certs import CertFiles
-from tests.helpers.servers import HOST, free_port
+from tests.helpers.servers import HOST, etcdctl_env, free_port
 from tests.helpers.tlsservers import TLSServerProcess, start_all, tls_cluster
 from tests.tls.conftest import PKI, secure_member_flags
 
@@ -25,12 +25,13 @@ from tests.tls.conftest import PKI, secure_member_flags
 @pytest.fixture(scope="module")
 def pyetcd_member(pki: PKI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSServerProcess]:
     """pyetcd with the flags of conftest's real etcd member: https clients, --client-cert-auth, a CRL;
-    and a unixs:// client URL beside the https one, and a --host-whitelist that requests over TLS
-    skip (as in etcd), which curl's `Host: 127.0.0.1` would otherwise fail."""
+    and a unixs:// and a plain http:// client URL beside the https one, and a --host-whitelist that
+    requests over TLS skip (as in etcd), which curl's `Host: 127.0.0.1` would otherwise fail."""
     root = tmp_path_factory.mktemp("https-http")
     (member,) = tls_cluster("pyetcd", root, 1, [secure_member_flags(pki)], credentials=pki.client_credentials())
     member.extra_args = [*member.extra_args, "--host-whitelist=only.example",
-                         f"--listen-client-urls={member.client_url},unixs://localhost:{free_port()}"]
+                         f"--listen-client-urls={member.client_url},unixs://localhost:{free_port()},"
+                         f"http://{HOST}:{free_port()}"]
     try:
         start_all([member])
         yield member
@@ -118,15 +119,30 @@ def test_etcdctl_speaks_grpc_on_the_same_https_port(pyetcd_member: TLSServerProc
     assert pyetcd_member.etcdctl("get", "grpc/k", "--print-value-only").stdout == "v\n"
 
 
+def listen_url(member: TLSServerProcess, scheme: str) -> str:
+    listen = next(arg for arg in member.extra_args if arg.startswith("--listen-client-urls="))
+    return next(url for url in listen.split("=", 1)[1].split(",") if url.startswith(scheme + "://"))
+
+
+def test_a_plain_client_url_beside_tls_ones_keeps_plain_http_and_grpc(pyetcd_member: TLSServerProcess) -> None:
+    plain = listen_url(pyetcd_member, "http")
+    result = subprocess.run(["curl", "-sS", "-m", "10", "-w", "\n%{http_code}", plain + "/health"],
+                            capture_output=True, text=True, timeout=20)
+    status, body = answer(result)
+    assert status == 421 and "the Host header was unrecognized" in body  # --host-whitelist applies to plain HTTP
+    got = subprocess.run(["etcdctl", f"--endpoints={plain}", "endpoint", "health"], capture_output=True, text=True,
+                         timeout=30, env=etcdctl_env())
+    assert got.returncode == 0 and "is healthy" in got.stderr, got.stderr
+
+
 def test_a_unixs_client_url_serves_http_and_grpc(pyetcd_member: TLSServerProcess, pki: PKI) -> None:
-    listen = next(arg for arg in pyetcd_member.extra_args if arg.startswith("--listen-client-urls="))
-    unix_url = listen.split(",")[-1]
+    unix_url = listen_url(pyetcd_member, "unixs")
     path = unix_url.removeprefix("unixs://")
     assert answer(curl(pyetcd_member, pki, "/health", cert=pki.client, unix_socket=path)) == \
         (200, '{"health":"true"}')
     got = subprocess.run(["etcdctl", f"--endpoints={unix_url}", *pyetcd_member.credentials.flags(),
                           "endpoint", "health"], capture_output=True, text=True, timeout=30,
-                         cwd=pyetcd_member.working_dir)
+                         cwd=pyetcd_member.working_dir, env=etcdctl_env())
     assert got.returncode == 0 and "is healthy" in got.stderr, got.stderr
 
 
