@@ -41,7 +41,7 @@ def pyetcd_member(pki: PKI, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 def curl(member: TLSServerProcess, pki: PKI, path: str, *args: str, cert: CertFiles | None = None,
          unix_socket: str | None = None) -> subprocess.CompletedProcess[str]:
-    """curl as an operator runs it against the member: the CA, and a client certificate unless told."""
+    """curl as an operator runs it against the member: the CA, and `cert` as the client certificate if given."""
     command = ["curl", "-sS", "-m", "10", "--cacert", str(pki.ca), "-w", "\n%{http_code}"]
     if cert is not None:
         command += ["--cert", str(cert.cert), "--key", str(cert.key)]
