@@ -4,6 +4,3 @@ __version__ = "0.1.0"
 
 SERVER_VERSION = "3.4.23"
 """The etcd server version whose API pyetcd speaks (clients gate features on it)."""
-
-CLUSTER_VERSION = "3.4.0"
-"""The cluster version a member reports and stores, as an etcd 3.4 cluster does."""

@@ -15,8 +15,11 @@ from etcdpb.etcdserverpb import raft_internal_pb2, rpc_pb2
 from pyetcd import apply_kv, errors
 from pyetcd.auth.applying import AUTH_REQUESTS, apply_auth_request, authorize_entry, request_kind
 from pyetcd.auth.store import AuthStore
+from pyetcd.cluster_version import parse as parse_version
 from pyetcd.lessor import Lessor
 from pyetcd.membership import (
+    CLUSTER_BUCKET,
+    CLUSTER_VERSION_KEY,
     MEMBERS_BUCKET,
     REMOVED_BUCKET,
     Member,
@@ -61,11 +64,14 @@ class MembershipChanges:
     def __init__(self, apply_to_raft: Callable[[ConfChange], ConfState],
                  on_member_added: Callable[[Member], None],
                  on_member_removed: Callable[[int], None],
-                 on_member_updated: Callable[[Member], None]) -> None:
+                 on_member_updated: Callable[[Member], None],
+                 on_cluster_version_set: Callable[[str | None, str], None] = lambda old, new: None) -> None:
         self.apply_to_raft = apply_to_raft
         self.on_member_added = on_member_added
         self.on_member_removed = on_member_removed
         self.on_member_updated = on_member_updated
+        self.on_cluster_version_set = on_cluster_version_set
+        """Called with the old and new version once a cluster version entry is durable."""
 
 
 def alarm_key(member_id: int, alarm: int) -> bytes:
@@ -174,6 +180,9 @@ class Applier:
         if request.HasField("member_attributes_set"):
             self._member_attributes(w, request.member_attributes_set, batch)
             return None
+        if request.HasField("cluster_version_set"):
+            self._cluster_version(w, request.cluster_version_set.ver, batch)
+            return None
         raise errors.ErrNotCapable
 
     def _refuse_when_no_space(self) -> None:
@@ -216,6 +225,14 @@ class Applier:
         if member is not None:
             w.meta_put(MEMBERS_BUCKET, member.store_key(), member.encode())
             batch.after_commit.append(lambda: self.changes.on_member_updated(member))
+
+    def _cluster_version(self, w: WriteBatch, version: str, batch: AppliedBatch) -> None:
+        """etcd's RaftCluster.SetVersion: every member records the version the leader decided."""
+        parse_version(version)  # a version no member could have decided fails this entry, not the applier
+        old = self.membership.version
+        self.membership.version = version
+        w.meta_put(CLUSTER_BUCKET, CLUSTER_VERSION_KEY, version.encode())
+        batch.after_commit.append(lambda: self.changes.on_cluster_version_set(old, version))
 
     # -- membership (etcd's ValidateConfigurationChange, then the change) ---------------------
 

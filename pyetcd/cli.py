@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
-from pyetcd import CLUSTER_VERSION, SERVER_VERSION, __version__
+from pyetcd import SERVER_VERSION, __version__
 from pyetcd.config import ConfigError, FatalConfigError, FlagSyntaxError, ServerConfig, parse_server_args
 from pyetcd.logs import NOTICE, LogOutputError, setup_logging
 from pyetcd.process_run import exit_like_etcd, run_async
@@ -104,7 +104,6 @@ async def run_server(config: ServerConfig, listeners: Sequence[ClientListener] =
                 await listener.start(server)
             etcd_lines.serving_clients(config.listen_client_urls,
                                        lambda url: is_secure_url(url) and not server.client_tls.empty)
-            etcd_lines.cluster_version_set(CLUSTER_VERSION[:3], server.member_id, server.cluster_id)
             await http.serve_metrics_urls()
     except StartupError as err:
         await _stop(server, serving)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(slots=True)
@@ -17,6 +17,14 @@ class ServerCounters:
     """etcd_server_proposals_failed_total: proposals dropped (no leader) or timed out."""
     slow_applies: int = 0
     """etcd_server_slow_apply_total: applies slower than --experimental-warning-apply-duration."""
+
+    cluster_versions: dict[str, int] = field(default_factory=dict)
+    """etcd_cluster_version: 1 for the current cluster version (major.minor), 0 for those before it."""
+
+    def set_cluster_version(self, version: str) -> None:
+        for known in self.cluster_versions:
+            self.cluster_versions[known] = 0
+        self.cluster_versions[version] = 1
 
     def on_leader_change(self, leader_id: int, term: int) -> None:
         if leader_id:

@@ -24,10 +24,9 @@ from google.protobuf.message import DecodeError
 from etcdpb.etcdserverpb import rpc_pb2
 from etcdpb.leasepb import lease_pb2
 from etcdpb.mvccpb import kv_pb2
-from pyetcd import CLUSTER_VERSION
 from pyetcd.apply import ALARM_BUCKET, alarm_key
 from pyetcd.ids import format_id
-from pyetcd.membership import CLUSTER_BUCKET, MEMBERS_BUCKET, REMOVED_BUCKET, Member
+from pyetcd.membership import CLUSTER_BUCKET, CLUSTER_VERSION_KEY, MEMBERS_BUCKET, REMOVED_BUCKET, Member
 from storage.bbolt import Bucket
 from storage.mvcc import backend as be
 from storage.mvcc.contents import StoreContents
@@ -42,7 +41,6 @@ AUTH_BUCKETS = (AUTH, AUTH_USERS, AUTH_ROLES)
 AUTH_REVISION_KEY, FIRST_AUTH_REVISION = b"authRevision", (1).to_bytes(8, "big")
 """Kept as etcd wrote them, byte for byte, so users and roles survive a trip through pyetcd."""
 
-CLUSTER_VERSION_KEY = b"clusterVersion"
 REMOVED_MARK = b"removed"
 META_KEYS = (be.CONSISTENT_INDEX, be.SCHEDULED_COMPACT, be.FINISHED_COMPACT)
 """etcd 3.4 has no consistent term (3.5 adds it), so pyetcd's stays behind."""
@@ -70,7 +68,9 @@ def etcd_backend(contents: StoreContents) -> Bucket:
         root.buckets[MEMBERS].items[format_id(member.id).encode()] = etcd_member_json(member)
     for key in contents.buckets.get(REMOVED_BUCKET, {}):
         root.buckets[MEMBERS_REMOVED].items[key] = REMOVED_MARK
-    root.buckets[CLUSTER].items[CLUSTER_VERSION_KEY] = CLUSTER_VERSION.encode()
+    # etcd writes the key when the cluster version is set, so a store from before that has none.
+    root.buckets[CLUSTER].items = {k: v for k, v in contents.buckets.get(CLUSTER_BUCKET, {}).items()
+                                   if k == CLUSTER_VERSION_KEY}
     for key in contents.buckets.get(ALARM_BUCKET, {}):
         member_hex, _, alarm = key.decode().partition(":")
         alarm_member = rpc_pb2.AlarmMember(memberID=int(member_hex, 16), alarm=int(alarm))  # type: ignore[arg-type]

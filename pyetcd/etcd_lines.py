@@ -11,6 +11,8 @@ import logging
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
+from pyetcd import SERVER_VERSION
+from pyetcd.cluster_version import major_minor
 from pyetcd.logs import NOTICE, log_event
 
 server_log = logging.getLogger("pyetcd.server")
@@ -58,12 +60,41 @@ def serving_clients(listen_client_urls: Sequence[str], secure: Callable[[str], b
                       address=address)
 
 
-def cluster_version_set(version: str, local_id: int, cluster_id: int) -> None:
-    log_event(membership_log, NOTICE, "set the initial cluster version to %s", version,
-              zap="set initial cluster version", cluster_id=f"{cluster_id:x}", local_member_id=f"{local_id:x}",
-              cluster_version=version)
-    log_event(api_log, logging.INFO, "enabled capabilities for version %s", version,
-              zap="enabled capabilities for version", cluster_version=version)
+def starting_server(cluster_version: str | None, member_id: int, cluster_id: int) -> None:
+    """etcd's s.start line: the server version, and the cluster version if this member already knows it."""
+    if cluster_version is None:
+        log_event(server_log, logging.INFO, "starting server... [version: %s, cluster version: to_be_decided]",
+                  SERVER_VERSION, zap="starting etcd server", local_member_id=f"{member_id:x}",
+                  local_server_version=SERVER_VERSION, cluster_version="to_be_decided")
+        return
+    log_event(server_log, logging.INFO, "starting server... [version: %s, cluster version: %s]", SERVER_VERSION,
+              major_minor(cluster_version), zap="starting etcd server", local_member_id=f"{member_id:x}",
+              local_server_version=SERVER_VERSION, cluster_id=f"{cluster_id:x}",
+              cluster_version=major_minor(cluster_version))
+
+
+def cluster_version_set(old: str | None, new: str, local_id: int, cluster_id: int) -> None:
+    """RaftCluster.SetVersion's line as the log applies a cluster version."""
+    if old is None:
+        log_event(membership_log, NOTICE, "set the initial cluster version to %s", major_minor(new),
+                  zap="set initial cluster version", cluster_id=f"{cluster_id:x}", local_member_id=f"{local_id:x}",
+                  cluster_version=major_minor(new))
+    else:
+        log_event(membership_log, NOTICE, "updated the cluster version from %s to %s", major_minor(old),
+                  major_minor(new), zap="updated cluster version", cluster_id=f"{cluster_id:x}",
+                  local_member_id=f"{local_id:x}", **{"from": major_minor(old)}, to=major_minor(new))
+
+
+def cluster_version_recovered(version: str) -> None:
+    """RaftCluster.Recover's line: a restarted member read the cluster version back from its store."""
+    log_event(membership_log, logging.INFO, "set the cluster version to %s from store", major_minor(version),
+              zap="set cluster version from store", cluster_version=major_minor(version))
+
+
+def capabilities_enabled(version: str) -> None:
+    """api.UpdateCapability's line, when the capabilities follow a higher cluster version."""
+    log_event(api_log, logging.INFO, "enabled capabilities for version %s", major_minor(version),
+              zap="enabled capabilities for version", cluster_version=major_minor(version))
 
 
 class LeaderLines:

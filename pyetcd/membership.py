@@ -15,6 +15,8 @@ from pyetcd.ids import format_id
 CLUSTER_BUCKET = "cluster"
 MEMBERS_BUCKET = "members"
 REMOVED_BUCKET = "members_removed"
+CLUSTER_VERSION_KEY = b"clusterVersion"
+"""In CLUSTER_BUCKET: the cluster version the log set, e.g. `3.4.0` (etcd's backend key of that name)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +58,12 @@ class Membership:
     """The in-memory view of the members, kept equal to the store's members bucket by the applier."""
 
     def __init__(self, cluster_id: int = 0, members: list[Member] | None = None,
-                 removed: set[int] | None = None) -> None:
+                 removed: set[int] | None = None, version: str | None = None) -> None:
         self.cluster_id = cluster_id
         self._members: dict[int, Member] = {m.id: m for m in members or []}
         self.removed: set[int] = set(removed or ())
+        self.version = version
+        """The cluster version the log set (`3.4.0`), None while the cluster has not decided one."""
 
     def get(self, member_id: int) -> Member | None:
         return self._members.get(member_id)

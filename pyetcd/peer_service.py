@@ -34,9 +34,12 @@ class PeerMember(Protocol):
 
     async def member_promote(self, req: rpc_pb2.MemberPromoteRequest) -> rpc_pb2.MemberPromoteResponse: ...
 
+    def version_answer(self) -> peer_pb2.VersionResponse: ...
+
 
 class PeerService(peer_pb2_grpc.PeerServicer):
-    """Member-to-member calls: the cluster for joiners, and leader-only lease and promote calls.
+    """Member-to-member calls: the cluster for joiners, leader-only lease and promote calls, and the
+    server version the leader asks every member for before it decides the cluster version.
 
     Each call raises what went wrong; `add_peer_service` wraps them in the one error path
     (errors.answer_or_abort), as the client API's handlers do.
@@ -68,6 +71,10 @@ class PeerService(peer_pb2_grpc.PeerServicer):
                             context: Any) -> rpc_pb2.MemberPromoteResponse:
         return await self.member.member_promote(request)
 
+    async def Version(self, request: peer_pb2.VersionRequest,  # noqa: N802
+                      context: Any) -> peer_pb2.VersionResponse:
+        return self.member.version_answer()
+
     def _require_leader(self) -> None:
         if not self.member.node.is_leader:
             raise errors.ErrNotLeader
@@ -76,7 +83,7 @@ class PeerService(peer_pb2_grpc.PeerServicer):
 def add_peer_service(server: grpc.aio.Server, member: PeerMember) -> None:
     """Serve the peer service for `member` on `server` (the transport's listener on the peer URLs)."""
     service = PeerService(member)
-    for name in ("Cluster", "LeaseRenew", "LeaseTimeToLive", "MemberPromote"):
+    for name in ("Cluster", "LeaseRenew", "LeaseTimeToLive", "MemberPromote", "Version"):
         setattr(service, name, _answering(getattr(service, name)))
     peer_pb2_grpc.add_PeerServicer_to_server(service, server)
 

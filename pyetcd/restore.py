@@ -17,7 +17,7 @@ from pyetcd.config import DEFAULT_QUOTA_BYTES, ConfigError, parse_initial_cluste
 from pyetcd.identity import Identity
 from pyetcd.ids import cluster_id as derive_cluster_id
 from pyetcd.ids import member_id as derive_member_id
-from pyetcd.membership import MEMBERS_BUCKET, REMOVED_BUCKET, Member
+from pyetcd.membership import CLUSTER_BUCKET, MEMBERS_BUCKET, REMOVED_BUCKET, Member
 from pyetcd.progress import Progress
 from pyetcd.snapshot_file import contents_of_etcd_database, is_bbolt, strip_trailer
 from raft.core import ConfState, HardState, Snapshot, SnapshotMetadata
@@ -108,7 +108,8 @@ def _build_data_dir(args: argparse.Namespace, data_dir: str, source: StoreConten
     else:
         # The new membership goes in with the records: no second pass over a large store.
         source.buckets[MEMBERS_BUCKET] = {m.store_key(): m.encode() for m in members}
-        for bucket in (REMOVED_BUCKET, ALARM_BUCKET):
+        # Like etcd's restore, the cluster version is decided anew by the restored cluster's leader.
+        for bucket in (REMOVED_BUCKET, ALARM_BUCKET, CLUSTER_BUCKET):
             source.buckets[bucket] = {}
         source.buckets.setdefault(RAFT_BUCKET, {})[CONF_STATE_KEY] = encode_conf_state(conf_state)
         source.meta[CONSISTENT_INDEX] = encode_u64(restored_index)
@@ -128,11 +129,12 @@ def _build_data_dir(args: argparse.Namespace, data_dir: str, source: StoreConten
 
 
 def replace_membership(store_dir: str, members: list[Member], conf_state: ConfState, restored_index: int) -> None:
-    """In a restored pyetcd store: the new members instead of the old, no alarms, the restore's index."""
+    """In a restored pyetcd store: the new members instead of the old, no alarms nor cluster version, the
+    restore's index."""
     store = MvccStore(store_dir)
     try:
         with store.write(consistent_index=restored_index, consistent_term=1) as w:
-            for bucket in (MEMBERS_BUCKET, REMOVED_BUCKET, ALARM_BUCKET):
+            for bucket in (MEMBERS_BUCKET, REMOVED_BUCKET, ALARM_BUCKET, CLUSTER_BUCKET):
                 for key, _ in store.meta_items(bucket):
                     w.meta_delete(bucket, key)
             for member in members:

@@ -20,12 +20,13 @@ import grpc
 
 from etcdpb.etcdserverpb import raft_internal_pb2, rpc_pb2
 from etcdpb.serverpb import peer_pb2, peer_pb2_grpc
-from pyetcd import errors, etcd_lines
+from pyetcd import SERVER_VERSION, errors, etcd_lines
 from pyetcd.apply import Applier, ApplyOutcome, MembershipChanges, encode_conf_change_context
 from pyetcd.apply_kv import is_txn_read_only, is_txn_serializable, read_range, read_txn
 from pyetcd.auth.checks import check_range, check_txn
 from pyetcd.auth.store import AuthStore
 from pyetcd.auth.tokens import new_token_provider
+from pyetcd.cluster_version import NOT_DECIDED, Capabilities, ClusterVersionMonitor, major_minor
 from pyetcd.compactor import new_compactor
 from pyetcd.config import ServerConfig, configured_member_id
 from pyetcd.counters import DiskObservers, ServerCounters
@@ -35,7 +36,8 @@ from pyetcd.identity import Identity
 from pyetcd.ids import RequestIdGenerator, format_id
 from pyetcd.ids import member_id as derive_member_id
 from pyetcd.lessor import Lessor
-from pyetcd.membership import MEMBERS_BUCKET, REMOVED_BUCKET, Member, Membership
+from pyetcd.logs import log_event
+from pyetcd.membership import CLUSTER_BUCKET, CLUSTER_VERSION_KEY, MEMBERS_BUCKET, REMOVED_BUCKET, Member, Membership
 from pyetcd.server_auth import ServerAuth
 from pyetcd.server_core import AppliedIndexWaiters
 from pyetcd.server_leases import ServerLeases
@@ -90,6 +92,9 @@ class EtcdServer(ServerMembers, ServerMaintenance, ServerLeases, ServerAuth):
         """The TLS settings in use: the flags', or the certificates auto-TLS made."""
         self.counters = ServerCounters()
         self.disk_observers: DiskObservers | None = None
+        self.capabilities = Capabilities()
+        """The cluster version whose capabilities are enabled (etcd's api.UpdateCapability)."""
+        self._version_channels: dict[str, grpc.aio.Channel] = {}
 
     # -- start-up ------------------------------------------------------------------------------
 
@@ -132,7 +137,8 @@ class EtcdServer(ServerMembers, ServerMaintenance, ServerLeases, ServerAuth):
         self.auth.load(self.store)
         self.applier = Applier(self.store, self.membership, self.lessor,
                                MembershipChanges(self._apply_conf_change_to_raft, self._on_member_added,
-                                                 self._on_member_removed, self._on_member_updated),
+                                                 self._on_member_removed, self._on_member_updated,
+                                                 self._on_cluster_version_set),
                                self.auth)
         self._applied.advance(self.store.consistent_index)
         self._snapshot_index = self.store.consistent_index
@@ -157,9 +163,17 @@ class EtcdServer(ServerMembers, ServerMaintenance, ServerLeases, ServerAuth):
         self.node.add_leader_listener(self._on_leader_change)
         self.node.add_leader_listener(self.counters.on_leader_change)
         self.node.add_leader_listener(etcd_lines.LeaderLines(self.member_id))
+        versions = ClusterVersionMonitor(member_id=self.member_id, is_leader=lambda: self.node.is_leader,
+                                         members=lambda: self.membership.members(),
+                                         current=lambda: self.membership.version,
+                                         remote_version=self._remote_server_version,
+                                         propose=self._propose_cluster_version)
+        self.node.add_leader_listener(versions.on_leader_change)
+        etcd_lines.starting_server(self.membership.version, self.member_id, self.cluster_id)
         self._fast_forward_election(bootstrap)
         publish = asyncio.create_task(self._publish_attributes(), name="publish")
         self._tasks = [asyncio.create_task(self._apply_loop(), name="apply"), publish,
+                       asyncio.create_task(self._monitor_versions(versions), name="cluster-version"),
                        asyncio.create_task(self._lease_expiry_loop(), name="lease-expiry"),
                        asyncio.create_task(self._auto_compaction_loop(), name="auto-compaction"),
                        asyncio.create_task(self._store_flush_loop(), name="store-flush"),
@@ -197,9 +211,17 @@ class EtcdServer(ServerMembers, ServerMaintenance, ServerLeases, ServerAuth):
         return sorted(changes, key=lambda cc: cc.node_id)
 
     def _load_membership(self, cluster_id: int) -> None:
+        """The membership and cluster version the store holds (etcd's RaftCluster.Recover)."""
         members = [Member.decode(value) for _, value in self.store.meta_items(MEMBERS_BUCKET)]
         removed = {int(key.decode(), 16) for key, _ in self.store.meta_items(REMOVED_BUCKET)}
-        self.membership = Membership(cluster_id, members, removed)
+        stored_version = self.store.meta_get(CLUSTER_BUCKET, CLUSTER_VERSION_KEY)
+        version = stored_version.decode() if stored_version else None
+        self.membership = Membership(cluster_id, members, removed, version)
+        if version is not None:
+            if self.capabilities.update(version):
+                etcd_lines.capabilities_enabled(version)
+            etcd_lines.cluster_version_recovered(version)
+            self.counters.set_cluster_version(major_minor(version))
 
     async def _join_existing_cluster(self) -> Identity:
         """--initial-cluster-state=existing: ask the other --initial-cluster members who we are."""
@@ -247,7 +269,7 @@ class EtcdServer(ServerMembers, ServerMaintenance, ServerLeases, ServerAuth):
             await self.node.stop()
         if getattr(self, "transport", None) is not None:
             await self.transport.stop()
-        for channel in self._peer_channels.values():
+        for channel in (*self._peer_channels.values(), *self._version_channels.values()):
             await channel.close()
         if getattr(self, "store", None) is not None:
             self.store.sync()
@@ -358,6 +380,52 @@ class EtcdServer(ServerMembers, ServerMaintenance, ServerLeases, ServerAuth):
     def _on_member_updated(self, member: Member) -> None:
         if member.id != self.member_id:
             self.transport.update_peer(member.id, list(member.peer_urls))
+
+    # -- the cluster version -------------------------------------------------------------------
+
+    def _on_cluster_version_set(self, old: str | None, new: str) -> None:
+        etcd_lines.cluster_version_set(old, new, self.member_id, self.cluster_id)
+        if self.capabilities.update(new):
+            etcd_lines.capabilities_enabled(new)
+        self.counters.set_cluster_version(major_minor(new))
+
+    async def _monitor_versions(self, monitor: ClusterVersionMonitor) -> None:
+        """The leader decides the cluster version once this member has published itself, so the
+        lines follow the publish line as they do in etcd's logs."""
+        await self.ready.wait()
+        await monitor.run()
+
+    async def _propose_cluster_version(self, version: str) -> None:
+        request = raft_internal_pb2.InternalRaftRequest()
+        request.cluster_version_set.ver = version
+        await self._propose_and_wait(request, type(None))
+
+    async def _remote_server_version(self, member: Member) -> str | None:
+        """A member's server version, asked on its peer URLs in turn (etcd's getVersion); None if none answers."""
+        for url in member.peer_urls:
+            try:
+                channel = self._version_channels.get(url)
+                if channel is None:
+                    channel = self._version_channels[url] = await self.transport.open_channel(url)
+                answer = await peer_pb2_grpc.PeerStub(channel).Version(peer_pb2.VersionRequest(), timeout=2.0)
+            except (grpc.aio.AioRpcError, ValueError) as err:
+                reason = err.details() if isinstance(err, grpc.aio.AioRpcError) else str(err)
+                log_event(log, logging.WARNING, "failed to reach the peerURL(%s) of member %s (%s)", url,
+                          format_id(member.id), reason, zap="failed to reach the peer URL", address=f"{url}/version",
+                          remote_member_id=format_id(member.id), error=reason)
+                continue
+            return str(answer.etcdserver)
+        log_event(log, logging.WARNING, "cannot get the version of member %s", format_id(member.id),
+                  zap="failed to get version", remote_member_id=format_id(member.id))
+        return None
+
+    def cluster_version(self) -> str | None:
+        """The cluster version this member has applied (`3.4.0`), None while undecided."""
+        return self.membership.version
+
+    def version_answer(self) -> peer_pb2.VersionResponse:
+        """What this member answers the leader's version check (etcd's /version on a peer URL)."""
+        return peer_pb2.VersionResponse(etcdserver=SERVER_VERSION, etcdcluster=self.membership.version or NOT_DECIDED)
 
     async def _publish_attributes(self) -> None:
         """Announce our name and client URLs through the log, until it is applied (etcd's publish)."""

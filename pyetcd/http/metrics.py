@@ -115,6 +115,14 @@ class EtcdCollector(Collector):
         yield version
         yield GaugeMetricFamily("etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes.",
                                 value=m.quota_backend_bytes())
+        if counters.cluster_versions:
+            cluster_version = GaugeMetricFamily(
+                "etcd_cluster_version",
+                "Which version is running. 1 for 'cluster_version' label with current cluster version",
+                labels=["cluster_version"])
+            for name, value in sorted(counters.cluster_versions.items()):
+                cluster_version.add_metric([name], value)
+            yield cluster_version
         yield CounterMetricFamily(
             "etcd_server_slow_apply",
             "The total number of slow apply requests (likely overloaded from slow disk).",

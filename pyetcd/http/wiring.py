@@ -9,7 +9,7 @@ import logging
 import ssl
 from urllib.parse import urlsplit
 
-from pyetcd import CLUSTER_VERSION, SERVER_VERSION
+from pyetcd import SERVER_VERSION
 from pyetcd.api.register import client_method_handlers
 from pyetcd.errors import StartupError
 from pyetcd.http.app import AccessRules, HttpSide, VersionSource, client_url_app, metrics_url_app
@@ -86,7 +86,7 @@ class HttpWiring:
                             and server.auth.enabled)
         raft_view = RaftViewRoutes(lambda: server.node, lambda: server.membership.members(), config.client_tls) \
             if config.enable_raft_view else None
-        self._client_side = HttpSide(client_url_app(health, VersionSource(SERVER_VERSION, lambda: CLUSTER_VERSION),
+        self._client_side = HttpSide(client_url_app(health, VersionSource(SERVER_VERSION, server.cluster_version),
                                                     metrics.registry, gateway, rules, raft_view))
         self._metrics_side = HttpSide(metrics_url_app(health, metrics.registry, raft_view))
         self._metrics_servers: list[asyncio.AbstractServer] = []

@@ -1,5 +1,8 @@
 """The log lines deployment scripts wait for, in order, from one member and from a 3-member cluster,
-with --logger capnslog and --logger zap, found the same way in real etcd's logs and in pyetcd's."""
+with --logger capnslog and --logger zap, found the same way in real etcd's logs and in pyetcd's.
+
+The cluster version's lines come from the leader deciding it and every member applying it, after the
+cluster has started; until then `/version` says `not_decided`."""
 
 from __future__ import annotations
 
@@ -10,8 +13,15 @@ import pytest
 
 from tests.cluster.cluster import Cluster, wait_until
 from tests.helpers.servers import ServerProcess, StartServer, run_etcdctl
+from tests.http.httpget import http_get
 
 BINARIES = ["etcd", "pyetcd"]
+VERSION_DECIDED = b'{"etcdserver":"3.4.23","etcdcluster":"3.4.0"}'
+
+
+def zap_entries(member: ServerProcess) -> list[dict[str, object]]:
+    lines = member.log_path.read_text(errors="replace").splitlines()
+    return [json.loads(line) for line in lines if line.startswith("{")]
 
 
 def messages(member: ServerProcess, logger: str) -> list[str]:
@@ -45,6 +55,32 @@ def start_lines(member: ServerProcess, logger: str, member_id: str) -> tuple[lis
             [published, "enabled capabilities for version 3.4"])
 
 
+def cluster_version_lines(logger: str) -> list[str]:
+    """Start, the leader's decision, and applying it (etcd's s.start, updateClusterVersion, SetVersion,
+    UpdateCapability), in this order."""
+    if logger == "zap":
+        return ["starting etcd server", "setting up initial cluster version", "set initial cluster version",
+                "enabled capabilities for version"]
+    return ["starting server... [version: 3.4.23, cluster version: to_be_decided]",
+            "setting up the initial cluster version to 3.4", "set the initial cluster version to 3.4",
+            "enabled capabilities for version 3.4"]
+
+
+def applied_version_lines(member: ServerProcess, logger: str) -> list[str]:
+    if logger == "zap":
+        return ["set initial cluster version", "enabled capabilities for version"]
+    return ["etcdserver/membership: set the initial cluster version to 3.4",
+            "etcdserver/api: enabled capabilities for version 3.4"]
+
+
+def assert_zap_version_fields(member: ServerProcess, member_id: str) -> None:
+    entries = {str(e["msg"]): e for e in zap_entries(member)}
+    applied = entries["set initial cluster version"]
+    assert (applied["local-member-id"], applied["cluster-version"]) == (member_id, "3.4"), applied
+    assert "cluster-id" in applied, applied
+    assert entries["enabled capabilities for version"]["cluster-version"] == "3.4"
+
+
 def member_id_of(member: ServerProcess) -> str:
     status = json.loads(member.etcdctl("endpoint", "status", "-w", "json").stdout)[0]["Status"]
     return f"{int(status['header']['member_id']):x}"
@@ -55,9 +91,19 @@ def member_id_of(member: ServerProcess) -> str:
 def test_one_member_logs_etcds_start_lines_in_order(binary: str, logger: str, start_server: StartServer) -> None:
     member = start_server(binary, name="solo", extra_args=[f"--logger={logger}"])
     assert wait_until(lambda: "enabled capabilities" in member.log_path.read_text(errors="replace"), 10)
-    in_order, after_publishing = start_lines(member, logger, member_id_of(member))
+    member_id = member_id_of(member)
+    in_order, after_publishing = start_lines(member, logger, member_id)
     assert_in_order(messages(member, logger), in_order)
     assert_in_order(messages(member, logger), after_publishing)
+    assert_in_order(messages(member, logger), cluster_version_lines(logger))
+    if logger == "zap":
+        assert entries_with(member, "setting up initial cluster version")[0]["cluster-version"] == "3.4"
+        assert_zap_version_fields(member, member_id)
+    assert http_get(member.client_url + "/version").body == VERSION_DECIDED
+
+
+def entries_with(member: ServerProcess, msg: str) -> list[dict[str, object]]:
+    return [e for e in zap_entries(member) if e["msg"] == msg]
 
 
 @pytest.mark.parametrize(("binary", "logger"), [("etcd", "capnslog"), ("pyetcd", "capnslog"), ("pyetcd", "zap")])
@@ -76,6 +122,16 @@ def test_three_members_log_election_membership_and_removal(binary: str, logger: 
             published = "published local member" if logger == "zap" else f"published {{Name:{member.name} "
             assert_in_order(found, [f"elected leader {leader_id} at term", published])
         assert_in_order(messages(leader, logger), [f"{leader_id} became leader at term"])
+        # The leader decides the cluster version once every member answers; each member applies it.
+        for member in cluster.members:
+            assert wait_until(lambda m=member: http_get(m.client_url + "/version").body == VERSION_DECIDED, 15)
+            assert_in_order(messages(member, logger), applied_version_lines(member, logger))
+            if logger == "zap":
+                assert_zap_version_fields(member, ids[member.name])
+        setting_up = "setting up initial cluster version" if logger == "zap" else \
+            "etcdserver: setting up the initial cluster version to 3.4"
+        assert [m.name for m in cluster.members if any(setting_up in line for line in messages(m, logger))] == \
+            [leader.name]
         removed = next(m for m in cluster.members if m is not leader)
         # Right after start the members are not yet "active" long enough for a strict reconfig check.
         assert wait_until(lambda: run_etcdctl(leader.endpoint, "member", "remove", ids[removed.name]).returncode == 0,

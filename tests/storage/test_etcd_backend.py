@@ -37,6 +37,7 @@ def filled_store(path: Path) -> MvccStore:
         w.meta_put("members_removed", b"1234", b"")
         w.meta_put("alarm", alarm_key(MEMBER.id, rpc_pb2.NOSPACE), b"")
         w.meta_put("authUsers", b"alice", b"\n\x05alice")
+        w.meta_put("cluster", b"clusterVersion", b"3.4.0")
     return store
 
 
@@ -124,6 +125,7 @@ def test_pyetcds_own_older_snapshots_still_restore(tmp_path: Path) -> None:
 
 def test_records_etcd_could_not_have_written_are_refused() -> None:
     root = etcd_backend(StoreContents())
+    assert root.buckets[b"cluster"].items == {}, "a store whose cluster never decided a version has none"
     root.buckets[b"key"].items[b"not a revision"] = b""
     try:
         store_contents(root)

@@ -82,6 +82,7 @@ class InternalRaftRequest(_message.Message):
     AUTH_ROLE_GRANT_PERMISSION_FIELD_NUMBER: _builtins.int
     AUTH_ROLE_REVOKE_PERMISSION_FIELD_NUMBER: _builtins.int
     MEMBER_ATTRIBUTES_SET_FIELD_NUMBER: _builtins.int
+    CLUSTER_VERSION_SET_FIELD_NUMBER: _builtins.int
     ID: _builtins.int
     @_builtins.property
     def header(self) -> Global___RequestHeader: ...
@@ -139,6 +140,10 @@ class InternalRaftRequest(_message.Message):
     def member_attributes_set(self) -> Global___MemberAttributesSetRequest:
         """pyetcd's own: a started member publishing its name and client URLs to the cluster."""
 
+    @_builtins.property
+    def cluster_version_set(self) -> Global___ClusterVersionSetRequest:
+        """pyetcd's own: the leader setting the cluster version (etcd 3.4's v2 PUT on /0/version)."""
+
     def __init__(
         self,
         *,
@@ -170,10 +175,11 @@ class InternalRaftRequest(_message.Message):
         auth_role_grant_permission: _rpc_pb2.AuthRoleGrantPermissionRequest | None = ...,
         auth_role_revoke_permission: _rpc_pb2.AuthRoleRevokePermissionRequest | None = ...,
         member_attributes_set: Global___MemberAttributesSetRequest | None = ...,
+        cluster_version_set: Global___ClusterVersionSetRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["alarm", b"alarm", "auth_disable", b"auth_disable", "auth_enable", b"auth_enable", "auth_role_add", b"auth_role_add", "auth_role_delete", b"auth_role_delete", "auth_role_get", b"auth_role_get", "auth_role_grant_permission", b"auth_role_grant_permission", "auth_role_list", b"auth_role_list", "auth_role_revoke_permission", b"auth_role_revoke_permission", "auth_user_add", b"auth_user_add", "auth_user_change_password", b"auth_user_change_password", "auth_user_delete", b"auth_user_delete", "auth_user_get", b"auth_user_get", "auth_user_grant_role", b"auth_user_grant_role", "auth_user_list", b"auth_user_list", "auth_user_revoke_role", b"auth_user_revoke_role", "authenticate", b"authenticate", "compaction", b"compaction", "delete_range", b"delete_range", "header", b"header", "lease_checkpoint", b"lease_checkpoint", "lease_grant", b"lease_grant", "lease_revoke", b"lease_revoke", "member_attributes_set", b"member_attributes_set", "put", b"put", "range", b"range", "txn", b"txn"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alarm", b"alarm", "auth_disable", b"auth_disable", "auth_enable", b"auth_enable", "auth_role_add", b"auth_role_add", "auth_role_delete", b"auth_role_delete", "auth_role_get", b"auth_role_get", "auth_role_grant_permission", b"auth_role_grant_permission", "auth_role_list", b"auth_role_list", "auth_role_revoke_permission", b"auth_role_revoke_permission", "auth_user_add", b"auth_user_add", "auth_user_change_password", b"auth_user_change_password", "auth_user_delete", b"auth_user_delete", "auth_user_get", b"auth_user_get", "auth_user_grant_role", b"auth_user_grant_role", "auth_user_list", b"auth_user_list", "auth_user_revoke_role", b"auth_user_revoke_role", "authenticate", b"authenticate", "cluster_version_set", b"cluster_version_set", "compaction", b"compaction", "delete_range", b"delete_range", "header", b"header", "lease_checkpoint", b"lease_checkpoint", "lease_grant", b"lease_grant", "lease_revoke", b"lease_revoke", "member_attributes_set", b"member_attributes_set", "put", b"put", "range", b"range", "txn", b"txn"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ID", b"ID", "alarm", b"alarm", "auth_disable", b"auth_disable", "auth_enable", b"auth_enable", "auth_role_add", b"auth_role_add", "auth_role_delete", b"auth_role_delete", "auth_role_get", b"auth_role_get", "auth_role_grant_permission", b"auth_role_grant_permission", "auth_role_list", b"auth_role_list", "auth_role_revoke_permission", b"auth_role_revoke_permission", "auth_user_add", b"auth_user_add", "auth_user_change_password", b"auth_user_change_password", "auth_user_delete", b"auth_user_delete", "auth_user_get", b"auth_user_get", "auth_user_grant_role", b"auth_user_grant_role", "auth_user_list", b"auth_user_list", "auth_user_revoke_role", b"auth_user_revoke_role", "authenticate", b"authenticate", "compaction", b"compaction", "delete_range", b"delete_range", "header", b"header", "lease_checkpoint", b"lease_checkpoint", "lease_grant", b"lease_grant", "lease_revoke", b"lease_revoke", "member_attributes_set", b"member_attributes_set", "put", b"put", "range", b"range", "txn", b"txn"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ID", b"ID", "alarm", b"alarm", "auth_disable", b"auth_disable", "auth_enable", b"auth_enable", "auth_role_add", b"auth_role_add", "auth_role_delete", b"auth_role_delete", "auth_role_get", b"auth_role_get", "auth_role_grant_permission", b"auth_role_grant_permission", "auth_role_list", b"auth_role_list", "auth_role_revoke_permission", b"auth_role_revoke_permission", "auth_user_add", b"auth_user_add", "auth_user_change_password", b"auth_user_change_password", "auth_user_delete", b"auth_user_delete", "auth_user_get", b"auth_user_get", "auth_user_grant_role", b"auth_user_grant_role", "auth_user_list", b"auth_user_list", "auth_user_revoke_role", b"auth_user_revoke_role", "authenticate", b"authenticate", "cluster_version_set", b"cluster_version_set", "compaction", b"compaction", "delete_range", b"delete_range", "header", b"header", "lease_checkpoint", b"lease_checkpoint", "lease_grant", b"lease_grant", "lease_revoke", b"lease_revoke", "member_attributes_set", b"member_attributes_set", "put", b"put", "range", b"range", "txn", b"txn"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -251,3 +257,24 @@ class MemberAttributesSetRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MemberAttributesSetRequest: _TypeAlias = MemberAttributesSetRequest  # noqa: Y015
+
+@_typing.final
+class ClusterVersionSetRequest(_message.Message):
+    """The cluster version the leader decided, as a full semantic version ("3.4.0")."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VER_FIELD_NUMBER: _builtins.int
+    ver: _builtins.str
+    def __init__(
+        self,
+        *,
+        ver: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ver", b"ver"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClusterVersionSetRequest: _TypeAlias = ClusterVersionSetRequest  # noqa: Y015

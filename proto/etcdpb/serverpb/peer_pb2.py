@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from etcdpb.etcdserverpb import rpc_pb2 as etcdpb_dot_etcdserverpb_dot_rpc__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65tcdpb/serverpb/peer.proto\x12\x08serverpb\x1a\x1d\x65tcdpb/etcdserverpb/rpc.proto\"\x10\n\x0e\x43lusterRequest\"b\n\nPeerMember\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tpeer_urls\x18\x03 \x03(\t\x12\x13\n\x0b\x63lient_urls\x18\x04 \x03(\t\x12\x12\n\nis_learner\x18\x05 \x01(\x08\"a\n\x0f\x43lusterResponse\x12\x12\n\ncluster_id\x18\x01 \x01(\x04\x12%\n\x07members\x18\x02 \x03(\x0b\x32\x14.serverpb.PeerMember\x12\x13\n\x0bremoved_ids\x18\x03 \x03(\x04\"\x1f\n\x11LeaseRenewRequest\x12\n\n\x02id\x18\x01 \x01(\x03\"!\n\x12LeaseRenewResponse\x12\x0b\n\x03ttl\x18\x01 \x01(\x03\x32\xc9\x02\n\x04Peer\x12>\n\x07\x43luster\x12\x18.serverpb.ClusterRequest\x1a\x19.serverpb.ClusterResponse\x12G\n\nLeaseRenew\x12\x1b.serverpb.LeaseRenewRequest\x1a\x1c.serverpb.LeaseRenewResponse\x12^\n\x0fLeaseTimeToLive\x12$.etcdserverpb.LeaseTimeToLiveRequest\x1a%.etcdserverpb.LeaseTimeToLiveResponse\x12X\n\rMemberPromote\x12\".etcdserverpb.MemberPromoteRequest\x1a#.etcdserverpb.MemberPromoteResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65tcdpb/serverpb/peer.proto\x12\x08serverpb\x1a\x1d\x65tcdpb/etcdserverpb/rpc.proto\"\x10\n\x0e\x43lusterRequest\"b\n\nPeerMember\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tpeer_urls\x18\x03 \x03(\t\x12\x13\n\x0b\x63lient_urls\x18\x04 \x03(\t\x12\x12\n\nis_learner\x18\x05 \x01(\x08\"a\n\x0f\x43lusterResponse\x12\x12\n\ncluster_id\x18\x01 \x01(\x04\x12%\n\x07members\x18\x02 \x03(\x0b\x32\x14.serverpb.PeerMember\x12\x13\n\x0bremoved_ids\x18\x03 \x03(\x04\"\x1f\n\x11LeaseRenewRequest\x12\n\n\x02id\x18\x01 \x01(\x03\"!\n\x12LeaseRenewResponse\x12\x0b\n\x03ttl\x18\x01 \x01(\x03\"\x10\n\x0eVersionRequest\":\n\x0fVersionResponse\x12\x12\n\netcdserver\x18\x01 \x01(\t\x12\x13\n\x0b\x65tcdcluster\x18\x02 \x01(\t2\x89\x03\n\x04Peer\x12>\n\x07\x43luster\x12\x18.serverpb.ClusterRequest\x1a\x19.serverpb.ClusterResponse\x12G\n\nLeaseRenew\x12\x1b.serverpb.LeaseRenewRequest\x1a\x1c.serverpb.LeaseRenewResponse\x12^\n\x0fLeaseTimeToLive\x12$.etcdserverpb.LeaseTimeToLiveRequest\x1a%.etcdserverpb.LeaseTimeToLiveResponse\x12X\n\rMemberPromote\x12\".etcdserverpb.MemberPromoteRequest\x1a#.etcdserverpb.MemberPromoteResponse\x12>\n\x07Version\x12\x18.serverpb.VersionRequest\x1a\x19.serverpb.VersionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,6 +42,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LEASERENEWREQUEST']._serialized_end=319
   _globals['_LEASERENEWRESPONSE']._serialized_start=321
   _globals['_LEASERENEWRESPONSE']._serialized_end=354
-  _globals['_PEER']._serialized_start=357
-  _globals['_PEER']._serialized_end=686
+  _globals['_VERSIONREQUEST']._serialized_start=356
+  _globals['_VERSIONREQUEST']._serialized_end=372
+  _globals['_VERSIONRESPONSE']._serialized_start=374
+  _globals['_VERSIONRESPONSE']._serialized_end=432
+  _globals['_PEER']._serialized_start=435
+  _globals['_PEER']._serialized_end=828
 # @@protoc_insertion_point(module_scope)

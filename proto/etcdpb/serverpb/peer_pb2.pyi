@@ -133,3 +133,45 @@ class LeaseRenewResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LeaseRenewResponse: _TypeAlias = LeaseRenewResponse  # noqa: Y015
+
+@_typing.final
+class VersionRequest(_message.Message):
+    """What the leader asks every member before it decides the cluster version (etcd's GET /version
+    on a peer URL).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VersionRequest: _TypeAlias = VersionRequest  # noqa: Y015
+
+@_typing.final
+class VersionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ETCDSERVER_FIELD_NUMBER: _builtins.int
+    ETCDCLUSTER_FIELD_NUMBER: _builtins.int
+    etcdserver: _builtins.str
+    etcdcluster: _builtins.str
+    """"not_decided" until the member has applied a cluster version."""
+    def __init__(
+        self,
+        *,
+        etcdserver: _builtins.str = ...,
+        etcdcluster: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etcdcluster", b"etcdcluster", "etcdserver", b"etcdserver"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VersionResponse: _TypeAlias = VersionResponse  # noqa: Y015

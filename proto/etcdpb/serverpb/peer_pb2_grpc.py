@@ -27,7 +27,7 @@ if _version_not_supported:
 
 
 class PeerStub:
-    """Calls only the leader can answer; followers forward them here.
+    """Calls only the leader can answer (followers forward them here), and the version every member answers.
     """
 
     def __init__(self, channel):
@@ -56,10 +56,15 @@ class PeerStub:
                 request_serializer=etcdpb_dot_etcdserverpb_dot_rpc__pb2.MemberPromoteRequest.SerializeToString,
                 response_deserializer=etcdpb_dot_etcdserverpb_dot_rpc__pb2.MemberPromoteResponse.FromString,
                 _registered_method=True)
+        self.Version = channel.unary_unary(
+                '/serverpb.Peer/Version',
+                request_serializer=etcdpb_dot_serverpb_dot_peer__pb2.VersionRequest.SerializeToString,
+                response_deserializer=etcdpb_dot_serverpb_dot_peer__pb2.VersionResponse.FromString,
+                _registered_method=True)
 
 
 class PeerServicer:
-    """Calls only the leader can answer; followers forward them here.
+    """Calls only the leader can answer (followers forward them here), and the version every member answers.
     """
 
     def Cluster(self, request, context):
@@ -81,6 +86,12 @@ class PeerServicer:
         raise NotImplementedError('Method not implemented!')
 
     def MemberPromote(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Version(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -109,6 +120,11 @@ def add_PeerServicer_to_server(servicer, server):
                     request_deserializer=etcdpb_dot_etcdserverpb_dot_rpc__pb2.MemberPromoteRequest.FromString,
                     response_serializer=etcdpb_dot_etcdserverpb_dot_rpc__pb2.MemberPromoteResponse.SerializeToString,
             ),
+            'Version': grpc.unary_unary_rpc_method_handler(
+                    servicer.Version,
+                    request_deserializer=etcdpb_dot_serverpb_dot_peer__pb2.VersionRequest.FromString,
+                    response_serializer=etcdpb_dot_serverpb_dot_peer__pb2.VersionResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'serverpb.Peer', rpc_method_handlers)
@@ -118,7 +134,7 @@ def add_PeerServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Peer:
-    """Calls only the leader can answer; followers forward them here.
+    """Calls only the leader can answer (followers forward them here), and the version every member answers.
     """
 
     @staticmethod
@@ -219,6 +235,33 @@ class Peer:
             '/serverpb.Peer/MemberPromote',
             etcdpb_dot_etcdserverpb_dot_rpc__pb2.MemberPromoteRequest.SerializeToString,
             etcdpb_dot_etcdserverpb_dot_rpc__pb2.MemberPromoteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Version(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/serverpb.Peer/Version',
+            etcdpb_dot_serverpb_dot_peer__pb2.VersionRequest.SerializeToString,
+            etcdpb_dot_serverpb_dot_peer__pb2.VersionResponse.FromString,
             options,
             channel_credentials,
             insecure,
