@@ -1,10 +1,12 @@
-"""Counts the server keeps for /metrics (etcd_server_*): plain integers, read when scraped."""
+"""Counts the server keeps for /metrics (etcd_server_*, etcd_network_peer_*): plain numbers, read when scraped."""
 
 from __future__ import annotations
 
 import bisect
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from raft.peer_traffic import PeerTraffic
 
 
 @dataclass(slots=True)
@@ -18,6 +20,12 @@ class ServerCounters:
     slow_applies: int = 0
     """etcd_server_slow_apply_total: applies slower than --experimental-warning-apply-duration."""
 
+    heartbeat_send_failures: int = 0
+    """etcd_server_heartbeat_send_failures_total: heartbeats this leader sent later than twice the interval."""
+    peer_traffic: PeerTraffic = field(default_factory=PeerTraffic)
+    """etcd_network_peer_*_total: what the peer transport counted, per peer."""
+    peer_round_trip: dict[int, DurationHistogram] = field(default_factory=dict)
+    """etcd_network_peer_round_trip_time_seconds, per peer."""
     cluster_versions: dict[str, int] = field(default_factory=dict)
     """etcd_cluster_version: 1 for the current cluster version (major.minor), 0 for those before it."""
 
@@ -29,6 +37,12 @@ class ServerCounters:
     def on_leader_change(self, leader_id: int, term: int) -> None:
         if leader_id:
             self.leader_changes += 1
+
+    def observe_round_trip(self, peer_id: int, seconds: float) -> None:
+        histogram = self.peer_round_trip.get(peer_id)
+        if histogram is None:
+            histogram = self.peer_round_trip[peer_id] = DurationHistogram(PEER_ROUND_TRIP_BUCKETS)
+        histogram.observe(seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,3 +73,7 @@ class DurationHistogram:
         self.buckets[bisect.bisect_left(self.bounds, seconds)] += 1
         self.count += 1
         self.total += seconds
+
+
+PEER_ROUND_TRIP_BUCKETS = exponential_buckets(0.0001, 2, 16)
+"""etcd's buckets for etcd_network_peer_round_trip_time_seconds: 0.1 ms up to 3.2768 s."""

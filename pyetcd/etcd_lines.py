@@ -97,6 +97,27 @@ def capabilities_enabled(version: str) -> None:
               zap="enabled capabilities for version", cluster_version=major_minor(version))
 
 
+def go_duration(seconds: float) -> str:
+    """Go's time.Duration.String for the short durations these lines print: `100ms`, `1.5s`, `250µs`."""
+    nanos = round(seconds * 1e9)
+    for unit, size in (("s", 10**9), ("ms", 10**6), ("µs", 10**3)):
+        if nanos >= size:
+            whole, rest = divmod(nanos, size)
+            fraction = f"{rest:0{len(str(size)) - 1}d}".rstrip("0")
+            return f"{whole}.{fraction}{unit}" if fraction else f"{whole}{unit}"
+    return f"{nanos}ns"
+
+
+def heartbeat_late(peer_id: int, interval_s: float, exceeded_s: float) -> None:
+    """etcd's raft loop, when a heartbeat to a peer left more than twice the interval after the last one."""
+    log_event(server_log, logging.WARNING, "failed to send out heartbeat on time (exceeded the %s timeout for %s, "
+              "to %x)", go_duration(interval_s), go_duration(exceeded_s), peer_id,
+              zap="leader failed to send out heartbeat on time; took too long, leader is overloaded likely from "
+              "slow disk", to=f"{peer_id:x}", heartbeat_interval=go_duration(interval_s),
+              expected_duration=go_duration(2 * interval_s), exceeded_duration=go_duration(exceeded_s))
+    server_log.warning("server is likely overloaded", extra={"zap_msg": "", "zap_fields": {}})
+
+
 class LeaderLines:
     """raft's `became leader` and raft.node's `elected leader` / `lost leader`, from leader changes."""
 

@@ -47,6 +47,7 @@ from pyetcd.tlsconfig import TLSInfo, is_secure_url, with_auto_tls
 from pyetcd.tlscredentials import PeerSecurity
 from raft.core import ConfChange, ConfChangeType, ConfState, ProposalDropped, Snapshot, SnapshotMetadata
 from raft.node import ApplyBatch, NodeConfig, RaftNode
+from raft.peer_traffic import PeerTraffic
 from raft.transport import GrpcTransport, open_peer_channel
 from storage.mvcc import MvccStore, QuotaExceededError
 from storage.raftlog import DurableLog
@@ -146,7 +147,7 @@ class EtcdServer(ServerMembers, ServerMaintenance, ServerLeases, ServerAuth):
                                        is_removed=lambda peer: peer in self.membership.removed,
                                        on_removed=lambda: self._shut_down_removed(),
                                        dial_timeout=1.0 + config.election_ms / 1000,
-                                       security=PeerSecurity(self.peer_tls))
+                                       security=PeerSecurity(self.peer_tls), traffic=self._peer_traffic())
         for register in self._peer_services:
             self.transport.add_services(register)
         for member in self.membership.members() + self._initial_peers:
@@ -163,6 +164,7 @@ class EtcdServer(ServerMembers, ServerMaintenance, ServerLeases, ServerAuth):
         self.node.add_leader_listener(self._on_leader_change)
         self.node.add_leader_listener(self.counters.on_leader_change)
         self.node.add_leader_listener(etcd_lines.LeaderLines(self.member_id))
+        self.node.add_leader_listener(lambda leader_id, term: self.transport.traffic.reset_heartbeats())
         versions = ClusterVersionMonitor(member_id=self.member_id, is_leader=lambda: self.node.is_leader,
                                          members=lambda: self.membership.members(),
                                          current=lambda: self.membership.version,
@@ -178,6 +180,18 @@ class EtcdServer(ServerMembers, ServerMaintenance, ServerLeases, ServerAuth):
                        asyncio.create_task(self._auto_compaction_loop(), name="auto-compaction"),
                        asyncio.create_task(self._store_flush_loop(), name="store-flush"),
                        asyncio.create_task(DiskSpaceGuard.for_member(self).run(), name="disk-space")]
+    def _peer_traffic(self) -> PeerTraffic:
+        """The transport's counts, kept in this member's counters for /metrics."""
+        traffic = self.counters.peer_traffic
+        traffic.heartbeat_interval_s = self.config.heartbeat_ms / 1000
+        traffic.on_round_trip = self.counters.observe_round_trip
+        traffic.on_late_heartbeat = self._on_late_heartbeat
+        return traffic
+
+    def _on_late_heartbeat(self, peer_id: int, exceeded_s: float) -> None:
+        self.counters.heartbeat_send_failures += 1
+        etcd_lines.heartbeat_late(peer_id, self.config.heartbeat_ms / 1000, exceeded_s)
+
     def _fast_forward_election(self, bootstrap: list[ConfChange] | None) -> None:
         """etcd's --initial-election-tick-advance for a lone voter: campaign after one tick, not a timeout."""
         voters = [cc.node_id for cc in bootstrap] if bootstrap else [m.id for m in self.membership.voters()]

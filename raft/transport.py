@@ -8,6 +8,10 @@ travel on their own call in ~1 MiB chunks (etcd's separate snapshot path), with 
 application's state put in place of the log store's metadata-only snapshot.
 Peer URLs may be http, https, unix or unixs, as etcd's; the TLS side (certificates, which
 peers are allowed) comes from the application through `TransportSecurity`.
+
+The transport counts its work in a `PeerTraffic` (bytes and failures per peer, once per batch;
+late heartbeats) and times a `Probe` call on each peer's stream connection every PROBE_INTERVAL_S,
+as etcd's prober does on its peer connections; the application turns these into metrics.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from raft.core.types import (
     Snapshot,
     SnapshotMetadata,
 )
+from raft.peer_traffic import PeerTraffic
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +61,9 @@ BACKOFF_INITIAL = 0.05
 BACKOFF_MAX = 1.0
 """Reconnect backoff cap: a restarted peer is found within about a second."""
 DEFAULT_DIAL_TIMEOUT = 2.0
+PROBE_INTERVAL_S = 4.0
+"""How often a peer's round-trip time is measured (etcd's proberInterval: its read timeout less a second)."""
+PROBE_TIMEOUT_S = 5.0
 """How long one connection attempt may take; etcd uses 1 s plus the election timeout."""
 
 _BASE_CHANNEL_OPTIONS = [
@@ -340,25 +348,50 @@ class _Peer:
             logger.info("peer %x became active at %s", self.peer_id, target)
             ended = _StreamEnded()
             call.add_done_callback(lambda _call: self._on_call_done(ended))
-            while True:
-                first = await self.queue.get()
-                if isinstance(first, _StreamEnded):
-                    if first is ended:
-                        raise ConnectionResetError("the peer ended the stream")
-                    continue  # left over from an earlier stream
-                batch = [first]
-                size = _approx_size(first)
-                while len(batch) < MAX_BATCH_MESSAGES and size < MAX_BATCH_BYTES and not self.queue.empty():
-                    item = self.queue.get_nowait()
-                    if isinstance(item, _StreamEnded):
-                        continue  # the write below finds out whether this stream still works
-                    batch.append(item)
-                    size += _approx_size(item)
-                try:
-                    await call.write(raft_pb2.MessageBatch(messages=[message_to_pb(m) for m in batch]))
-                except BaseException:
-                    self.transport.report_unreachable(self.peer_id)
-                    raise
+            prober = asyncio.get_running_loop().create_task(self._probe(channel), name=f"probe-{self.peer_id:x}")
+            try:
+                await self._write_batches(call, ended)
+            finally:
+                prober.cancel()
+
+    async def _write_batches(self, call: Any, ended: _StreamEnded) -> None:
+        """Write queued messages in batches until the stream breaks; each written batch is counted once."""
+        traffic = self.transport.traffic
+        while True:
+            first = await self.queue.get()
+            if isinstance(first, _StreamEnded):
+                if first is ended:
+                    raise ConnectionResetError("the peer ended the stream")
+                continue  # left over from an earlier stream
+            batch = [first]
+            size = _approx_size(first)
+            while len(batch) < MAX_BATCH_MESSAGES and size < MAX_BATCH_BYTES and not self.queue.empty():
+                item = self.queue.get_nowait()
+                if isinstance(item, _StreamEnded):
+                    continue  # the write below finds out whether this stream still works
+                batch.append(item)
+                size += _approx_size(item)
+            pb = raft_pb2.MessageBatch(messages=[message_to_pb(m) for m in batch])
+            try:
+                await call.write(pb)
+            except BaseException:
+                self.transport.report_unreachable(self.peer_id)
+                raise  # counted as a send failure where the stream's end is handled
+            traffic.add(traffic.sent_bytes, self.peer_id, pb.ByteSize())
+
+    async def _probe(self, channel: grpc.aio.Channel) -> None:
+        """Time a Probe call on the stream's own connection now and every PROBE_INTERVAL_S (etcd probes
+        each peer on its peer connections); each answered probe is one round-trip sample."""
+        stub = raft_pb2_grpc.RaftStub(channel)
+        while True:
+            started = time.perf_counter()
+            try:
+                await stub.Probe(raft_pb2.ProbeRequest(), timeout=PROBE_TIMEOUT_S)
+            except Exception as err:  # noqa: BLE001 - a failed probe is no sample; the stream notices breaks
+                logger.debug("probe of peer %x failed: %r", self.peer_id, err)
+            else:
+                self.transport.traffic.on_round_trip(self.peer_id, time.perf_counter() - started)
+            await asyncio.sleep(PROBE_INTERVAL_S)
 
     def _on_call_done(self, ended: _StreamEnded) -> None:
         """The stream ended (the peer went away, or we stopped): say so now, not at the next send.
@@ -373,6 +406,10 @@ class _Peer:
             self.queue.put_nowait(ended)
 
     def _on_stream_error(self, target: str, code: grpc.StatusCode | None, details: str) -> None:
+        """A stream that could not be opened or broke: one send failure (etcd counts its failed posts
+        and stream writes), then the reason, logged as etcd would."""
+        traffic = self.transport.traffic
+        traffic.add(traffic.sent_failures, self.peer_id)
         if code == grpc.StatusCode.PERMISSION_DENIED and details == ERR_MEMBER_REMOVED:
             self.transport.removed_by_peer(self.peer_id)
         elif code == grpc.StatusCode.FAILED_PRECONDITION:
@@ -382,6 +419,7 @@ class _Peer:
 
     async def _send_snapshot(self, message: Message) -> None:
         failed = True
+        traffic = self.transport.traffic
         try:
             snapshot = self.transport.snapshot_to_send(message)
             message = dataclasses.replace(message, snapshot=snapshot)
@@ -390,6 +428,8 @@ class _Peer:
                 ack = await stub.SendSnapshot(_snapshot_chunks(message),
                                               metadata=self.transport.call_metadata())
             failed = ack.received_bytes != len(snapshot.data)
+            if not failed:
+                traffic.add(traffic.sent_bytes, self.peer_id, len(snapshot.data))
             logger.info("sent snapshot [index %d, %d bytes] to peer %x", snapshot.metadata.index,
                         len(snapshot.data), self.peer_id)
         except asyncio.CancelledError:
@@ -401,6 +441,8 @@ class _Peer:
         except Exception:
             logger.exception("snapshot send to peer %x failed", self.peer_id)
         finally:
+            if failed:
+                traffic.add(traffic.sent_failures, self.peer_id)
             self.transport.report_snapshot(self.peer_id, failed)
 
 
@@ -436,16 +478,29 @@ class _RaftServicer(raft_pb2_grpc.RaftServicer):
                      context: grpc.aio.ServicerContext[Any, Any]) -> raft_pb2.StreamAck:
         sender = await self.transport.check_caller(context)
         await context.send_initial_metadata(((ACCEPTED_KEY, "1"),))
-        async for batch in request_iterator:
-            if self.transport.is_removed(sender):
-                await context.abort(grpc.StatusCode.PERMISSION_DENIED, ERR_MEMBER_REMOVED)
-            for pb in batch.messages:
-                self.transport.deliver(message_from_pb(pb))
+        traffic = self.transport.traffic
+        try:
+            async for batch in request_iterator:
+                if self.transport.is_removed(sender):
+                    await context.abort(grpc.StatusCode.PERMISSION_DENIED, ERR_MEMBER_REMOVED)
+                traffic.add(traffic.received_bytes, sender, batch.ByteSize())
+                for pb in batch.messages:
+                    self.transport.deliver(message_from_pb(pb))
+        except (grpc.aio.AbortError, asyncio.CancelledError):
+            raise
+        except Exception:
+            traffic.add(traffic.received_failures, sender)  # the stream broke mid-way
+            raise
         return raft_pb2.StreamAck()
+
+    async def Probe(self, request: raft_pb2.ProbeRequest,  # noqa: N802 - gRPC method name
+                    context: grpc.aio.ServicerContext[Any, Any]) -> raft_pb2.ProbeResponse:
+        return raft_pb2.ProbeResponse()
 
     async def SendSnapshot(self, request_iterator: AsyncIterator[raft_pb2.SnapshotChunk],
                            context: grpc.aio.ServicerContext[Any, Any]) -> raft_pb2.SnapshotAck:
-        await self.transport.check_caller(context)
+        sender = await self.transport.check_caller(context)
+        traffic = self.transport.traffic
         head: raft_pb2.Message | None = None
         pieces: list[bytes] = []
         crc: int | None = None
@@ -459,12 +514,15 @@ class _RaftServicer(raft_pb2_grpc.RaftServicer):
                 crc = chunk.crc32
                 break
         if head is None or crc is None:
+            traffic.add(traffic.received_failures, sender)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "snapshot stream ended before its final chunk")
             raise AssertionError("unreachable")
         data = b"".join(pieces)
         if zlib.crc32(data) != crc:
+            traffic.add(traffic.received_failures, sender)
             await context.abort(grpc.StatusCode.DATA_LOSS, "snapshot data does not match its checksum")
+        traffic.add(traffic.received_bytes, sender, len(data))
         message = message_from_pb(head)
         assert message.snapshot is not None
         self.transport.deliver(dataclasses.replace(message, snapshot=dataclasses.replace(message.snapshot,
@@ -483,7 +541,8 @@ class GrpcTransport:
                  is_removed: Callable[[int], bool] = lambda peer_id: False,
                  on_removed: Callable[[], None] = lambda: None,
                  dial_timeout: float = DEFAULT_DIAL_TIMEOUT,
-                 security: TransportSecurity | None = None) -> None:
+                 security: TransportSecurity | None = None,
+                 traffic: PeerTraffic | None = None) -> None:
         self.member_id = member_id
         self.cluster_id = cluster_id
         self.listen_urls = list(listen_urls)
@@ -492,6 +551,8 @@ class GrpcTransport:
         self.on_removed = on_removed
         self.channel_options = channel_options(dial_timeout)
         self.security = security
+        self.traffic = traffic if traffic is not None else PeerTraffic()
+        """What this transport counts of its work (read by the application's metrics)."""
         self.bound_ports: list[int] = []
         self._handler: RaftHandler | None = None
         self._registrars: list[Callable[[grpc.aio.Server], None]] = []
@@ -598,7 +659,10 @@ class GrpcTransport:
     # -- sending
 
     def send(self, messages: Sequence[Message]) -> None:
+        traffic = self.traffic
         for message in messages:
+            if message.type == MessageType.HEARTBEAT:
+                traffic.heartbeat_sent(message.to)
             peer = self._peers.get(message.to)
             if peer is None or not self._started:
                 logger.debug("dropped %s to unknown peer %x", message.type.name, message.to)
@@ -609,6 +673,7 @@ class GrpcTransport:
                 peer.send_snapshot(message)
             elif not peer.enqueue(message):
                 logger.debug("dropped %s to peer %x: outbound queue full", message.type.name, message.to)
+                traffic.add(traffic.sent_failures, message.to)
                 self.report_unreachable(message.to)
 
     def call_metadata(self) -> tuple[tuple[str, str], ...]:

@@ -62,7 +62,8 @@ def _bound_text(bound: float) -> str:
 
 
 class EtcdCollector(Collector):
-    """etcd_server_*, etcd_mvcc_*, etcd_debugging_mvcc_*, etcd_disk_*, etcd_network_client_* and grpc_server_*."""
+    """etcd_server_*, etcd_cluster_version, etcd_mvcc_*, etcd_debugging_mvcc_*, etcd_disk_*, etcd_network_client_*,
+    etcd_network_peer_* and grpc_server_*."""
 
     def __init__(self, member: MemberView, grpc_stats: GrpcStats, wal_fsync: DurationHistogram,
                  backend_commit: DurationHistogram) -> None:
@@ -84,6 +85,7 @@ class EtcdCollector(Collector):
         yield CounterMetricFamily("etcd_network_client_grpc_sent_bytes",
                                   "The total number of bytes sent to grpc clients.", value=self._grpc.sent_bytes)
         yield from self._grpc_server()
+        yield from self._peers()
 
     def _server(self) -> Iterable[Metric]:
         m, counters = self._member, self._member.counters
@@ -127,6 +129,35 @@ class EtcdCollector(Collector):
             "etcd_server_slow_apply",
             "The total number of slow apply requests (likely overloaded from slow disk).",
             value=counters.slow_applies)
+        yield CounterMetricFamily(
+            "etcd_server_heartbeat_send_failures",
+            "The total number of leader heartbeat send failures (likely overloaded from slow disk).",
+            value=counters.heartbeat_send_failures)
+
+    def _peers(self) -> Iterable[Metric]:
+        """etcd's rafthttp families; like its vectors, a family appears once some peer has a sample."""
+        traffic = self._member.counters.peer_traffic
+        for name, documentation, label, counts in (
+                ("etcd_network_peer_sent_bytes", "The total number of bytes sent to peers.", "To",
+                 traffic.sent_bytes),
+                ("etcd_network_peer_received_bytes", "The total number of bytes received from peers.", "From",
+                 traffic.received_bytes),
+                ("etcd_network_peer_sent_failures", "The total number of send failures from peers.", "To",
+                 traffic.sent_failures),
+                ("etcd_network_peer_received_failures", "The total number of receive failures from peers.", "From",
+                 traffic.received_failures)):
+            if counts:
+                family = CounterMetricFamily(name, documentation, labels=[label])
+                for peer_id, count in sorted(counts.items()):
+                    family.add_metric([f"{peer_id:x}"], count)
+                yield family
+        round_trips = self._member.counters.peer_round_trip
+        if round_trips:
+            round_trip = HistogramMetricFamily("etcd_network_peer_round_trip_time_seconds",
+                                               "Round-Trip-Time histogram between peers", labels=["To"])
+            for peer_id, data in sorted(round_trips.items()):
+                add_histogram(round_trip, data, {"To": f"{peer_id:x}"})
+            yield round_trip
 
     def _mvcc(self) -> Iterable[Metric]:
         m = self._member

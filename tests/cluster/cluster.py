@@ -31,7 +31,8 @@ class Cluster:
     members: list[ServerProcess] = field(default_factory=list)
     stopped: list[ServerProcess] = field(default_factory=list)
 
-    def start(self, size: int) -> Cluster:
+    def start(self, size: int, running: int | None = None) -> Cluster:
+        """A `size`-member cluster; only the first `running` members (all by default) are started."""
         ports = [(free_port(), free_port()) for _ in range(size)]
         initial = ",".join(f"m{i}=http://127.0.0.1:{peer}" for i, (_, peer) in enumerate(ports))
         for i, (client, peer) in enumerate(ports):
@@ -40,9 +41,10 @@ class Cluster:
                 peer_port=peer, initial_cluster=initial,
                 extra_args=[f"--initial-cluster-token={self.token}", "--initial-cluster-state=new",
                             *self.extra_args]))
-        for member in self.members:
+        started = self.members[:running]
+        for member in started:
             member.start(wait=False)
-        for member in self.members:
+        for member in started:
             member.wait_healthy(timeout=60)
         return self
 

@@ -3,17 +3,21 @@
 Every metric the operator section lists must exist in pyetcd with etcd's type and label names,
 and the counters must move when the matching work happens. --listen-metrics-urls serves
 /metrics and /health (and nothing else), and --metrics=extensive adds the handling histogram.
+On three members, the peer families count each peer's traffic, and the cluster version the
+leader decided goes from 3.0 to 3.4 once a member that was down answers.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.cluster.cluster import Cluster, wait_until
 from tests.helpers.servers import ServerProcess, StartServer, free_port
 from tests.http.httpget import http_get
 
@@ -22,6 +26,7 @@ LISTED = (
     "etcd_server_proposals_committed_total", "etcd_server_proposals_applied_total", "etcd_server_proposals_pending",
     "etcd_server_proposals_failed", "etcd_server_id", "etcd_server_version", "etcd_server_quota_backend_bytes",
     "etcd_server_health_success", "etcd_server_health_failures", "etcd_server_slow_apply",
+    "etcd_server_heartbeat_send_failures", "etcd_cluster_version",
     "etcd_mvcc_db_total_size_in_bytes",
     "etcd_mvcc_db_total_size_in_use_in_bytes", "etcd_mvcc_put", "etcd_mvcc_delete", "etcd_mvcc_range",
     "etcd_mvcc_txn", "etcd_debugging_mvcc_keys_total", "etcd_debugging_mvcc_watcher_total",
@@ -32,6 +37,12 @@ LISTED = (
     "process_virtual_memory_bytes",
 )
 """Family names as the parser gives them (a counter's `_total` is dropped)."""
+PEER_FAMILIES = (
+    "etcd_network_peer_sent_bytes", "etcd_network_peer_received_bytes", "etcd_network_peer_sent_failures",
+    "etcd_network_peer_round_trip_time_seconds", "etcd_server_heartbeat_send_failures", "etcd_cluster_version",
+)
+"""What a 3-member cluster's leader shows (etcd_network_peer_received_failures too, once a receive fails:
+tests/raft/test_transport.py makes one)."""
 
 
 def families(url: str) -> dict[str, Metric]:
@@ -147,3 +158,67 @@ def test_etcdctl_check_datascale_reads_the_memory_metric(start_server: StartServ
     result = server.etcdctl("check", "datascale", "--load=s", timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PASS: Approximate system memory used" in result.stdout, result.stdout
+
+
+def version_of(member: ServerProcess) -> bytes:
+    return http_get(member.client_url + "/version").body
+
+
+def cluster_version(version: str) -> bytes:
+    return b'{"etcdserver":"3.4.23","etcdcluster":"%s"}' % version.encode()
+
+
+def moved(before: dict[str, Metric], after: dict[str, Metric], family: str, **labels: str) -> float:
+    return sample(after, family, "_total", **labels) - sample(before, family, "_total", **labels)
+
+
+def sampled_peers(member: ServerProcess, family: str) -> set[str]:
+    metric = families(member.client_url + "/metrics").get(family)
+    return {s.labels["To"] for s in metric.samples} if metric is not None else set()
+
+
+def late_third_member(binary: str, base: Path) -> dict[str, Metric]:
+    """Two of three members start, so the leader cannot ask the third and sets etcd's minimum, 3.0;
+    once the third is up it raises the cluster version to 3.4. Then a few puts: the leader's
+    metrics after them are returned, with the per-peer families checked against the peers' IDs."""
+    cluster = Cluster(base / binary, binary=binary)
+    try:
+        cluster.start(3, running=2)
+        first, _, third = cluster.members
+        assert wait_until(lambda: version_of(first) == cluster_version("3.0.0"), 15), version_of(first)
+        third.start(timeout=60)
+        for member in cluster.members:
+            assert wait_until(lambda m=member: version_of(m) == cluster_version("3.4.0"), 20), member.name
+            log = member.log_path.read_text(errors="replace")
+            assert "updated the cluster version from 3.0 to 3.4" in log, (binary, member.name)
+        leader = cluster.leader()
+        peers = [f"{cluster.member_id(m):x}" for m in cluster.members if m is not leader]
+        before = families(leader.client_url + "/metrics")
+        for number in range(5):
+            assert leader.etcdctl("put", f"/peer/{number}", "v" * 100).returncode == 0
+        # etcd's prober samples a peer's round trip 5 s after it knows the peer, then every 30 s.
+        round_trips = "etcd_network_peer_round_trip_time_seconds"
+        assert wait_until(lambda: sampled_peers(leader, round_trips) >= set(peers), 15), binary
+        after = families(leader.client_url + "/metrics")
+        for peer in peers:
+            # The puts' values go out to each follower; what comes back is their (smaller) answers.
+            sent = moved(before, after, "etcd_network_peer_sent_bytes", To=peer)
+            received = moved(before, after, "etcd_network_peer_received_bytes", From=peer)
+            assert sent > 5 * 100 and received > 0, (binary, peer, sent, received)
+            assert sample(after, round_trips, "_count", To=peer) >= 1, (binary, peer)
+        third_id = f"{cluster.member_id(third):x}"
+        assert sample(after, "etcd_network_peer_sent_failures", "_total", To=third_id) >= 1, binary
+        assert sample(after, "etcd_cluster_version", cluster_version="3.4") == 1
+        assert sample(after, "etcd_cluster_version", cluster_version="3.0") == 0
+        return after
+    finally:
+        cluster.stop()
+
+
+def test_three_members_count_peer_traffic_and_raise_the_cluster_version_as_etcd(tmp_path: Path) -> None:
+    found = {binary: late_third_member(binary, tmp_path) for binary in ("etcd", "pyetcd")}
+    etcd, pyetcd = found["etcd"], found["pyetcd"]
+    for name in PEER_FAMILIES:
+        assert pyetcd[name].type == etcd[name].type, name
+        assert pyetcd[name].documentation == etcd[name].documentation, name
+        assert set(map(frozenset, label_names(pyetcd[name]))) == set(map(frozenset, label_names(etcd[name]))), name

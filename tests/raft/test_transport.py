@@ -1,4 +1,5 @@
-"""Peer transport: messages and chunked snapshots cross gRPC; strangers and removed members are refused."""
+"""Peer transport: messages and chunked snapshots cross gRPC; strangers and removed members are refused;
+bytes, failures, probe round trips and late heartbeats are counted for the metrics."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
+import grpc
 import pytest
 
+from etcdpb.raftpb import raft_pb2, raft_pb2_grpc
 from raft.core.types import (
     ConfState,
     Entry,
@@ -17,6 +20,7 @@ from raft.core.types import (
     Snapshot,
     SnapshotMetadata,
 )
+from raft.peer_traffic import PeerTraffic
 from raft.transport import (
     OUTBOUND_QUEUE_SIZE,
     SNAPSHOT_CHUNK_BYTES,
@@ -116,6 +120,8 @@ def test_message_survives_the_wire_format() -> None:
 
 async def test_messages_reach_the_peer_in_order(make_member: MakeMember) -> None:
     one, two = await make_member(1), await make_member(2)
+    round_trips: list[tuple[int, float]] = []
+    one.transport.traffic.on_round_trip = lambda peer, seconds: round_trips.append((peer, seconds))
     one.transport.add_peer(2, [two.url])
     two.transport.add_peer(1, [one.url])
     sent = [app(2, 1, i) for i in range(1, 301)]
@@ -125,6 +131,13 @@ async def test_messages_reach_the_peer_in_order(make_member: MakeMember) -> None
     await two.recorder.wait_for(lambda: len(two.recorder.received) == len(sent))
     assert two.recorder.received == sent
     assert one.transport.active_since(2) is not None
+    # Each side counts the batches' encoded size once: what one wrote is what two read.
+    await two.recorder.wait_for(lambda: two.transport.traffic.received_bytes.get(1, 0) > 300 * 10)
+    assert one.transport.traffic.sent_bytes == {2: two.transport.traffic.received_bytes[1]}
+    assert one.transport.traffic.sent_failures == {} and two.transport.traffic.received_failures == {}
+    # The stream's connection is probed as soon as it is up.
+    await one.recorder.wait_for(lambda: bool(round_trips))
+    assert round_trips[0][0] == 2 and 0 < round_trips[0][1] < 5
     two.transport.send([Message(type=MessageType.APP_RESP, to=1, sender=2, term=2, index=300)])
     await one.recorder.wait_for(lambda: len(one.recorder.received) == 1)
     assert one.recorder.received[0].index == 300
@@ -146,6 +159,8 @@ async def test_snapshot_goes_in_chunks_with_the_applications_state(
     assert received.type == MessageType.SNAP
     assert received.snapshot == Snapshot(meta, data)
     assert one.recorder.snapshot_reports == [(2, False)]
+    assert one.transport.traffic.sent_bytes == {2: len(data)}
+    assert two.transport.traffic.received_bytes == {1: len(data)}
 
 
 async def test_snapshot_to_an_unreachable_peer_is_reported_failed(
@@ -159,6 +174,7 @@ async def test_snapshot_to_an_unreachable_peer_is_reported_failed(
                                 snapshot=Snapshot(SnapshotMetadata(index=5, term=1)))])
     await one.recorder.wait_for(lambda: len(one.recorder.snapshot_reports) == 1)
     assert one.recorder.snapshot_reports == [(2, True)]
+    assert one.transport.traffic.sent_failures.get(2, 0) >= 1
 
 
 async def test_stream_reconnects_to_a_restarted_peer(make_member: MakeMember) -> None:
@@ -226,6 +242,36 @@ async def test_full_queue_drops_and_reports_unreachable(make_member: MakeMember)
     one.transport.send([app(2, 1, i) for i in range(OUTBOUND_QUEUE_SIZE + 10)])
     assert one.recorder.unreachable.count(2) >= 10
     assert one.transport.active_since(2) is None
+    assert one.transport.traffic.sent_failures[2] >= 10
+
+
+async def test_a_snapshot_that_fails_its_checksum_is_a_receive_failure(make_member: MakeMember) -> None:
+    one, two = await make_member(1), await make_member(2)
+    head = raft_pb2.Message(type=raft_pb2.MSG_SNAP, to=2, sender=1, term=1,
+                            snapshot=raft_pb2.Snapshot(metadata=raft_pb2.SnapshotMetadata(index=5, term=1)))
+
+    async def chunks() -> AsyncIterator[raft_pb2.SnapshotChunk]:
+        yield raft_pb2.SnapshotChunk(message=head, data=b"state", final=True, crc32=1)
+
+    async with await one.transport.open_channel(two.url) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await raft_pb2_grpc.RaftStub(channel).SendSnapshot(chunks(), metadata=one.transport.call_metadata())
+    assert refused.value.code() == grpc.StatusCode.DATA_LOSS
+    assert two.transport.traffic.received_failures == {1: 1}
+    assert two.recorder.received == []
+
+
+def test_a_heartbeat_later_than_two_intervals_is_reported_until_leadership_changes() -> None:
+    late: list[tuple[int, float]] = []
+    traffic = PeerTraffic(on_late_heartbeat=lambda peer, exceeded: late.append((peer, exceeded)),
+                          heartbeat_interval_s=0.1)
+    for now in (10.0, 10.1, 10.25, 10.55):  # 0.1 and 0.15 apart are on time; 0.3 is 0.1 late
+        traffic.heartbeat_sent(2, now)
+    traffic.heartbeat_sent(3, 10.55)
+    assert [(peer, round(exceeded, 3)) for peer, exceeded in late] == [(2, 0.1)]
+    traffic.reset_heartbeats()
+    traffic.heartbeat_sent(2, 20.0)
+    assert len(late) == 1
 
 
 async def test_a_peer_url_the_transport_cannot_dial_leaves_that_peer_unreachable(make_member: MakeMember) -> None:

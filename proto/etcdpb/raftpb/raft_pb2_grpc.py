@@ -44,6 +44,11 @@ class RaftStub:
                 request_serializer=etcdpb_dot_raftpb_dot_raft__pb2.SnapshotChunk.SerializeToString,
                 response_deserializer=etcdpb_dot_raftpb_dot_raft__pb2.SnapshotAck.FromString,
                 _registered_method=True)
+        self.Probe = channel.unary_unary(
+                '/raftpb.Raft/Probe',
+                request_serializer=etcdpb_dot_raftpb_dot_raft__pb2.ProbeRequest.SerializeToString,
+                response_deserializer=etcdpb_dot_raftpb_dot_raft__pb2.ProbeResponse.FromString,
+                _registered_method=True)
 
 
 class RaftServicer:
@@ -62,6 +67,13 @@ class RaftServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Probe(self, request, context):
+        """Answered at once: the sender times it for the peer round-trip time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RaftServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -74,6 +86,11 @@ def add_RaftServicer_to_server(servicer, server):
                     servicer.SendSnapshot,
                     request_deserializer=etcdpb_dot_raftpb_dot_raft__pb2.SnapshotChunk.FromString,
                     response_serializer=etcdpb_dot_raftpb_dot_raft__pb2.SnapshotAck.SerializeToString,
+            ),
+            'Probe': grpc.unary_unary_rpc_method_handler(
+                    servicer.Probe,
+                    request_deserializer=etcdpb_dot_raftpb_dot_raft__pb2.ProbeRequest.FromString,
+                    response_serializer=etcdpb_dot_raftpb_dot_raft__pb2.ProbeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -130,6 +147,33 @@ class Raft:
             '/raftpb.Raft/SendSnapshot',
             etcdpb_dot_raftpb_dot_raft__pb2.SnapshotChunk.SerializeToString,
             etcdpb_dot_raftpb_dot_raft__pb2.SnapshotAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Probe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raftpb.Raft/Probe',
+            etcdpb_dot_raftpb_dot_raft__pb2.ProbeRequest.SerializeToString,
+            etcdpb_dot_raftpb_dot_raft__pb2.ProbeResponse.FromString,
             options,
             channel_credentials,
             insecure,
