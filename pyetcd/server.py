@@ -20,13 +20,13 @@ import grpc
 
 from etcdpb.etcdserverpb import raft_internal_pb2, rpc_pb2
 from etcdpb.serverpb import peer_pb2, peer_pb2_grpc
-from pyetcd import SERVER_VERSION, errors, etcd_lines
+from pyetcd import errors, etcd_lines
 from pyetcd.apply import Applier, ApplyOutcome, MembershipChanges, encode_conf_change_context
 from pyetcd.apply_kv import is_txn_read_only, is_txn_serializable, read_range, read_txn
 from pyetcd.auth.checks import check_range, check_txn
 from pyetcd.auth.store import AuthStore
 from pyetcd.auth.tokens import new_token_provider
-from pyetcd.cluster_version import NOT_DECIDED, Capabilities, ClusterVersionMonitor, major_minor
+from pyetcd.cluster_version import Capabilities, ClusterVersionMonitor, major_minor
 from pyetcd.compactor import new_compactor
 from pyetcd.config import ServerConfig, configured_member_id
 from pyetcd.counters import DiskObservers, ServerCounters
@@ -36,13 +36,13 @@ from pyetcd.identity import Identity
 from pyetcd.ids import RequestIdGenerator, format_id
 from pyetcd.ids import member_id as derive_member_id
 from pyetcd.lessor import Lessor
-from pyetcd.logs import log_event
 from pyetcd.membership import CLUSTER_BUCKET, CLUSTER_VERSION_KEY, MEMBERS_BUCKET, REMOVED_BUCKET, Member, Membership
 from pyetcd.server_auth import ServerAuth
 from pyetcd.server_core import AppliedIndexWaiters
 from pyetcd.server_leases import ServerLeases
 from pyetcd.server_maintenance import ServerMaintenance
 from pyetcd.server_members import ServerMembers
+from pyetcd.server_versions import ServerVersions
 from pyetcd.tlsconfig import TLSInfo, is_secure_url, with_auto_tls
 from pyetcd.tlscredentials import PeerSecurity
 from raft.core import ConfChange, ConfChangeType, ConfState, ProposalDropped, Snapshot, SnapshotMetadata
@@ -59,7 +59,7 @@ STORE_FLUSH_INTERVAL_S = 1.0
 REMOVED_MESSAGE = "the member has been permanently removed from the cluster"
 
 
-class EtcdServer(ServerMembers, ServerMaintenance, ServerLeases, ServerAuth):
+class EtcdServer(ServerMembers, ServerMaintenance, ServerLeases, ServerAuth, ServerVersions):
     """One pyetcd member: start-up and shut-down, the apply loop, KV, and the background loops."""
 
     def __init__(self, config: ServerConfig) -> None:
@@ -180,6 +180,7 @@ class EtcdServer(ServerMembers, ServerMaintenance, ServerLeases, ServerAuth):
                        asyncio.create_task(self._auto_compaction_loop(), name="auto-compaction"),
                        asyncio.create_task(self._store_flush_loop(), name="store-flush"),
                        asyncio.create_task(DiskSpaceGuard.for_member(self).run(), name="disk-space")]
+
     def _peer_traffic(self) -> PeerTraffic:
         """The transport's counts, kept in this member's counters for /metrics."""
         traffic = self.counters.peer_traffic
@@ -394,52 +395,6 @@ class EtcdServer(ServerMembers, ServerMaintenance, ServerLeases, ServerAuth):
     def _on_member_updated(self, member: Member) -> None:
         if member.id != self.member_id:
             self.transport.update_peer(member.id, list(member.peer_urls))
-
-    # -- the cluster version -------------------------------------------------------------------
-
-    def _on_cluster_version_set(self, old: str | None, new: str) -> None:
-        etcd_lines.cluster_version_set(old, new, self.member_id, self.cluster_id)
-        if self.capabilities.update(new):
-            etcd_lines.capabilities_enabled(new)
-        self.counters.set_cluster_version(major_minor(new))
-
-    async def _monitor_versions(self, monitor: ClusterVersionMonitor) -> None:
-        """The leader decides the cluster version once this member has published itself, so the
-        lines follow the publish line as they do in etcd's logs."""
-        await self.ready.wait()
-        await monitor.run()
-
-    async def _propose_cluster_version(self, version: str) -> None:
-        request = raft_internal_pb2.InternalRaftRequest()
-        request.cluster_version_set.ver = version
-        await self._propose_and_wait(request, type(None))
-
-    async def _remote_server_version(self, member: Member) -> str | None:
-        """A member's server version, asked on its peer URLs in turn (etcd's getVersion); None if none answers."""
-        for url in member.peer_urls:
-            try:
-                channel = self._version_channels.get(url)
-                if channel is None:
-                    channel = self._version_channels[url] = await self.transport.open_channel(url)
-                answer = await peer_pb2_grpc.PeerStub(channel).Version(peer_pb2.VersionRequest(), timeout=2.0)
-            except (grpc.aio.AioRpcError, ValueError) as err:
-                reason = err.details() if isinstance(err, grpc.aio.AioRpcError) else str(err)
-                log_event(log, logging.WARNING, "failed to reach the peerURL(%s) of member %s (%s)", url,
-                          format_id(member.id), reason, zap="failed to reach the peer URL", address=f"{url}/version",
-                          remote_member_id=format_id(member.id), error=reason)
-                continue
-            return str(answer.etcdserver)
-        log_event(log, logging.WARNING, "cannot get the version of member %s", format_id(member.id),
-                  zap="failed to get version", remote_member_id=format_id(member.id))
-        return None
-
-    def cluster_version(self) -> str | None:
-        """The cluster version this member has applied (`3.4.0`), None while undecided."""
-        return self.membership.version
-
-    def version_answer(self) -> peer_pb2.VersionResponse:
-        """What this member answers the leader's version check (etcd's /version on a peer URL)."""
-        return peer_pb2.VersionResponse(etcdserver=SERVER_VERSION, etcdcluster=self.membership.version or NOT_DECIDED)
 
     async def _publish_attributes(self) -> None:
         """Announce our name and client URLs through the log, until it is applied (etcd's publish)."""
