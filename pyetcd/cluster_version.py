@@ -139,6 +139,9 @@ class ClusterVersionMonitor:
         except Exception as err:  # noqa: BLE001 - the next check tries again, as etcd's loop does
             log_event(log, logging.ERROR, "error updating cluster version (%s)", err,
                       zap="failed to update cluster version", error=str(err))
+            return
+        log_event(log, logging.INFO, "cluster version is updated", zap="cluster version is updated", only="zap",
+                  cluster_version=major_minor(target))
 
     async def server_versions(self) -> dict[int, str | None]:
         """Each member's server version (etcd's getVersions); None for a member that did not answer."""

@@ -115,7 +115,7 @@ def heartbeat_late(peer_id: int, interval_s: float, exceeded_s: float) -> None:
               zap="leader failed to send out heartbeat on time; took too long, leader is overloaded likely from "
               "slow disk", to=f"{peer_id:x}", heartbeat_interval=go_duration(interval_s),
               expected_duration=go_duration(2 * interval_s), exceeded_duration=go_duration(exceeded_s))
-    server_log.warning("server is likely overloaded", extra={"zap_msg": "", "zap_fields": {}})
+    log_event(server_log, logging.WARNING, "server is likely overloaded", only="capnslog")
 
 
 class LeaderLines:

@@ -6,7 +6,8 @@ one JSON object a line: `{"level":"info","ts":"…Z","caller":"…","msg":"…",
 
 etcd words some events differently in the two formats (capnslog's `published {Name:…} to
 cluster …` is zap's `published local member to cluster through raft` with fields), so such
-lines are logged with `log_event`, which carries both; scripts wait for either wording.
+lines are logged with `log_event`, which carries both; scripts wait for either wording. A few
+lines etcd writes in one format only (`only="zap"` or `only="capnslog"`) are left out of the other.
 """
 
 from __future__ import annotations
@@ -47,12 +48,14 @@ def package_of(logger_name: str) -> str:
     return PACKAGES.get(logger_name, logger_name.rsplit(".", 1)[-1])
 
 
-def log_event(logger: logging.Logger, level: int, capnslog: str, *args: object, zap: str = "",
+def log_event(logger: logging.Logger, level: int, capnslog: str, *args: object, zap: str = "", only: str = "",
               **fields: object) -> None:
     """Log one event in etcd's words for both formats: `capnslog % args`, or zap's `zap` message
-    with `fields` (names as etcd's zap lines spell them, e.g. local-member-id: pass local_member_id)."""
+    with `fields` (names as etcd's zap lines spell them, e.g. local-member-id: pass local_member_id);
+    `only` names the one format etcd writes the line in, if it writes it in one only."""
     logger.log(level, capnslog, *args, stacklevel=2,
-               extra={"zap_msg": zap, "zap_fields": {k.replace("_", "-"): v for k, v in fields.items()}})
+               extra={"zap_msg": zap, "zap_fields": {k.replace("_", "-"): v for k, v in fields.items()},
+                      "only_in": only})
 
 
 class CapnslogFormatter(logging.Formatter):
@@ -112,6 +115,7 @@ def setup_logging(level: str, logger: str = "capnslog", outputs: Sequence[str] =
     for stream in dict.fromkeys(open_outputs(outputs)):
         handler = logging.StreamHandler(stream)
         handler.setFormatter(formatter)
+        handler.addFilter(lambda record: getattr(record, "only_in", "") in ("", logger))
         handlers.append(handler)
     root = logging.getLogger()
     root.handlers[:] = handlers
