@@ -14,6 +14,7 @@ import grpc
 
 from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from tests.helpers.servers import ServerProcess, StartServer
+from tests.http.httpget import http_get
 
 WRITERS = 24
 ACKS_BEFORE_CRASH = 300
@@ -90,3 +91,6 @@ async def test_sigterm_while_writing_exits_0_and_keeps_every_acknowledged_put(
         answer = await rpc_pb2_grpc.KVStub(channel).Put(rpc_pb2.PutRequest(key=b"/term/after", value=b"v"),
                                                         timeout=10)
     assert answer.header.revision == max(rev for _, rev in stored.values()) + 1
+    # The cluster version decided before the stop is read back from the store, as etcd's Recover does.
+    assert http_get(server.client_url + "/version").body == b'{"etcdserver":"3.4.23","etcdcluster":"3.4.0"}'
+    assert "etcdserver/membership: set the cluster version to 3.4 from store" in server.log_path.read_text()
