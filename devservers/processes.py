@@ -16,11 +16,22 @@ PYETCD_BINARY = REPO / ".venv" / "bin" / "pyetcd"
 HOST = "127.0.0.1"
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A port the kernel just handed out and released, so nothing else is bound to it right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+    """A port the kernel just handed out and released, so nothing else is bound to it right now.
+
+    The kernel may hand the same released port out again at once, so a port this process has
+    already handed out is never returned twice (three members must not share one port).
+    """
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((HOST, 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def binary_path(binary: str) -> str:
