@@ -30,18 +30,14 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from pyetcd.certchecks import go_quote
 from pyetcd.errors import StartupError
 from pyetcd.http.relay_process import TLS_HTTP_TAG, listener_argument
-from pyetcd.http.tls import HANDSHAKE_TIMEOUT_S, HttpTls
-from pyetcd.relayed_peer import go_address
+from pyetcd.http.tls import HttpTls
 from pyetcd.tlsconfig import TLSInfo, is_secure_url
 
 log = logging.getLogger("pyetcd.embed")
 
 FRONT_EXIT_TIMEOUT_S = 5.0
-ERR_NO_CERTIFICATE = "tls: client didn't provide a certificate"
-"""Go's words for a handshake without the client certificate it must show (etcd logs them)."""
 _backend_names = itertools.count(1)
 NO_TLS = TLSInfo()
 
@@ -229,22 +225,10 @@ class ClientPortFront:
             conn.close()
             return
         else:
-            try:
-                client = go_address(conn.getpeername()) or "@"
-            except OSError:
-                conn.close()  # gone already
-                return
-            try:
-                transport, _ = await loop.connect_accepted_socket(
-                    self._http_tls.checked(self._http_protocol), conn, ssl=self._http_tls.context(),
-                    ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S)
-            except (OSError, TimeoutError, ConnectionError) as err:
-                conn.close()  # a failed handshake: the client is refused, or gone
-                if getattr(err, "reason", None) == "PEER_DID_NOT_RETURN_A_CERTIFICATE":
-                    log.info('rejected connection from %s (error %s, ServerName "")', go_quote(client),
-                             go_quote(ERR_NO_CERTIFICATE))
+            tls_transport = await self._http_tls.serve(self._http_protocol, conn)
+            if tls_transport is None:
                 return
             self._tls_transports = {kept for kept in self._tls_transports if not kept.is_closing()}
-            self._tls_transports.add(transport)
+            self._tls_transports.add(tls_transport)
             return
         self._http_transports.add(transport)

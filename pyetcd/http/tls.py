@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from collections.abc import Callable, Sequence
 from typing import cast
 
 from cryptography import x509
 
-from pyetcd.certchecks import CertificateCheck, log_rejection
+from pyetcd.certchecks import CertificateCheck, go_quote, log_rejection
 from pyetcd.relayed_peer import go_address
 from pyetcd.tlsconfig import TLSInfo, files_stamp, grpc_cipher_list
 
@@ -26,6 +27,8 @@ log = logging.getLogger("pyetcd.embed")
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 HANDSHAKE_TIMEOUT_S = 10.0
 """Go's net/http TLS handshake allowance is the connection's read timeout; etcd's listener waits long."""
+ERR_NO_CERTIFICATE = "tls: client didn't provide a certificate"
+"""Go's words for a handshake without the client certificate it must show (etcd logs them)."""
 
 
 def server_context(info: TLSInfo, cipher_suites: Sequence[str] = ()) -> ssl.SSLContext:
@@ -78,6 +81,27 @@ class HttpTls:
         return lambda: CheckedConnection(self._check, app_protocol)
 
 
+    async def serve(self, app_protocol: ProtocolFactory, conn: socket.socket) -> asyncio.BaseTransport | None:
+        """Make the TLS handshake on an accepted connection and hand it to `app_protocol` once etcd's
+        checks pass; None (the connection closed, a missing certificate logged as etcd logs it) if refused."""
+        conn.setblocking(False)
+        try:
+            client = go_address(conn.getpeername()) or "@"
+        except OSError:
+            conn.close()  # gone already
+            return None
+        try:
+            transport, _ = await asyncio.get_running_loop().connect_accepted_socket(
+                self.checked(app_protocol), conn, ssl=self.context(), ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S)
+        except (OSError, TimeoutError, ConnectionError) as err:
+            conn.close()  # a failed handshake: the client is refused, or gone
+            if getattr(err, "reason", None) == "PEER_DID_NOT_RETURN_A_CERTIFICATE":
+                log.info('rejected connection from %s (error %s, ServerName "")', go_quote(client),
+                         go_quote(ERR_NO_CERTIFICATE))
+            return None
+        return transport
+
+
 class CheckedConnection(asyncio.Protocol):
     """Runs etcd's post-handshake certificate checks (made once the TLS handshake completed, before
     any request is read), then gives the connection to the HTTP side's protocol."""
@@ -100,3 +124,4 @@ class CheckedConnection(asyncio.Protocol):
         protocol = self._app_protocol()
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
+
