@@ -13,8 +13,8 @@ import asyncio
 import logging
 import socket
 import ssl
-from collections.abc import Callable, Sequence
-from typing import cast
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, cast
 
 from cryptography import x509
 
@@ -125,3 +125,50 @@ class CheckedConnection(asyncio.Protocol):
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
 
+
+class TlsListener:
+    """Serves the HTTP side over TLS on bound listening sockets, each connection through `HttpTls.serve`
+    (a context remade when a file changed, etcd's checks): etcd's TLS listener, for --listen-metrics-urls."""
+
+    def __init__(self, sockets: Sequence[socket.socket], tls: HttpTls, app_protocol: ProtocolFactory) -> None:
+        self._sockets = list(sockets)
+        self._tls = tls
+        self._app_protocol = app_protocol
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._transports: set[asyncio.BaseTransport] = set()
+
+    def start(self) -> None:
+        for sock in self._sockets:
+            self._spawn(self._accept(sock))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _accept(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(sock)
+            except (ConnectionError, BlockingIOError, InterruptedError):
+                continue  # a client gone before it was accepted
+            self._spawn(self._serve(conn))
+
+    async def _serve(self, conn: socket.socket) -> None:
+        transport = await self._tls.serve(self._app_protocol, conn)
+        if transport is not None:
+            self._transports = {kept for kept in self._transports if not kept.is_closing()}
+            self._transports.add(transport)
+
+    async def close(self) -> None:
+        """Stop accepting, and close the open connections."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for sock in self._sockets:
+            sock.close()
+        for transport in self._transports:
+            transport.close()
+        self._transports.clear()

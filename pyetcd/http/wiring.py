@@ -18,8 +18,9 @@ from pyetcd.http.gateway import JsonGateway
 from pyetcd.http.health import HealthSources
 from pyetcd.http.metrics import MemberView, member_metrics
 from pyetcd.http.raftview import RaftViewRoutes
+from pyetcd.http.tls import HttpTls, TlsListener
 from pyetcd.server import EtcdServer
-from pyetcd.tlsconfig import TLSInfo
+from pyetcd.tlsconfig import TLSInfo, is_secure_url
 
 log = logging.getLogger("pyetcd.embed")
 
@@ -41,30 +42,20 @@ def member_view(server: EtcdServer) -> MemberView:
         auth_revision=lambda: server.auth.revision)
 
 
-def metrics_tls_context(url: str, client_tls: TLSInfo, cipher_suites: tuple[str, ...]) -> ssl.SSLContext | None:
-    """The TLS server context for a metrics URL: None for http://, the client TLS settings for https://.
-
-    Like etcd, an https:// metrics URL without --cert-file/--key-file (or --auto-tls) cannot start.
-    The checks pyetcd makes on gRPC connections only (CRL, allowed CN or hostname) and --cipher-suites
-    are refused here rather than silently skipped on this port.
-    """
+def metrics_tls(url: str, client_tls: TLSInfo, cipher_suites: tuple[str, ...]) -> HttpTls | None:
+    """The TLS of a metrics URL: None for http://, the client TLS settings for https:// and unixs://,
+    with --cipher-suites and the checks on client certificates (CRL, allowed CN or hostname), as etcd's
+    serveMetrics listens with the client TLSInfo. Without --cert-file/--key-file (or --auto-tls) such a
+    URL cannot start, as in etcd."""
     parts = urlsplit(url)
-    if parts.scheme not in ("https", "unixs"):
+    if not is_secure_url(url):
         return None
     if client_tls.empty:
         raise StartupError(f"cannot listen on TLS for {parts.netloc}: KeyFile and CertFile are not presented")
-    if client_tls.checks_certificates or cipher_suites:
-        raise StartupError(f"--listen-metrics-urls {url}: pyetcd serves TLS metrics URLs without "
-                           "--client-crl-file, --cert-allowed-cn, --cert-allowed-hostname and --cipher-suites; "
-                           "use an http:// metrics URL or leave those flags out")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2  # etcd's transport.TLSInfo minimum
-    context.load_cert_chain(client_tls.cert_file, client_tls.key_file)
-    if client_tls.requires_client_certificate:
-        context.verify_mode = ssl.CERT_REQUIRED
-        if client_tls.trusted_ca_file:
-            context.load_verify_locations(client_tls.trusted_ca_file)
-    return context
+    try:
+        return HttpTls(client_tls, cipher_suites)
+    except (OSError, ValueError, ssl.SSLError) as err:
+        raise StartupError(f"client TLS: {err}") from None
 
 
 class HttpWiring:
@@ -90,6 +81,7 @@ class HttpWiring:
                                                     metrics.registry, gateway, rules, raft_view))
         self._metrics_side = HttpSide(metrics_url_app(health, metrics.registry, raft_view))
         self._metrics_servers: list[asyncio.AbstractServer] = []
+        self._metrics_tls_listeners: list[TlsListener] = []
 
     async def start(self) -> None:
         await self._client_side.start()
@@ -101,14 +93,21 @@ class HttpWiring:
         with the client TLS settings, as etcd's serveMetrics does."""
         loop = asyncio.get_running_loop()
         for url in self._server.config.listen_metrics_urls:
-            tls = metrics_tls_context(url, self._server.client_tls, self._server.config.cipher_suites)
-            for sock in bind_url(url):
-                self._metrics_servers.append(await loop.create_server(self._metrics_side.protocol, sock=sock,
-                                                                      ssl=tls))
+            tls = metrics_tls(url, self._server.client_tls, self._server.config.cipher_suites)
+            sockets = bind_url(url)
+            if tls is None:
+                for sock in sockets:
+                    self._metrics_servers.append(await loop.create_server(self._metrics_side.protocol, sock=sock))
+            else:
+                listener = TlsListener(sockets, tls, self._metrics_side.protocol)
+                listener.start()
+                self._metrics_tls_listeners.append(listener)
             log.info("serving metrics/health on %s", url)
 
     async def stop(self) -> None:
         for server in self._metrics_servers:
             server.close()
+        for listener in self._metrics_tls_listeners:
+            await listener.close()
         await self._client_side.stop()
         await self._metrics_side.stop()

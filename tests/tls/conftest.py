@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.certs import CertFiles, CertificateAuthority
+from tests.helpers.servers import HOST, free_port
 from tests.helpers.tlsservers import ClientCredentials, TLSServerProcess, start_all, stop_all, tls_cluster
 
 
@@ -54,6 +55,10 @@ def secure_member_flags(pki: PKI) -> list[str]:
     ]
 
 
+def https_metrics_url_flag() -> str:
+    return f"--listen-metrics-urls=https://{HOST}:{free_port()}"
+
+
 @pytest.fixture(scope="module")
 def tls_only_cluster(pki: PKI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[TLSServerProcess]]:
     """Three pyetcd members speaking only TLS, to clients and to each other."""
@@ -68,8 +73,10 @@ def tls_only_cluster(pki: PKI, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 @pytest.fixture(scope="module")
 def real_etcd_member(pki: PKI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSServerProcess]:
-    """One real etcd member with the same TLS flags, to compare refusals and log lines with."""
-    (member,) = tls_cluster("etcd", tmp_path_factory.mktemp("etcd-tls"), 1, [secure_member_flags(pki)],
+    """One real etcd member with the same TLS flags, to compare refusals and log lines with; and an https
+    metrics URL, which etcd serves with the client TLS settings."""
+    (member,) = tls_cluster("etcd", tmp_path_factory.mktemp("etcd-tls"), 1,
+                            [[*secure_member_flags(pki), https_metrics_url_flag()]],
                             credentials=pki.client_credentials())
     try:
         start_all([member])

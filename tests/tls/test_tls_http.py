@@ -1,6 +1,7 @@
 """The HTTP side on https:// and unixs:// client URLs, beside gRPC on the same port, as etcd 3.4 serves it:
 curl gets /health, /version, /metrics, the JSON gateway and /debug/raft with a client certificate,
-and is refused without one or with a revoked one; etcdctl still speaks gRPC there."""
+and is refused without one or with a revoked one; etcdctl still speaks gRPC there. An https://
+--listen-metrics-urls applies the same client TLS settings."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import pytest
 from tests.helpers.certs import CertFiles
 from tests.helpers.servers import HOST, etcdctl_env, free_port
 from tests.helpers.tlsservers import TLSServerProcess, start_all, tls_cluster
-from tests.tls.conftest import PKI, secure_member_flags
+from tests.tls.conftest import PKI, https_metrics_url_flag, secure_member_flags
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def pyetcd_member(pki: PKI, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     (member,) = tls_cluster("pyetcd", root, 1, [secure_member_flags(pki)], credentials=pki.client_credentials())
     member.extra_args = [*member.extra_args, "--host-whitelist=only.example",
                          f"--listen-client-urls={member.client_url},unixs://localhost:{free_port()},"
-                         f"http://{HOST}:{free_port()}"]
+                         f"http://{HOST}:{free_port()}", https_metrics_url_flag()]
     try:
         start_all([member])
         yield member
@@ -40,12 +41,13 @@ def pyetcd_member(pki: PKI, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 def curl(member: TLSServerProcess, pki: PKI, path: str, *args: str, cert: CertFiles | None = None,
-         unix_socket: str | None = None) -> subprocess.CompletedProcess[str]:
-    """curl as an operator runs it against the member: the CA, and `cert` as the client certificate if given."""
+         unix_socket: str | None = None, base_url: str | None = None) -> subprocess.CompletedProcess[str]:
+    """curl as an operator runs it against the member (its client URL, or `base_url`): the CA, and `cert`
+    as the client certificate if given."""
     command = ["curl", "-sS", "-m", "10", "--cacert", str(pki.ca), "-w", "\n%{http_code}"]
     if cert is not None:
         command += ["--cert", str(cert.cert), "--key", str(cert.key)]
-    url = member.client_url + path
+    url = (base_url or member.client_url) + path
     if unix_socket is not None:
         command += ["--unix-socket", unix_socket]
         url = f"https://{HOST}{path}"
@@ -111,6 +113,20 @@ def test_curl_without_an_acceptable_client_certificate_is_refused(
             log.seek(logged)
             assert re.search(rb'rejected connection from "127\.0\.0\.1:\d+" \(error "' + error + rb'", ServerName ""',
                              log.read()), member.binary
+
+
+def test_an_https_metrics_url_serves_with_the_client_tls_checks(pyetcd_member: TLSServerProcess,
+                                                                 real_etcd_member: TLSServerProcess, pki: PKI) -> None:
+    for member in (pyetcd_member, real_etcd_member):
+        metrics_url = next(arg.split("=", 1)[1] for arg in member.extra_args
+                           if arg.startswith("--listen-metrics-urls="))
+        status, metrics = answer(curl(member, pki, "/metrics", cert=pki.client, base_url=metrics_url))
+        assert status == 200 and "\netcd_server_has_leader 1" in metrics, member.binary
+        assert answer(curl(member, pki, "/health", cert=pki.client, base_url=metrics_url)) == \
+            (200, '{"health":"true"}'), member.binary
+        for refused in (pki.revoked, None):  # --client-crl-file and --client-cert-auth apply here too
+            result = curl(member, pki, "/health", cert=refused, base_url=metrics_url)
+            assert result.returncode != 0 and "health" not in result.stdout, (member.binary, result)
 
 
 def test_etcdctl_speaks_grpc_on_the_same_https_port(pyetcd_member: TLSServerProcess, pki: PKI) -> None:
