@@ -1,10 +1,12 @@
 """Runs one pyetcd member as a core process plus K front processes sharing its client port.
 
-`python -m benchmarks.experiments.front_processes [--fronts K] [--admin-url URL] <etcd flags>`
+`python -m benchmarks.experiments.front_processes [--fronts K] [--admin-url URL] [--log-dir DIR] <etcd flags>`
 
 The etcd flags are pyetcd's own; the fronts take over --listen-client-urls and the core serves
-the full API on the admin URL (a free loopback port unless given). SIGTERM or Ctrl-C stops the
-fronts, then the core; if any of them exits, the others are stopped too.
+the full API on the admin URL (a free loopback port unless given). Each process runs in its own
+session with its output in DIR/<name>.log (a fresh temporary directory unless given), as the tests
+and benchmarks start servers (devservers). SIGTERM or Ctrl-C stops the fronts, then the core; if any
+of them exits, the others are stopped too.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from devservers import HOST, free_port, stop_process
+from devservers import HOST, free_port, spawn, stop_process
 from pyetcd.config import ConfigError, parse_server_args
 from pyetcd.urls import host_port
 
@@ -72,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="front processes (default 2; 0: the core batches by itself)")
     parser.add_argument("--admin-url", help="the core's own client URL (default: a free loopback port)")
     parser.add_argument("--max-in-flight", type=int, default=1, help="batches a front keeps at the core")
+    parser.add_argument("--log-dir", type=Path, help="where each process's <name>.log goes (default: a new "
+                                                     "temporary directory)")
     args, etcd_args = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     admin_url = args.admin_url or f"http://{HOST}:{free_port()}"
     signal.signal(signal.SIGTERM, stop_on_signal)
@@ -83,9 +87,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as err:
             print(f"error verifying flags, {err}", file=sys.stderr)
             return 1
-        print(f"core admin URL {admin_url}; {args.fronts} front(s)", file=sys.stderr, flush=True)
+        log_dir: Path = args.log_dir or Path(tempfile.mkdtemp(prefix="pyetcd-front-logs-"))
+        print(f"core admin URL {admin_url}; {args.fronts} front(s); logs in {log_dir}", file=sys.stderr,
+              flush=True)
         try:
-            processes.extend(subprocess.Popen(spec.argv) for spec in specs)
+            processes.extend(spawn(spec.argv, log_dir / f"{spec.name}.log") for spec in specs)
             while all(process.poll() is None for process in processes):
                 time.sleep(POLL_S)
             return next(process.returncode for process in processes if process.returncode is not None)
