@@ -641,9 +641,6 @@ class GrpcTransport:
             self.remove_peer(peer_id)
             self.add_peer(peer_id, urls)
 
-    def peer_ids(self) -> list[int]:
-        return sorted(self._peers)
-
     def active_since(self, peer_id: int) -> float | None:
         """The monotonic time the peer's stream became healthy, or None while it is not."""
         peer = self._peers.get(peer_id)
