@@ -92,6 +92,19 @@ def holds_messages_until_applied(ready: Ready, role: StateRole) -> bool:
     return role is not StateRole.LEADER and ready.commits_conf_change
 
 
+def applies_before_persisting(ready: Ready) -> bool:
+    """Whether this Ready's committed entries go to the application before its write.
+
+    Only when the Ready writes no entries and no snapshot: then everything it commits is already
+    on this member's disk and on a quorum's, and only the new commit index is left to write. A
+    member that loses that write recovers the commit index from its applied index
+    (`Raft._restore_applied`); etcd applies while its WAL write runs for the same reason. An
+    asyncio embedder saves a thread round trip on every commit this way.
+    """
+    return bool(ready.committed_entries) and not ready.entries and (
+        ready.snapshot is None or ready.snapshot.is_empty)
+
+
 def ready_steps(ready: Ready, role: StateRole) -> list[ReadyStep]:
     """The steps that carry out `ready`, taken from a member in `role`, before `advance`.
 
@@ -100,7 +113,8 @@ def ready_steps(ready: Ready, role: StateRole) -> list[ReadyStep]:
        commit makes visible comes out in a later Ready, taken only after this one advanced.
     2. Persist: a vote or an append acknowledged must survive a crash (§5, Figure 2).
     3. The acknowledgements (messages_after_append), now backed by the disk.
-    4. Hand the committed entries to the application.
+    4. Hand the committed entries to the application (before step 2 when they are already
+       durable: `applies_before_persisting`).
     5. A Ready that commits a conf change waits until it is applied: `advance` moves the applied
        index past it, and the core must not count votes and quorums, or accept the next conf
        change, with a membership it has not switched to (thesis §4.1). Other Readies leave the
@@ -108,13 +122,17 @@ def ready_steps(ready: Ready, role: StateRole) -> list[ReadyStep]:
     6. Messages held for the conf change (`holds_messages_until_applied`).
     """
     hold = holds_messages_until_applied(ready, role)
+    apply_first = applies_before_persisting(ready)
     steps: list[ReadyStep] = []
     if not hold and ready.messages:
         steps.append(ReadyStep(Step.SEND, ready.messages))
+    if apply_first:
+        steps.append(ReadyStep(Step.APPLY))
     steps.append(ReadyStep(Step.PERSIST))
     if not hold and ready.messages_after_append:
         steps.append(ReadyStep(Step.SEND, ready.messages_after_append))
-    steps.append(ReadyStep(Step.APPLY))
+    if not apply_first:
+        steps.append(ReadyStep(Step.APPLY))
     if ready.commits_conf_change:
         steps.append(ReadyStep(Step.WAIT_APPLIED))
     if hold and (ready.messages or ready.messages_after_append):

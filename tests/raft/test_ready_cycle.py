@@ -51,6 +51,14 @@ def test_a_follower_committing_a_conf_change_sends_only_once_it_is_applied() -> 
         ReadyStep(Step.SEND, [APPEND, ACK])]
 
 
+def test_entries_already_on_disk_are_applied_before_the_new_commit_index_is_written() -> None:
+    commit_only = Ready(hard_state=HardState(term=1, commit=1), committed_entries=(Entry(term=1, index=1),),
+                        messages=(APPEND,))
+    assert ready_steps(commit_only, StateRole.LEADER) == [
+        ReadyStep(Step.SEND, (APPEND,)), ReadyStep(Step.APPLY), ReadyStep(Step.PERSIST)]
+    # Entries this very Ready writes are applied only once they are on disk (the tests above).
+
+
 def test_a_ready_with_nothing_to_send_is_still_persisted_and_applied() -> None:
     assert ready_steps(Ready(), StateRole.FOLLOWER) == [ReadyStep(Step.PERSIST), ReadyStep(Step.APPLY)]
 
