@@ -273,6 +273,10 @@ class RaftNode:
         """Save in the log writer thread, so the loop keeps stepping, ticking and replicating."""
         if not ready.has_durable_state:
             return
+        if ready.entries and ready.messages:
+            # One loop step for the peer streams' tasks to put the appends on the wire before our
+            # own save goes to the log writer thread, whose work competes with them for the interpreter.
+            await asyncio.sleep(0)
         has_snapshot = ready.snapshot is not None and not ready.snapshot.is_empty
         await asyncio.get_running_loop().run_in_executor(
             self._log_writer, self.log_store.save, ready.hard_state, list(ready.entries),
