@@ -1,8 +1,9 @@
 """`python -m benchmarks.experiments.raftview_cost`: the same pyetcd cluster three ways (Raft view off,
 on with no page open, on with a page open), measured in interleaved rounds by the Go load generator.
 
-All three clusters run at once, so each round measures off, idle and watched back to back under the
-same load and seeds; the summary gives medians and ratios against `off`.
+All three clusters run at once, so each round measures off, idle and watched back to back (starting
+with another of them each round) under the same load and seeds; each cluster's first member leads,
+and a lone client talks to it. The summary gives medians and ratios against `off`.
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ import time
 import urllib.request
 from pathlib import Path
 
+import grpc
+
 from benchmarks.compare import admin
 from benchmarks.compare.goloadgen import GoLoadGenerator
 from benchmarks.compare.plan import Mode, Point, Workload
 from benchmarks.compare.runner import Outcome, Settings, measure
 from benchmarks.compare.servers import READY_TIMEOUT_S, Target, cluster, wait_serving
 from benchmarks.experiments.raftview_cost.variants import VARIANTS, Sample, extra_flags, markdown, summarize
+from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
 POINTS = (Point(3, Workload.PUT, 1), Point(3, Workload.PUT, 256), Point(3, Workload.RANGE, 256),
           Point(1, Workload.PUT, 256))
@@ -52,6 +56,30 @@ class PageFeed:
                 self.bytes_read += len(chunk)
 
 
+def lead_from_first_member(target: Target) -> None:
+    """Moves leadership to the first member, where a lone client's requests go, so that no variant
+    pays (or saves) the forwarding hop by the luck of its election."""
+    statuses = []
+    for endpoint in target.endpoints:
+        with grpc.insecure_channel(endpoint) as channel:
+            statuses.append(rpc_pb2_grpc.MaintenanceStub(channel).Status(rpc_pb2.StatusRequest(), timeout=10))
+    first, leader = statuses[0].header.member_id, statuses[0].leader
+    if first == leader:
+        return
+    leader_endpoint = next(endpoint for endpoint, status in zip(target.endpoints, statuses, strict=True)
+                           if status.header.member_id == leader)
+    with grpc.insecure_channel(leader_endpoint) as channel:
+        rpc_pb2_grpc.MaintenanceStub(channel).MoveLeader(rpc_pb2.MoveLeaderRequest(targetID=first), timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with grpc.insecure_channel(target.endpoints[0]) as channel:
+            status = rpc_pb2_grpc.MaintenanceStub(channel).Status(rpc_pb2.StatusRequest(), timeout=10)
+        if status.leader == first:
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"leadership did not move to {target.members[0].name}")
+
+
 def start(members: int, base: Path, stack: contextlib.ExitStack) -> dict[str, Target]:
     targets = {}
     for variant in VARIANTS:
@@ -66,6 +94,8 @@ def start(members: int, base: Path, stack: contextlib.ExitStack) -> dict[str, Ta
     for target in targets.values():
         for member in target.members:
             wait_serving(member, deadline)
+        if members > 1:
+            lead_from_first_member(target)
     return targets
 
 
@@ -92,7 +122,10 @@ def main() -> None:
                 for index, point in enumerate(p for p in POINTS if p.members == members):
                     for round_ in range(1, args.rounds + 1):
                         seed = members * 10_000 + index * 100 + round_
-                        for variant, target in targets.items():
+                        # Each round starts with another variant, so none always runs first or last.
+                        shift = round_ % len(VARIANTS)
+                        order = list(targets.items())[shift:] + list(targets.items())[:shift]
+                        for variant, target in order:
                             run = measure(loadgen, target, point, round_, mode, settings, seed, outcome)
                             samples.append(Sample(point.label, variant, run.throughput, run.p99_ms,
                                                   run.server_cpu_us_per_op))

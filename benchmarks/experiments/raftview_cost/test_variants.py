@@ -21,11 +21,11 @@ def test_rows_are_medians_per_variant_relative_to_off_on_the_same_point() -> Non
     rows = {(row.point, row.variant): row for row in summarize(samples)}
     off, idle = rows[("put m3 c256", "off")], rows[("put m3 c256", "idle")]
     assert (off.rounds, off.ops_per_s, off.ops_ratio, off.cpu_us_per_op) == (3, 1000, 1.0, 500)
-    assert (idle.rounds, idle.ops_per_s, idle.ops_ratio) == (2, 995, 0.995)
+    assert (idle.rounds, idle.ops_per_s, idle.ops_ratio, idle.ops_range) == (2, 995, 0.995, (990, 1000))
     assert idle.cpu_ratio == pytest.approx(502.5 / 500)
     watched = rows[("put m3 c1", "watched")]
     assert watched.ops_ratio == pytest.approx(0.9) and watched.cpu_ratio is None
     assert ("put m3 c1", "idle") not in rows
     table = markdown(summarize(samples))
-    assert "| put m3 c256 | idle | 2 | 995 | 0.995 | 12.00 | 502 | 1.005 |" in table
-    assert "| put m3 c1 | watched | 1 | 270 | 0.900 | 3.50 | - | - |" in table
+    assert "| put m3 c256 | idle | 2 | 995 | 990–1,000 | 0.995 | 12.00 | 502 | 1.005 |" in table
+    assert "| put m3 c1 | watched | 1 | 270 | 270–270 | 0.900 | 3.50 | - | - |" in table

@@ -39,6 +39,7 @@ class Row:
     variant: str
     rounds: int
     ops_per_s: float
+    ops_range: tuple[float, float]  # the slowest and fastest round: how far rounds alone move
     ops_ratio: float | None  # against the baseline's median, same point
     p99_ms: float | None
     cpu_us_per_op: float | None
@@ -69,7 +70,8 @@ def summarize(samples: Sequence[Sample]) -> list[Row]:
                 continue
             ops = _median([s.ops_per_s for s in measured]) or 0.0
             cpu = _median([s.cpu_us_per_op for s in measured])
-            rows.append(Row(point, variant, len(measured), ops, _ratio(ops, base_ops),
+            spread = (min(s.ops_per_s for s in measured), max(s.ops_per_s for s in measured))
+            rows.append(Row(point, variant, len(measured), ops, spread, _ratio(ops, base_ops),
                             _median([s.p99_ms for s in measured]), cpu, _ratio(cpu, base_cpu)))
     return rows
 
@@ -78,10 +80,11 @@ def markdown(rows: Sequence[Row]) -> str:
     def num(value: float | None, fmt: str) -> str:
         return "-" if value is None else format(value, fmt)
 
-    lines = ["| point | raft view | rounds | ops/s | vs off | p99 ms | server CPU µs/op | vs off |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| point | raft view | rounds | ops/s | rounds' range | vs off | p99 ms | server CPU µs/op | vs off |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {row.point} | {row.variant} | {row.rounds} | {row.ops_per_s:,.0f} | "
+                     f"{row.ops_range[0]:,.0f}–{row.ops_range[1]:,.0f} | "
                      f"{num(row.ops_ratio, '.3f')} | {num(row.p99_ms, '.2f')} | {num(row.cpu_us_per_op, ',.0f')} | "
                      f"{num(row.cpu_ratio, '.3f')} |")
     return "\n".join(lines) + "\n"
