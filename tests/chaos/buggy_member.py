@@ -36,7 +36,7 @@ def ack_before_commit() -> None:
         with contextlib.suppress(ProposalDropped):
             self.node.propose(request.SerializeToString())
         response = rpc_pb2.PutResponse()
-        response.header.CopyFrom(self.header(self.store.current_revision + 1))
+        response.header.revision = self.store.current_revision + 1  # the API layer fills the rest
         return response
 
     EtcdServer.put = put  # type: ignore[method-assign]
