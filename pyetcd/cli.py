@@ -73,6 +73,7 @@ async def run_server(config: ServerConfig, listeners: Sequence[ClientListener] =
     from pyetcd.api.register import GrpcClientApi
     from pyetcd.datadir import create_files_private
     from pyetcd.errors import StartupError
+    from pyetcd.gc_policy import freeze_startup_heap
     from pyetcd.http.wiring import HttpWiring
     from pyetcd.peer_service import add_peer_service
     from pyetcd.server import EtcdServer
@@ -100,6 +101,7 @@ async def run_server(config: ServerConfig, listeners: Sequence[ClientListener] =
     try:
         await server.start()
         if await _ready_or_stopped(server):
+            freeze_startup_heap()  # the store's key index and the start-up objects: see gc_policy
             for listener in serving:
                 await listener.start(server)
             etcd_lines.serving_clients(config.listen_client_urls,

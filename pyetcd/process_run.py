@@ -27,7 +27,12 @@ def exit_like_etcd(status: int) -> int:
 
 
 def run_async(main: asyncio.Future[int] | object) -> int:
+    """Run a server command's main coroutine on uvloop, with the collector set up for serving."""
     import uvloop
+
+    from pyetcd.gc_policy import tune_collector
+
+    tune_collector()
 
     result: int = uvloop.run(main)  # type: ignore[arg-type]
     return result
