@@ -149,7 +149,8 @@ FLAGS: tuple[FlagSpec, ...] = (
     FlagSpec("experimental-initial-corrupt-check", "false", "bool", supported=False),
     FlagSpec("experimental-corrupt-check-time", "0s", "duration", supported=False),
     FlagSpec("experimental-enable-lease-checkpoint", "false", "bool", supported=False),
-    FlagSpec("experimental-compaction-batch-limit", "1000", "int", supported=False),
+    FlagSpec("experimental-compaction-batch-limit", "1000", "int",
+             help="Sets the maximum revisions deleted in each compaction batch."),
     FlagSpec("experimental-watch-progress-notify-interval", "10m", "duration"),
     FlagSpec("experimental-snapshot-catchup-entries", "5000", "int",
              help="Entries kept after a snapshot for slow followers to catch up from (etcd 3.5's flag)."),
@@ -180,6 +181,8 @@ class ServerConfig:
     wal_dir: str = ""
     snapshot_count: int = 100000
     snapshot_catchup_entries: int = 5000
+    compaction_batch_limit: int = 1000
+    """Revisions a compaction deletes per store transaction (0 or less: etcd's default, 1000)."""
     heartbeat_ms: int = 100
     election_ms: int = 1000
     listen_peer_urls: tuple[str, ...] = ("http://localhost:2380",)
@@ -616,6 +619,7 @@ def resolve(args: argparse.Namespace, environ: dict[str, str] | None = None, *,
         wal_dir=get("wal-dir"),
         snapshot_count=get_int("snapshot-count"),
         snapshot_catchup_entries=get_int("experimental-snapshot-catchup-entries"),
+        compaction_batch_limit=get_int("experimental-compaction-batch-limit"),
         heartbeat_ms=heartbeat_ms,
         election_ms=election_ms,
         listen_peer_urls=parse_urls(get("listen-peer-urls"), "listen-peer-urls"),

@@ -50,6 +50,7 @@ from raft.node import ApplyBatch, NodeConfig, RaftNode
 from raft.peer_traffic import PeerTraffic
 from raft.transport import GrpcTransport, open_peer_channel
 from storage.mvcc import MvccStore, QuotaExceededError
+from storage.mvcc.compaction import BATCH_LIMIT as COMPACTION_BATCH_LIMIT
 from storage.raftlog import DurableLog
 
 log = logging.getLogger("pyetcd.server")
@@ -114,7 +115,9 @@ class EtcdServer(ServerMembers, ServerMaintenance, ServerLeases, ServerAuth, Ser
         identity = Identity.load(config.member_dir)
         # The Raft log is fsync'd per Ready and compacted only after the store is synced, so the
         # store need not fsync each apply batch: entries it loses on power failure are replayed.
-        self.store = MvccStore(config.store_dir, quota_bytes=config.quota_backend_bytes, sync_commits=False)
+        self.store = MvccStore(config.store_dir, quota_bytes=config.quota_backend_bytes, sync_commits=False,
+                               compaction_batch_limit=config.compaction_batch_limit if config.compaction_batch_limit > 0
+                               else COMPACTION_BATCH_LIMIT)
         log_store = DurableLog.open(config.raft_log_dir)
         if self.disk_observers is not None:
             log_store.fsync_observer = self.disk_observers.wal_fsync
@@ -455,7 +458,10 @@ class EtcdServer(ServerMembers, ServerMaintenance, ServerLeases, ServerAuth, Ser
         request.compaction.CopyFrom(req)
         response = await self._propose_and_wait(request, rpc_pb2.CompactionResponse)
         if req.physical:
-            self.store.sync()
+            # etcd answers a physical compaction once its deletions are on disk, not just applied.
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, self.store.wait_compacted, req.revision)
+            await loop.run_in_executor(None, self.store.sync)
         return response
 
     # -- auto compaction -----------------------------------------------------------------------

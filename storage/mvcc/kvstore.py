@@ -33,6 +33,7 @@ import lmdb
 from etcdpb.mvccpb import kv_pb2
 from storage.mvcc import backend as be
 from storage.mvcc.backend import Backend
+from storage.mvcc.compaction import BATCH_LIMIT, BATCH_PAUSE_S, CompactionWorker
 from storage.mvcc.contents import StoreContents, read_contents
 from storage.mvcc.crc32c import Crc32c
 from storage.mvcc.errors import (
@@ -66,9 +67,12 @@ class MvccStore:
 
     def __init__(
         self, path: str | os.PathLike[str], *, quota_bytes: int = 2 * 1024**3, map_size: int | None = None,
-        sync_commits: bool = True,
+        sync_commits: bool = True, compaction_batch_limit: int = BATCH_LIMIT,
+        compaction_pause_s: float = BATCH_PAUSE_S,
     ) -> None:
-        """`sync_commits=False` skips the fsync per write batch; the caller then calls `sync()` itself."""
+        """`sync_commits=False` skips the fsync per write batch; the caller then calls `sync()` itself.
+        `compaction_batch_limit`, `compaction_pause_s`: revisions a compaction deletes per LMDB transaction,
+        and the pause between two of those transactions (compaction.py)."""
         self.path = Path(path)
         self._sync_commits = sync_commits
         self.path.mkdir(parents=True, exist_ok=True)
@@ -78,6 +82,8 @@ class MvccStore:
         self._gate = SwapGate(self._mu)
         self._batch: WriteBatch | None = None
         self._closed = False
+        self._compactor = CompactionWorker(self._with_backend, batch_limit=compaction_batch_limit,
+                                           pause_s=compaction_pause_s)
         _remove_leftovers(self.path)
         self._state = self._load(Backend(self.path, self._map_size, self._sync_commits))
         self._hub = WatcherHub(self)
@@ -91,7 +97,8 @@ class MvccStore:
         current = 1
         txn = backend.begin()
         try:
-            compact = backend.get_revision(txn, be.FINISHED_COMPACT)
+            finished = backend.get_revision(txn, be.FINISHED_COMPACT)
+            scheduled = backend.get_revision(txn, be.SCHEDULED_COMPACT)
             consistent_index = backend.get_u64(txn, be.CONSISTENT_INDEX)
             consistent_term = backend.get_u64(txn, be.CONSISTENT_TERM)
             for raw_rev, raw_kv in txn.cursor(db=backend.key_db):
@@ -103,6 +110,11 @@ class MvccStore:
                 current = rev.main
         finally:
             txn.abort()
+        compact = max(finished, scheduled)
+        if scheduled > finished:
+            # A compaction that had not finished deleting when the store closed: the index forgets what it
+            # dropped now, and the worker deletes the rest (etcd's restore does the same).
+            self._compactor.schedule(scheduled, index.compact(scheduled))
         # A compaction can remove the newest changes (deletions at or below it): it bounds the revision too.
         self._current_rev = max(current, compact)
         self._compact_rev = compact
@@ -184,7 +196,8 @@ class MvccStore:
         """Stored events from ``start_rev`` on, of keys ``match`` accepts: a chunk of whole revisions."""
         with self._read_txn() as txn:
             backend = self._state.backend
-            compact = backend.get_revision(txn, be.FINISHED_COMPACT)
+            compact = max(backend.get_revision(txn, be.FINISHED_COMPACT),
+                          backend.get_revision(txn, be.SCHEDULED_COMPACT))
             current = max(1, backend.last_revision(txn), compact)
             chunk = HistoryChunk([], max(start_rev - 1, 0), current, compact)
             cursor = txn.cursor(db=backend.key_db)
@@ -388,6 +401,7 @@ class MvccStore:
         with self._gate.swapping(), self._hub.lock, self._mu:
             self._check_open()
             offered_through = self._current_rev
+            self._compactor.forget()  # the snapshot's own unfinished compaction, if any, is resumed by _load
             self._state.backend.close()
             try:
                 be.install_data_file(self.path, tmp)
@@ -420,6 +434,26 @@ class MvccStore:
             finally:
                 be.remove_tree(work)
 
+    def wait_compacted(self, revision: int, timeout: float | None = None) -> bool:
+        """Wait until the compaction at ``revision`` has deleted what it dropped from the disk (etcd's
+        physical compaction); False on timeout or when the store closes first."""
+        if revision > self._compact_rev:
+            return False
+        if revision <= self._compactor.finished or not self._compactor.pending():
+            return True
+        return self._compactor.wait_finished(revision, timeout)
+
+    def _with_backend(self, fn: Callable[[Backend], bool]) -> bool | None:
+        """Run ``fn`` on the current backend where no swap can happen; None once the store is closed.
+        Takes the gate only, never the store lock (see CompactionWorker)."""
+        self._gate.enter()
+        try:
+            if self._closed:
+                return None
+            return fn(self._state.backend)
+        finally:
+            self._gate.leave()
+
     def sync(self) -> None:
         """Force everything committed onto the disk."""
         with self._gate.using():
@@ -433,6 +467,7 @@ class MvccStore:
         with self._mu:
             if self._batch is not None:
                 self._batch._abort()
+        self._compactor.stop()  # after its batch in progress; the rest resumes at the next open
         # An fsync or a copy running in another thread finishes before the environment goes.
         with self._gate.swapping(), self._mu:
             if self._closed:
@@ -540,7 +575,7 @@ class WriteBatch:
                 raise
             self._txn = None
             for revision in self._compactions:
-                store._state.index.compact(revision)
+                store._compactor.schedule(revision, store._state.index.compact(revision))
             store._current_rev = self._rev
             store._compact_rev = self._compact_rev
             store._consistent_index = self.consistent_index
@@ -638,37 +673,19 @@ class WriteBatch:
         self.write_txn(lambda tw: tw.revoke_lease(lease_id), check_quota=False)
 
     def compact(self, revision: int) -> None:
-        """Drop history below ``revision``: what each key was at ``revision`` stays, deleted keys go."""
+        """Drop history below ``revision``: what each key was at ``revision`` stays, deleted keys go.
+
+        This batch records the compaction as scheduled; once it commits, the key index forgets the dropped
+        revisions and the store's compaction worker deletes them from the disk in batches (compaction.py).
+        """
         self._check_active()
         if revision <= self._compact_rev:
             raise CompactedError(self._compact_rev)
         if revision > self._rev:
             raise FutureRevisionError(self._rev)
-        store = self._store
-        backend = store._state.backend
-        with store._mu:
-            keep = store._state.index.keep(revision)
-            child = backend.begin(write=True, parent=self._txn)
-            try:
-                upper = rev_to_bytes(Revision(revision + 1))
-                cursor = child.cursor(db=backend.key_db)
-                more = cursor.first()
-                while more:
-                    raw = cursor.key()
-                    if raw >= upper:
-                        break
-                    if bytes_to_rev(raw) in keep:
-                        more = cursor.next()
-                    else:
-                        more = cursor.delete() and bool(cursor.key())
-                backend.put_revision(child, be.SCHEDULED_COMPACT, revision)
-                backend.put_revision(child, be.FINISHED_COMPACT, revision)
-            except BaseException:
-                child.abort()
-                raise
-            child.commit()
-        # The index forgets the old revisions when the batch commits; until then reads at or above
-        # `revision` find the kept revisions, and reads below it fail on the new compact revision.
+        self._store._state.backend.put_revision(self._txn, be.SCHEDULED_COMPACT, revision)
+        # Until the batch commits, reads at or above `revision` still find every revision in the index,
+        # and reads below it fail on the new compact revision.
         self._compact_rev = revision
         self._compactions.append(revision)
 

@@ -162,3 +162,20 @@ def test_periodic_compaction_with_a_seconds_retention_compacts_old_history(
         time.sleep(0.5)
     assert f"Error: {COMPACTED}" in old.stderr
     assert server.etcdctl("get", "/auto/k", "--print-value-only").stdout.splitlines() == ["3"]
+
+
+def test_a_physical_compaction_answers_once_its_batches_are_deleted(start_server: StartServer) -> None:
+    """With 2 revisions per batch a compaction of 40 takes 20 batches; `--physical` waits for all of them.
+    Once every key is deleted HashKV counts whatever is still stored below the compaction (as etcd's
+    does), so etcd's hash and pyetcd's agree only if both answered after the last batch."""
+    hashes = {}
+    for binary in ("etcd", "pyetcd"):
+        server = start_server(binary, name=f"physical-{binary}", extra_args=["--experimental-compaction-batch-limit=2"])
+        for value in range(40):
+            assert server.etcdctl("put", "k", str(value)).returncode == 0
+        deleted = json.loads(server.etcdctl("del", "k", "-w", "json").stdout)["header"]["revision"]
+        compacted = server.etcdctl("compact", str(deleted), "--physical")
+        assert compacted.stdout.strip() == f"compacted revision {deleted}", compacted.stderr
+        hashes[binary] = json.loads(server.etcdctl("endpoint", "hashkv", "-w", "json").stdout)[0]["HashKV"]["hash"]
+        assert f"Error: {COMPACTED}" in server.etcdctl("get", "k", f"--rev={deleted - 1}").stderr
+    assert hashes["pyetcd"] == hashes["etcd"]

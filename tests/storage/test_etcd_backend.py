@@ -38,6 +38,7 @@ def filled_store(path: Path) -> MvccStore:
         w.meta_put("alarm", alarm_key(MEMBER.id, rpc_pb2.NOSPACE), b"")
         w.meta_put("authUsers", b"alice", b"\n\x05alice")
         w.meta_put("cluster", b"clusterVersion", b"3.4.0")
+    assert store.wait_compacted(2, timeout=10)
     return store
 
 

@@ -57,8 +57,10 @@ def txn(store: MvccStore, req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
 
 
 def compact(store: MvccStore, revision: int) -> None:
+    """Compact at `revision` and wait until the revisions it dropped are deleted from the disk."""
     with store.write(store.consistent_index + 1) as b:
         b.compact(revision)
+    assert store.wait_compacted(revision, timeout=10)
 
 
 def get(store: MvccStore, key: bytes, **kw: Any) -> kv_pb2.KeyValue | None:
