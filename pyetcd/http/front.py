@@ -7,8 +7,11 @@ to a small front process (relay_process.py). That process peeks at each connecti
 nothing consumed): on a plain URL the HTTP/2 preface means gRPC, on an https:// or unixs:// URL
 a ClientHello offering only `h2` does (relay_process.tls_is_grpc). A gRPC connection is joined,
 bytes unchanged, to grpc-core's private abstract unix socket (a TLS one for TLS URLs, so grpc-core
-makes the handshake itself) by a kernel splice relay running in the front process: no gRPC byte
-passes through Python code and the member's interpreter lock is never taken for it. Anything else
+makes the handshake itself). Where the kernel allows an eBPF sockmap (sockmap.py), a TCP client's
+connection is joined to grpc-core's private TCP port on 127.0.0.1 by the kernel itself, which moves
+every byte both ways with no wake-up of any process; otherwise (unix socket clients, or no sockmap:
+logged once) a splice relay in the front process does. Either way no gRPC byte passes through Python
+code and the member's interpreter lock is never taken for it. Anything else
 is HTTP/1.1: its socket comes back to the member over a unix socket (SCM_RIGHTS) and is served by
 the HTTP side (the JSON gateway, /health, /version, /metrics, /debug/raft), which on a TLS URL makes
 the handshake with the same TLS settings (pyetcd/http/tls.py).
@@ -31,8 +34,10 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from pyetcd.errors import StartupError
-from pyetcd.http.relay_process import TLS_HTTP_TAG, listener_argument
+from pyetcd.http import sockmap
+from pyetcd.http.relay_process import NO_TCP_BACKEND, SOCKMAP_ENV, TLS_HTTP_TAG, listener_argument
 from pyetcd.http.tls import HttpTls
+from pyetcd.relayed_peer import RELAYED_CLIENTS
 from pyetcd.tlsconfig import TLSInfo, is_secure_url
 
 log = logging.getLogger("pyetcd.embed")
@@ -42,6 +47,25 @@ _backend_names = itertools.count(1)
 NO_TLS = TLSInfo()
 
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
+PRIVATE_TCP_ADDRESS = "127.0.0.1:0"
+CONTROL_MESSAGE_BYTES = 512
+_kernel_join: bool | None = None
+
+
+def kernel_join_available() -> bool:
+    """Whether gRPC connections can be joined in the kernel (decided once per process; the reason it
+    cannot is logged that once)."""
+    global _kernel_join
+    if _kernel_join is None:
+        if os.environ.get(SOCKMAP_ENV, "1") == "0":
+            reason: str | None = f"turned off by {SOCKMAP_ENV}=0"
+        else:
+            reason = sockmap.unavailable()
+        if reason is not None:
+            log.info("client port: gRPC connections are relayed with splice, not joined in the kernel "
+                     "(eBPF sockmap: %s)", reason)
+        _kernel_join = reason is None
+    return _kernel_join
 
 
 class GrpcPortAdder(Protocol):
@@ -114,6 +138,9 @@ class ClientPortFront:
         """Where grpc-core must listen (gRPC's address form); only the front process connects there."""
         self.grpc_tls_address, self._grpc_tls_socket_name = private_grpc_address()
         """Where grpc-core listens with the client TLS credentials, for gRPC on https:// and unixs:// URLs."""
+        self.grpc_tcp_address: str | None = None
+        """grpc-core's private TCP port (host:port) for connections the kernel joins; None: splice only."""
+        self.grpc_tls_tcp_address: str | None = None
         self._http_protocol = http_protocol
         self._http_tls: HttpTls | None = None
         self._listeners: list[tuple[socket.socket, bool]] = []
@@ -163,6 +190,22 @@ class ClientPortFront:
                 port = 0
             if port == 0:
                 raise StartupError(f"listen unix @{name.lstrip(chr(0))}: bind: address already in use")
+        if not kernel_join_available():
+            return
+        self.grpc_tcp_address = self._listen_private_tcp(server, None)
+        if self.serves_tls:
+            self.grpc_tls_tcp_address = self._listen_private_tcp(server, tls_credentials)
+
+    @staticmethod
+    def _listen_private_tcp(server: GrpcPortAdder, credentials: Callable[[], Any] | None) -> str:
+        try:
+            port = server.add_insecure_port(PRIVATE_TCP_ADDRESS) if credentials is None else \
+                server.add_secure_port(PRIVATE_TCP_ADDRESS, credentials())
+        except RuntimeError:
+            port = 0
+        if port == 0:
+            raise StartupError(f"listen tcp {PRIVATE_TCP_ADDRESS}: bind: address already in use")
+        return f"127.0.0.1:{port}"
 
     def start(self) -> None:
         control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -170,16 +213,19 @@ class ClientPortFront:
         listeners = [listener_argument(listener.fileno(), tls) for listener, tls in self._listeners]
         self._front = subprocess.Popen(
             [sys.executable, "-m", "pyetcd.http.relay_process", self._grpc_socket_name.lstrip("\0"),
-             self._grpc_tls_socket_name.lstrip("\0"), str(theirs.fileno()), *listeners],
+             self._grpc_tls_socket_name.lstrip("\0"), self.grpc_tcp_address or NO_TCP_BACKEND,
+             self.grpc_tls_tcp_address or NO_TCP_BACKEND, str(theirs.fileno()), *listeners],
             pass_fds=fds, stdin=subprocess.DEVNULL)
         theirs.close()
         self._close_listeners()  # the front process accepts from here on
         control.setblocking(False)
         self._control = control
-        asyncio.get_running_loop().add_reader(control.fileno(), self._receive_http_connection)
+        asyncio.get_running_loop().add_reader(control.fileno(), self._read_control)
+        RELAYED_CLIENTS.add_reader(self._read_pending_control)
 
     async def stop(self) -> None:
         self._close_listeners()
+        RELAYED_CLIENTS.remove_reader(self._read_pending_control)
         if self._control is not None:
             asyncio.get_running_loop().remove_reader(self._control.fileno())
             self._control.close()  # the front process exits when it sees this
@@ -200,20 +246,31 @@ class ClientPortFront:
             listener.close()
         self._listeners = []
 
-    def _receive_http_connection(self) -> None:
-        assert self._control is not None
+    def _read_pending_control(self) -> None:
+        """Every message the front process has sent so far (a gRPC call may need one not read yet)."""
+        while self._read_control():
+            pass
+
+    def _read_control(self) -> bool:
+        """One message from the front process: an HTTP connection, or which client a kernel-joined
+        connection carries; False when there was none to read."""
+        if self._control is None:
+            return False
         try:
-            tag, fds, _, _ = socket.recv_fds(self._control, 1, 4)
-        except BlockingIOError:
-            return
-        except OSError:
-            return
+            tag, fds, _, _ = socket.recv_fds(self._control, CONTROL_MESSAGE_BYTES, 4)
+        except OSError:  # BlockingIOError: nothing pending
+            return False
+        if not tag and not fds:
+            return False  # the front process is gone
+        if not fds and RELAYED_CLIENTS.heard(tag):
+            return True
         for fd in fds:
             conn = socket.socket(fileno=fd)
             if self._http_protocol is None:
                 conn.close()
                 continue
             asyncio.ensure_future(self._serve_http(conn, tls=tag == TLS_HTTP_TAG))
+        return True
 
     async def _serve_http(self, conn: socket.socket, *, tls: bool) -> None:
         assert self._http_protocol is not None

@@ -8,13 +8,23 @@ each connection it peeks (MSG_PEEK, nothing consumed) at the first bytes:
 - on a TLS listener (https://, unixs://), the ClientHello's ALPN list decides (see `tls_is_grpc`).
 
 A gRPC connection is joined, bytes unchanged (still encrypted on a TLS listener), to grpc-core's
-private unix socket for that kind of listener by a kernel splice relay running here, in its own
-process and its own interpreter lock. An HTTP one is handed to the member over the control socket
-(SCM_RIGHTS, tagged "h" plain or "t" TLS) for the HTTP side, which terminates TLS itself. It exits
-when the member closes the control socket (or dies).
+private listener for that kind of listener:
 
-Run as `python -m pyetcd.http.relay_process GRPC_SOCKET_NAME GRPC_TLS_SOCKET_NAME CONTROL_FD LISTENER...`,
-each LISTENER a file descriptor, prefixed `tls:` for a TLS listener.
+- a TCP client, where the kernel allows an eBPF sockmap (sockmap.py), to grpc-core's private TCP
+  port on 127.0.0.1: the front connects there, tells the member which client the connection's
+  local port stands for (a control message tagged "a", sent before connecting, see
+  relayed_peer.RelayedClients), and the kernel moves the bytes both ways from then on; this process
+  only passes on ends of stream and resets;
+- otherwise (a unix socket client, or no sockmap), to grpc-core's private unix socket by a splice
+  relay running here (splice_relay.py), whose socket name carries the client's address.
+
+An HTTP one is handed to the member over the control socket (SCM_RIGHTS, tagged "h" plain or "t"
+TLS) for the HTTP side, which terminates TLS itself. It exits when the member closes the control
+socket (or dies).
+
+Run as `python -m pyetcd.http.relay_process GRPC_SOCKET_NAME GRPC_TLS_SOCKET_NAME GRPC_TCP GRPC_TLS_TCP
+CONTROL_FD LISTENER...`, GRPC_TCP and GRPC_TLS_TCP `host:port` or `-` (none: splice only), each
+LISTENER a file descriptor, prefixed `tls:` for a TLS listener.
 """
 
 from __future__ import annotations
@@ -31,8 +41,9 @@ from dataclasses import dataclass
 
 from pyetcd.http.client_hello import PEEK_BYTES as HELLO_PEEK_BYTES
 from pyetcd.http.client_hello import NeedMore, parse_client_hello
+from pyetcd.http.sockmap import BpfUnavailable, Sockmap, SockmapRelays
 from pyetcd.http.splice_relay import SpliceRelay
-from pyetcd.relayed_peer import go_address, relay_socket_name
+from pyetcd.relayed_peer import client_message, go_address, gone_message, relay_socket_name
 
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 PEEK_BYTES = 4
@@ -43,6 +54,9 @@ PARTIAL_TIMEOUT_S = 10.0
 TLS_LISTENER_PREFIX = "tls:"
 PLAIN_HTTP_TAG = b"h"
 TLS_HTTP_TAG = b"t"
+NO_TCP_BACKEND = "-"
+SOCKMAP_ENV = "PYETCD_CLIENT_PORT_SOCKMAP"
+"""Set to 0 to relay every gRPC connection with splice, even where the kernel could join them."""
 
 
 def is_grpc(first: bytes) -> bool:
@@ -63,6 +77,35 @@ def tls_is_grpc(alpn: tuple[str, ...] | None) -> bool:
     return alpn is not None and "h2" in alpn and "http/1.1" not in alpn
 
 
+@dataclass(frozen=True, slots=True)
+class GrpcBackend:
+    """Where one kind (plain or TLS) of gRPC connection goes: grpc-core's private unix socket, and its
+    private TCP address for kernel-joined connections (None: splice only)."""
+
+    socket_name: str
+    tcp: tuple[str, int] | None
+
+
+def tcp_backend(argument: str) -> tuple[str, int] | None:
+    if argument == NO_TCP_BACKEND:
+        return None
+    host, port = argument.rsplit(":", 1)
+    return host, int(port)
+
+
+def kernel_relays() -> SockmapRelays | None:
+    """The sockmap joining gRPC connections, or None (said once on stderr, the member's log) where
+    the kernel refuses it or it is turned off."""
+    if os.environ.get(SOCKMAP_ENV, "1") == "0":
+        return None
+    try:
+        return SockmapRelays(Sockmap.create())
+    except (BpfUnavailable, OSError) as err:
+        print(f"client port: eBPF sockmap unavailable ({err}); relaying gRPC connections with splice",
+              file=sys.stderr, flush=True)
+        return None
+
+
 @dataclass(slots=True)
 class Waiting:
     """A connection whose first bytes are not all there yet: looked at again until `deadline`."""
@@ -74,11 +117,12 @@ class Waiting:
 class FrontLoop:
     """One selector over the listeners, the control socket and connections not yet told apart."""
 
-    def __init__(self, grpc_socket_name: str, grpc_tls_socket_name: str, control: socket.socket,
-                 listeners: list[tuple[socket.socket, bool]]) -> None:
-        self._grpc_socket_name = grpc_socket_name
-        self._grpc_tls_socket_name = grpc_tls_socket_name
+    def __init__(self, grpc: GrpcBackend, grpc_tls: GrpcBackend, control: socket.socket,
+                 listeners: list[tuple[socket.socket, bool]], kernel: SockmapRelays | None = None) -> None:
+        self._grpc = grpc
+        self._grpc_tls = grpc_tls
         self._control = control
+        self._kernel = kernel
         self._selector = selectors.DefaultSelector()
         self._partial: list[tuple[socket.socket, Waiting]] = []
         self._relay_ids = itertools.count(1)
@@ -86,21 +130,30 @@ class FrontLoop:
             listener.setblocking(False)
             self._selector.register(listener, selectors.EVENT_READ, ("accept", tls))
         self._selector.register(control, selectors.EVENT_READ, ("control", False))
+        if kernel is not None:
+            self._selector.register(kernel.fileno(), selectors.EVENT_READ, ("joined", False))
 
     def run(self) -> None:
         while True:
             timeout = PARTIAL_RETRY_S if self._partial else None
+            if self._kernel is not None and (retry := self._kernel.timeout()) is not None:
+                timeout = retry if timeout is None else min(timeout, retry)
             for key, _ in self._selector.select(timeout):
                 sock: socket.socket = key.fileobj  # type: ignore[assignment]
                 kind, tls = key.data
                 if kind == "control":
                     if not sock.recv(1):
                         return  # the member is gone
+                elif kind == "joined":
+                    assert self._kernel is not None
+                    self._kernel.handle_events()
                 elif kind == "accept":
                     self._accept(sock, tls)
                 else:
                     self._selector.unregister(sock)
                     self._route(sock, Waiting(tls, time.monotonic() + PARTIAL_TIMEOUT_S))
+            if self._kernel is not None and self._kernel.timeout() is not None:
+                self._kernel.retry()
             partial, self._partial = self._partial, []
             for conn, waiting in partial:
                 if time.monotonic() > waiting.deadline:
@@ -137,7 +190,7 @@ class FrontLoop:
         elif len(first) < PEEK_BYTES and is_grpc(first):
             self._partial.append((conn, waiting))  # a prefix of the preface so far: look again shortly
         elif is_grpc(first):
-            self._relay_to_grpc(conn, self._grpc_socket_name)
+            self._relay_to_grpc(conn, self._grpc)
         else:
             self._hand_to_member(conn, PLAIN_HTTP_TAG)
 
@@ -151,7 +204,7 @@ class FrontLoop:
             self._hand_to_member(conn, TLS_HTTP_TAG)  # not a ClientHello: the member's TLS refuses it
             return
         if tls_is_grpc(hello.alpn):
-            self._relay_to_grpc(conn, self._grpc_tls_socket_name)
+            self._relay_to_grpc(conn, self._grpc_tls)
         else:
             self._hand_to_member(conn, TLS_HTTP_TAG)
 
@@ -160,17 +213,41 @@ class FrontLoop:
             socket.send_fds(self._control, [tag], [conn.fileno()])
         conn.close()
 
-    def _relay_to_grpc(self, conn: socket.socket, socket_name: str) -> None:
-        backend = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    def _relay_to_grpc(self, conn: socket.socket, backend: GrpcBackend) -> None:
+        if self._kernel is not None and backend.tcp is not None and conn.family != socket.AF_UNIX:
+            self._join_in_kernel(conn, backend.tcp, self._kernel)
+            return
+        relay = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             client = go_address(conn.getpeername()) if conn.family != socket.AF_UNIX else ""
-            backend.bind(relay_socket_name(f"{os.getpid()}-{next(self._relay_ids)}", client))
-            backend.connect(socket_name)
+            relay.bind(relay_socket_name(f"{os.getpid()}-{next(self._relay_ids)}", client))
+            relay.connect(backend.socket_name)
         except OSError:
-            backend.close()
+            relay.close()
             conn.close()
             return
-        SpliceRelay(conn, backend).start()
+        SpliceRelay(conn, relay).start()
+
+    def _join_in_kernel(self, conn: socket.socket, address: tuple[str, int], kernel: SockmapRelays) -> None:
+        """Connects to grpc-core's private TCP port and lets the kernel move the bytes. The member hears
+        which client the connection's local port stands for before grpc-core can accept it."""
+        relay = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            relay.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            relay.bind((address[0], 0))
+            self._control.send(client_message(relay.getsockname()[1], go_address(conn.getpeername())))
+            relay.connect(address)
+        except OSError:
+            relay.close()
+            conn.close()
+            return
+        port = relay.getsockname()[1]
+        with contextlib.suppress(OSError):  # a failed join has closed both: the client sees its connection end
+            kernel.join(conn, relay, lambda: self._tell_member(gone_message(port)))
+
+    def _tell_member(self, message: bytes) -> None:
+        with contextlib.suppress(OSError):
+            self._control.send(message)
 
 
 def listener_argument(fd: int, tls: bool) -> str:
@@ -184,10 +261,12 @@ def _listener(argument: str) -> tuple[socket.socket, bool]:
 
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the member's Ctrl-C is the member's to handle
-    grpc_socket_name, grpc_tls_socket_name = "\0" + argv[0], "\0" + argv[1]
-    control = socket.socket(fileno=int(argv[2]))
-    listeners = [_listener(argument) for argument in argv[3:]]
-    FrontLoop(grpc_socket_name, grpc_tls_socket_name, control, listeners).run()
+    grpc = GrpcBackend("\0" + argv[0], tcp_backend(argv[2]))
+    grpc_tls = GrpcBackend("\0" + argv[1], tcp_backend(argv[3]))
+    control = socket.socket(fileno=int(argv[4]))
+    listeners = [_listener(argument) for argument in argv[5:]]
+    kernel = kernel_relays() if grpc.tcp is not None or grpc_tls.tcp is not None else None
+    FrontLoop(grpc, grpc_tls, control, listeners, kernel).run()
     os._exit(0)  # relays still running die with the process, as the member's connections do
 
 
