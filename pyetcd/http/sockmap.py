@@ -17,8 +17,11 @@ program without a peer to go to. Bytes that arrived before a socket entered `joi
 receive queue until the next arrival; setting SO_RCVLOWAT runs the socket's data-ready hook at
 once, which hands them to the program ahead of anything later, in order.
 
-A redirect carries bytes, not FIN or RST: `SockmapJoin` watches both sockets for end of stream and
-errors and passes them on itself (see `JoinedPair`).
+A redirect carries bytes, not FIN or RST: `SockmapRelays` watches both sockets for end of stream and
+errors and passes them on itself (see `JoinedPair`). A FIN does go through the verdict as an empty
+skb, and the kernel's backlog, finding nothing to send, marks the socket it was meant for with
+EPIPE (and sends nothing more there): that EPIPE says the bytes before the FIN were all moved, not
+that the connection broke.
 """
 
 from __future__ import annotations
@@ -292,7 +295,7 @@ class SockmapRelays:
                 error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             except OSError:
                 error = errno.EBADF
-            if error or events & select.EPOLLERR:
+            if error not in (0, errno.EPIPE):
                 pair.broken = True  # a reset: the other end sees its connection end, as a relay gives it
             elif events & (select.EPOLLRDHUP | select.EPOLLHUP):
                 pair.eof[index] = True

@@ -1,0 +1,268 @@
+"""gRPC connections on the client port joined to grpc-core by the kernel (eBPF sockmap), and the
+splice loop that stands in where the kernel refuses it.
+
+The first tests join socket pairs directly, both ways (pyetcd/http/sockmap.py, splice_loop.py):
+bytes arrive whole and in order both ways, those sent before the join first; ends of stream and
+resets reach the other side.
+The others run a member: etcdctl, a large value and many concurrent calls over gRPC, HTTP beside
+them, no relay thread in the front process, and a member whose connections end when it stops.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from pyetcd.http import sockmap
+from pyetcd.http.relay_process import HTTP2_PREFACE, SOCKMAP_ENV
+from pyetcd.http.sockmap import Sockmap, SockmapRelays
+from pyetcd.http.splice_loop import SpliceLoop
+from tests.helpers.servers import ServerProcess, StartServer, free_port
+from tests.http.httpget import http_get
+
+REASON = sockmap.unavailable()
+needs_sockmap = pytest.mark.skipif(REASON is not None, reason=f"no eBPF sockmap here: {REASON}")
+STREAMS = 24
+LARGE = 8 << 20
+
+
+def _tcp_pair(listener: socket.socket) -> tuple[socket.socket, socket.socket]:
+    """(the connecting end, the accepted end) of a fresh loopback connection to `listener`."""
+    near = socket.create_connection(listener.getsockname())
+    far, _ = listener.accept()
+    return near, far
+
+
+def _recv_exactly(sock: socket.socket, count: int) -> bytes:
+    got = bytearray()
+    while len(got) < count:
+        chunk = sock.recv(min(1 << 20, count - len(got)))
+        if not chunk:
+            break
+        got += chunk
+    return bytes(got)
+
+
+class Joined:
+    """A front-like arrangement: client -> (front) ... (front) -> backend, the front's two sockets
+    joined by `relays`, whose events a thread handles as the front's loop does."""
+
+    def __init__(self, relays: SockmapRelays | SpliceLoop, front: socket.socket, backend: socket.socket) -> None:
+        self.client, accepted = _tcp_pair(front)
+        self.relay, self.server = _tcp_pair(backend)
+        self.accepted = accepted
+        self.ended = threading.Event()
+        self._relays = relays
+
+    def join(self) -> None:
+        self._relays.join(self.accepted, self.relay, self.ended.set)
+
+
+@pytest.fixture(params=[pytest.param("kernel", marks=needs_sockmap), "splice"])
+def joined(request: pytest.FixtureRequest) -> Iterator[Callable[[], Joined]]:
+    relays = SockmapRelays(Sockmap.create()) if request.param == "kernel" else SpliceLoop()
+    front = socket.create_server(("127.0.0.1", 0), backlog=64)
+    backend = socket.create_server(("127.0.0.1", 0), backlog=64)
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def pump() -> None:  # the front's loop: events, and retries while an end waits for its bytes
+        while not stop.is_set():
+            with lock:
+                relays.handle_events()
+                if relays.timeout() is not None:
+                    relays.retry()
+            time.sleep(0.001)
+
+    made: list[Joined] = []
+
+    def make() -> Joined:
+        pair = Joined(relays, front, backend)
+        with lock:
+            pair.join()
+        made.append(pair)
+        return pair
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    try:
+        yield make
+    finally:
+        stop.set()
+        thread.join(5)
+        relays.close()
+        for pair in made:
+            pair.client.close()
+            pair.server.close()
+        front.close()
+        backend.close()
+
+
+def test_bytes_arrive_whole_and_in_order_both_ways(joined: Callable[[], Joined]) -> None:
+    pairs = [joined() for _ in range(STREAMS)]
+    payloads = [(os.urandom(LARGE if index == 0 else 50_000 + index * 997),
+                 os.urandom(LARGE if index == 1 else 30_000 + index * 631)) for index in range(STREAMS)]
+    results: dict[tuple[int, str], bytes] = {}
+
+    def run(index: int) -> None:
+        pair = pairs[index]
+        up, down = payloads[index]
+        senders = [threading.Thread(target=pair.client.sendall, args=(up,)),
+                   threading.Thread(target=pair.server.sendall, args=(down,))]
+        for sender in senders:
+            sender.start()
+        results[index, "up"] = _recv_exactly(pair.server, len(up))
+        results[index, "down"] = _recv_exactly(pair.client, len(down))
+        for sender in senders:
+            sender.join()
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(STREAMS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for index, (up, down) in enumerate(payloads):
+        assert results[index, "up"] == up, f"stream {index}: client to server"
+        assert results[index, "down"] == down, f"stream {index}: server to client"
+
+
+@needs_sockmap
+def test_bytes_sent_before_the_join_come_first() -> None:
+    relays = SockmapRelays(Sockmap.create())
+    front = socket.create_server(("127.0.0.1", 0))
+    backend = socket.create_server(("127.0.0.1", 0))
+    try:
+        pair = Joined(relays, front, backend)
+        pair.client.sendall(HTTP2_PREFACE)
+        pair.server.sendall(b"settings")
+        time.sleep(0.05)  # both are queued on the front's sockets before the join
+        pair.join()
+        pair.client.sendall(b"after")
+        pair.server.sendall(b"|after")
+        pair.server.settimeout(5)
+        pair.client.settimeout(5)
+        assert _recv_exactly(pair.server, len(HTTP2_PREFACE) + 5) == HTTP2_PREFACE + b"after"
+        assert _recv_exactly(pair.client, 14) == b"settings|after"
+        pair.client.close()
+        pair.server.close()
+    finally:
+        relays.close()
+        front.close()
+        backend.close()
+
+
+def test_half_close_passes_the_end_after_the_bytes_before_it(joined: Callable[[], Joined]) -> None:
+    pair = joined()
+    request = os.urandom(4 << 20)
+    pair.client.sendall(request)
+    pair.client.shutdown(socket.SHUT_WR)  # the FIN follows 4 MiB the kernel may still be moving
+    pair.server.settimeout(10)
+    pair.client.settimeout(10)
+    assert _recv_exactly(pair.server, len(request) + 1) == request  # then end of stream, nothing more
+    assert not pair.ended.is_set()  # the other direction is still open
+    pair.server.sendall(b"answer after the client's end")
+    pair.server.shutdown(socket.SHUT_WR)
+    assert _recv_exactly(pair.client, 100) == b"answer after the client's end"
+    assert pair.ended.wait(5), "both directions ended, yet the front kept the connection"
+
+
+def test_client_reset_ends_the_backend_connection(joined: Callable[[], Joined]) -> None:
+    pair = joined()
+    pair.client.sendall(HTTP2_PREFACE)
+    pair.server.settimeout(5)
+    assert _recv_exactly(pair.server, len(HTTP2_PREFACE)) == HTTP2_PREFACE
+    pair.client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    pair.client.close()  # RST
+    assert pair.ended.wait(5)
+    try:
+        assert pair.server.recv(10) == b""
+    except ConnectionResetError:
+        pass  # a reset passed on is an end too
+
+
+def _front_pid(server: ServerProcess) -> int:
+    assert server.process is not None
+    children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()
+    assert len(children) == 1, children
+    return int(children[0])
+
+
+def _grpc_load(endpoint: str) -> None:
+    """A value over 1 MiB, and 200 calls at once over four connections, each answered with its own value."""
+    big = os.urandom(1_500_000)
+    options = [("grpc.max_receive_message_length", 8 << 20), ("grpc.max_send_message_length", 8 << 20)]
+    channels = [grpc.insecure_channel(endpoint, options=[*options, ("grpc.use_local_subchannel_pool", 1)])
+                for _ in range(4)]
+    try:
+        kv = [rpc_pb2_grpc.KVStub(channel) for channel in channels]
+        kv[0].Put(rpc_pb2.PutRequest(key=b"big", value=big), timeout=30)
+        assert kv[1].Range(rpc_pb2.RangeRequest(key=b"big"), timeout=30).kvs[0].value == big
+        puts = [kv[index % 4].Put.future(rpc_pb2.PutRequest(key=b"k%d" % index, value=b"v%d" % index), timeout=30)
+                for index in range(200)]
+        for put in puts:
+            put.result()
+        gets = [kv[index % 4].Range.future(rpc_pb2.RangeRequest(key=b"k%d" % index), timeout=30)
+                for index in range(200)]
+        for index, get in enumerate(gets):
+            assert get.result().kvs[0].value == b"v%d" % index
+    finally:
+        for channel in channels:
+            channel.close()
+
+
+@needs_sockmap
+def test_member_serves_grpc_joined_in_the_kernel_and_http_beside_it(start_server: StartServer) -> None:
+    server = start_server("pyetcd", name="kj")
+    assert server.etcdctl("put", "foo", "bar").returncode == 0
+    assert server.etcdctl("get", "foo", "--print-value-only").stdout == "bar\n"
+    front = _front_pid(server)
+    with grpc.insecure_channel(server.endpoint) as channel:
+        rpc_pb2_grpc.KVStub(channel).Range(rpc_pb2.RangeRequest(key=b"foo"), timeout=10)
+        # A splice relay would run two threads for this connection; the kernel needs none.
+        assert len(os.listdir(f"/proc/{front}/task")) == 1
+        _grpc_load(server.endpoint)
+    assert http_get(server.client_url + "/health").body == b'{"health":"true"}'
+    assert "relayed with splice" not in server.log_path.read_text()
+
+
+@needs_sockmap
+def test_member_stopping_ends_joined_connections(start_server: StartServer) -> None:
+    server = start_server("pyetcd", name="kjstop")
+    client = socket.create_connection(("127.0.0.1", server.client_port))
+    try:
+        client.sendall(HTTP2_PREFACE + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")  # an empty SETTINGS frame
+        client.settimeout(10)
+        assert client.recv(9)[3] == 0x04  # grpc-core's SETTINGS came back through the join
+        server.stop()
+        received = b"x"
+        while received:
+            received = client.recv(65536)  # the rest (GOAWAY perhaps), then the end
+    except ConnectionResetError:
+        pass
+    finally:
+        client.close()
+
+
+def test_splice_relay_stands_in_without_the_kernel(tmp_path: Path) -> None:
+    server = ServerProcess(binary="pyetcd", name="splice", data_dir=tmp_path / "splice.etcd",
+                           client_port=free_port(), peer_port=free_port(),
+                           extra_environment={SOCKMAP_ENV: "0"})
+    try:
+        server.start()
+        assert server.etcdctl("put", "foo", "bar").returncode == 0
+        assert server.etcdctl("get", "foo", "--print-value-only").stdout == "bar\n"
+        _grpc_load(server.endpoint)
+        assert http_get(server.client_url + "/health").body == b'{"health":"true"}'
+        log = server.log_path.read_text()
+        assert log.count("relayed with splice") == 1, log
+    finally:
+        server.stop()
