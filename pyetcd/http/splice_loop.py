@@ -18,7 +18,7 @@ import fcntl
 import os
 import select
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 CHUNK_BYTES = 1 << 20
 PIPE_BYTES = 1 << 20
@@ -124,9 +124,19 @@ class SpliceLoop:
         return 0.0 if self._unfinished else None
 
     def handle_events(self) -> None:
-        ready = {self._relays[fd] for fd, _ in self._epoll.poll(0) if fd in self._relays}
-        for relay in ready:
-            self._pump(relay)
+        ready: dict[Relay, set[Direction]] = {}
+        for fd, events in self._epoll.poll(0):
+            relay = self._relays.get(fd)
+            if relay is None:
+                continue
+            index = relay.fds.index(fd)
+            wanted = ready.setdefault(relay, set())
+            if events & (select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR):
+                wanted.add(relay.directions[index])  # bytes, an end or an error to read from here
+            if events & (select.EPOLLOUT | select.EPOLLHUP | select.EPOLLERR):
+                wanted.add(relay.directions[1 - index])  # room to write what waits for this socket
+        for relay, directions in ready.items():
+            self._pump(relay, directions)
 
     def retry(self) -> None:
         unfinished, self._unfinished = self._unfinished, set()
@@ -139,9 +149,9 @@ class SpliceLoop:
             self._end(relay)
         self._epoll.close()
 
-    def _pump(self, relay: Relay) -> None:
+    def _pump(self, relay: Relay, directions: Iterable[Direction] | None = None) -> None:
         more = False
-        for direction in relay.directions:
+        for direction in relay.directions if directions is None else directions:
             more = direction.pump() or more
         if relay.over:
             self._end(relay)
