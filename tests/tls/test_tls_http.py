@@ -5,7 +5,9 @@ and is refused without one or with a revoked one; etcdctl still speaks gRPC ther
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import socket
 import ssl
@@ -15,8 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
+from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from tests.helpers.certs import CertFiles
 from tests.helpers.servers import HOST, etcdctl_env, free_port
 from tests.helpers.tlsservers import TLSServerProcess, start_all, tls_cluster
@@ -219,3 +223,44 @@ def test_with_auth_on_a_gateway_request_from_a_named_certificate_is_refused(bina
                                 'empty","code":3}')
     finally:
         member.stop()
+
+
+def _own_ports_to(port: int) -> set[int]:
+    """This process's local ports of established TCP connections to 127.0.0.1:`port` (from /proc)."""
+    inodes = set()
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:["):-1])
+    ports = set()
+    # grpc-core dials IPv4 from a dual-stack socket, listed in tcp6 with a v4-mapped address.
+    remotes = {f"0100007F:{port:04X}", f"0000000000000000FFFF00000100007F:{port:04X}"}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
+            if remote in remotes and state == "01" and inode in inodes:
+                ports.add(int(local.split(":")[1], 16))
+    return ports
+
+
+def test_a_grpc_refusal_names_the_client_port_it_came_from(pyetcd_member: TLSServerProcess, pki: PKI) -> None:
+    """gRPC reaches grpc-core through the client port's front, yet the log names the client's own
+    address, as etcd does, not the front's connection to grpc-core."""
+    credentials = grpc.ssl_channel_credentials(pki.ca.read_bytes(), pki.revoked.key.read_bytes(),
+                                               pki.revoked.cert.read_bytes())
+    logged = pyetcd_member.log_path.stat().st_size
+    with grpc.secure_channel(f"{HOST}:{pyetcd_member.client_port}", credentials) as channel:
+        grpc.channel_ready_future(channel).result(timeout=10)  # connected: the refusal comes with the call
+        ports = _own_ports_to(pyetcd_member.client_port)
+        with pytest.raises(grpc.RpcError) as refused:
+            rpc_pb2_grpc.KVStub(channel).Range(rpc_pb2.RangeRequest(key=b"k"), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert ports
+    time.sleep(0.2)
+    with pyetcd_member.log_path.open("rb") as log:
+        log.seek(logged)
+        named = re.findall(rb'rejected connection from "127\.0\.0\.1:(\d+)" \(error "transport: certificate serial',
+                           log.read())
+    assert named and {int(port) for port in named} <= ports, (named, ports)
