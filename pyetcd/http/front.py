@@ -7,11 +7,12 @@ to a small front process (relay_process.py). That process peeks at each connecti
 nothing consumed): on a plain URL the HTTP/2 preface means gRPC, on an https:// or unixs:// URL
 a ClientHello offering only `h2` does (relay_process.tls_is_grpc). A gRPC connection is joined,
 bytes unchanged, to grpc-core's private abstract unix socket (a TLS one for TLS URLs, so grpc-core
-makes the handshake itself). Where the kernel allows an eBPF sockmap (sockmap.py), a TCP client's
-connection is joined to grpc-core's private TCP port on 127.0.0.1 by the kernel itself, which moves
-every byte both ways with no wake-up of any process; otherwise (unix socket clients, or no sockmap:
-logged once) a splice relay in the front process does. Either way no gRPC byte passes through Python
-code and the member's interpreter lock is never taken for it. Anything else
+makes the handshake itself) by a splice relay in the front process. Asked to
+(PYETCD_CLIENT_PORT_SOCKMAP=1) and where the kernel allows an eBPF sockmap (sockmap.py; a refusal is
+logged once), a TCP client's connection is instead joined to grpc-core's private TCP port on
+127.0.0.1 by the kernel itself, which moves every byte both ways with no wake-up of the front
+process. Either way no gRPC byte passes through Python code and the member's interpreter lock is
+never taken for it. Anything else
 is HTTP/1.1: its socket comes back to the member over a unix socket (SCM_RIGHTS) and is served by
 the HTTP side (the JSON gateway, /health, /version, /metrics, /debug/raft), which on a TLS URL makes
 the handshake with the same TLS settings (pyetcd/http/tls.py).
@@ -53,17 +54,14 @@ _kernel_join: bool | None = None
 
 
 def kernel_join_available() -> bool:
-    """Whether gRPC connections can be joined in the kernel (decided once per process; the reason it
-    cannot is logged that once)."""
+    """Whether gRPC connections are to be joined in the kernel: asked for (PYETCD_CLIENT_PORT_SOCKMAP=1)
+    and allowed. Decided once per process; a refusal is logged that once."""
     global _kernel_join
     if _kernel_join is None:
-        if os.environ.get(SOCKMAP_ENV, "1") == "0":
-            reason: str | None = f"turned off by {SOCKMAP_ENV}=0"
-        else:
-            reason = sockmap.unavailable()
-        if reason is not None:
-            log.info("client port: gRPC connections are relayed with splice, not joined in the kernel "
-                     "(eBPF sockmap: %s)", reason)
+        reason = sockmap.unavailable() if os.environ.get(SOCKMAP_ENV) == "1" else "not asked for"
+        if reason not in (None, "not asked for"):
+            log.warning("client port: gRPC connections are relayed with splice, not joined in the kernel "
+                        "(eBPF sockmap: %s)", reason)
         _kernel_join = reason is None
     return _kernel_join
 

@@ -15,8 +15,8 @@ private listener for that kind of listener:
   local port stands for (a control message tagged "a", sent before connecting, see
   relayed_peer.RelayedClients), and the kernel moves the bytes both ways from then on; this process
   only passes on ends of stream and resets;
-- otherwise (a unix socket client, or no sockmap), to grpc-core's private unix socket by the splice
-  loop running here (splice_loop.py), the relay socket's name carrying the client's address.
+- otherwise (the default, a unix socket client, or no sockmap), to grpc-core's private unix socket
+  by a splice relay running here (splice_relay.py), whose socket name carries the client's address.
 
 An HTTP one is handed to the member over the control socket (SCM_RIGHTS, tagged "h" plain or "t"
 TLS) for the HTTP side, which terminates TLS itself. It exits when the member closes the control
@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pyetcd.http.client_hello import PEEK_BYTES as HELLO_PEEK_BYTES
 from pyetcd.http.client_hello import NeedMore, parse_client_hello
 from pyetcd.http.sockmap import BpfUnavailable, Sockmap, SockmapRelays
-from pyetcd.http.splice_loop import SpliceLoop
+from pyetcd.http.splice_relay import SpliceRelay
 from pyetcd.relayed_peer import client_message, go_address, gone_message, relay_socket_name
 
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -56,7 +56,8 @@ PLAIN_HTTP_TAG = b"h"
 TLS_HTTP_TAG = b"t"
 NO_TCP_BACKEND = "-"
 SOCKMAP_ENV = "PYETCD_CLIENT_PORT_SOCKMAP"
-"""Set to 0 to relay every gRPC connection with splice, even where the kernel could join them."""
+"""Set to 1 to have the kernel join gRPC connections (eBPF sockmap) where it can, instead of the splice
+relay: less CPU in the front process, but more latency per call (benchmarks/README.md)."""
 
 
 def is_grpc(first: bytes) -> bool:
@@ -95,9 +96,7 @@ def tcp_backend(argument: str) -> tuple[str, int] | None:
 
 def kernel_relays() -> SockmapRelays | None:
     """The sockmap joining gRPC connections, or None (said once on stderr, the member's log) where
-    the kernel refuses it or it is turned off."""
-    if os.environ.get(SOCKMAP_ENV, "1") == "0":
-        return None
+    the kernel refuses it."""
     try:
         return SockmapRelays(Sockmap.create())
     except (BpfUnavailable, OSError) as err:
@@ -130,22 +129,21 @@ class FrontLoop:
             listener.setblocking(False)
             self._selector.register(listener, selectors.EVENT_READ, ("accept", tls))
         self._selector.register(control, selectors.EVENT_READ, ("control", False))
-        self._splice = SpliceLoop()
-        self._relays: list[SockmapRelays | SpliceLoop] = [self._splice, *([kernel] if kernel else [])]
-        for relays in self._relays:
-            self._selector.register(relays.fileno(), selectors.EVENT_READ, ("relays", relays))
+        if kernel is not None:
+            self._selector.register(kernel.fileno(), selectors.EVENT_READ, ("joined", False))
 
     def run(self) -> None:
         while True:
-            timeouts = [PARTIAL_RETRY_S] if self._partial else []
-            timeouts += [retry for relays in self._relays if (retry := relays.timeout()) is not None]
-            for key, _ in self._selector.select(min(timeouts, default=None)):
-                kind, data = key.data
-                if kind == "relays":
-                    data.handle_events()
+            timeout = PARTIAL_RETRY_S if self._partial else None
+            if self._kernel is not None and (retry := self._kernel.timeout()) is not None:
+                timeout = retry if timeout is None else min(timeout, retry)
+            for key, _ in self._selector.select(timeout):
+                kind, tls = key.data
+                if kind == "joined":
+                    assert self._kernel is not None
+                    self._kernel.handle_events()
                     continue
                 sock: socket.socket = key.fileobj  # type: ignore[assignment]
-                tls: bool = data
                 if kind == "control":
                     if not sock.recv(1):
                         return  # the member is gone
@@ -154,9 +152,8 @@ class FrontLoop:
                 else:
                     self._selector.unregister(sock)
                     self._route(sock, Waiting(tls, time.monotonic() + PARTIAL_TIMEOUT_S))
-            for relays in self._relays:
-                if relays.timeout() is not None:
-                    relays.retry()
+            if self._kernel is not None and self._kernel.timeout() is not None:
+                self._kernel.retry()
             partial, self._partial = self._partial, []
             for conn, waiting in partial:
                 if time.monotonic() > waiting.deadline:
@@ -229,7 +226,7 @@ class FrontLoop:
             relay.close()
             conn.close()
             return
-        self._splice.join(conn, relay)
+        SpliceRelay(conn, relay).start()
 
     def _join_in_kernel(self, conn: socket.socket, address: tuple[str, int], kernel: SockmapRelays) -> None:
         """Connects to grpc-core's private TCP port and lets the kernel move the bytes. The member hears

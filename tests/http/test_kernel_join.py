@@ -1,11 +1,11 @@
-"""gRPC connections on the client port joined to grpc-core by the kernel (eBPF sockmap), and the
-splice loop that stands in where the kernel refuses it.
+"""gRPC connections on the client port joined to grpc-core by the kernel (eBPF sockmap, asked for
+with PYETCD_CLIENT_PORT_SOCKMAP=1), and the splice relay that serves them otherwise.
 
-The first tests join socket pairs directly, both ways (pyetcd/http/sockmap.py, splice_loop.py):
+The first tests join socket pairs directly, both ways (pyetcd/http/sockmap.py, splice_relay.py):
 bytes arrive whole and in order both ways, those sent before the join first; ends of stream and
-resets reach the other side.
-The others run a member: etcdctl, a large value and many concurrent calls over gRPC, HTTP beside
-them, no relay thread in the front process, and a member whose connections end when it stops.
+resets reach the other side. The others run a member each way: etcdctl, a large value and many
+concurrent calls over gRPC, HTTP beside them, whether the front process runs relay threads, and
+connections that end when the member stops; and a kernel that refuses bpf is said once.
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ import grpc
 import pytest
 
 from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from pyetcd.http import front as client_front
 from pyetcd.http import sockmap
 from pyetcd.http.relay_process import HTTP2_PREFACE, SOCKMAP_ENV
 from pyetcd.http.sockmap import Sockmap, SockmapRelays
-from pyetcd.http.splice_loop import SpliceLoop
-from tests.helpers.servers import ServerProcess, StartServer, free_port
+from pyetcd.http.splice_relay import SpliceRelay
+from tests.helpers.servers import ServerProcess, free_port
 from tests.http.httpget import http_get
 
 REASON = sockmap.unavailable()
@@ -53,11 +54,30 @@ def _recv_exactly(sock: socket.socket, count: int) -> bytes:
     return bytes(got)
 
 
+class ThreadRelays:
+    """The splice relay (two threads per connection) behind SockmapRelays' interface."""
+
+    def join(self, a: socket.socket, b: socket.socket, on_end: Callable[[], None] | None = None) -> None:
+        SpliceRelay(a, b, on_closed=lambda _: on_end() if on_end is not None else None).start()
+
+    def handle_events(self) -> None:
+        pass
+
+    def timeout(self) -> float | None:
+        return None
+
+    def retry(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class Joined:
     """A front-like arrangement: client -> (front) ... (front) -> backend, the front's two sockets
     joined by `relays`, whose events a thread handles as the front's loop does."""
 
-    def __init__(self, relays: SockmapRelays | SpliceLoop, front: socket.socket, backend: socket.socket) -> None:
+    def __init__(self, relays: SockmapRelays | ThreadRelays, front: socket.socket, backend: socket.socket) -> None:
         self.client, accepted = _tcp_pair(front)
         self.relay, self.server = _tcp_pair(backend)
         self.accepted = accepted
@@ -70,7 +90,7 @@ class Joined:
 
 @pytest.fixture(params=[pytest.param("kernel", marks=needs_sockmap), "splice"])
 def joined(request: pytest.FixtureRequest) -> Iterator[Callable[[], Joined]]:
-    relays = SockmapRelays(Sockmap.create()) if request.param == "kernel" else SpliceLoop()
+    relays = SockmapRelays(Sockmap.create()) if request.param == "kernel" else ThreadRelays()
     front = socket.create_server(("127.0.0.1", 0), backlog=64)
     backend = socket.create_server(("127.0.0.1", 0), backlog=64)
     stop = threading.Event()
@@ -183,16 +203,27 @@ def test_client_reset_ends_the_backend_connection(joined: Callable[[], Joined]) 
     assert _recv_exactly(pair.server, len(HTTP2_PREFACE)) == HTTP2_PREFACE
     pair.client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     pair.client.close()  # RST
-    assert pair.ended.wait(5)
     with contextlib.suppress(ConnectionResetError):  # a reset passed on is an end too
         assert pair.server.recv(10) == b""
+    pair.server.close()  # as grpc-core closes a connection that ended
+    assert pair.ended.wait(5)
 
 
-def _front_pid(server: ServerProcess) -> int:
+@contextlib.contextmanager
+def _member(tmp_path: Path, name: str, *, kernel: bool) -> Iterator[ServerProcess]:
+    server = ServerProcess(binary="pyetcd", name=name, data_dir=tmp_path / f"{name}.etcd", client_port=free_port(),
+                           peer_port=free_port(), extra_environment={SOCKMAP_ENV: "1" if kernel else "0"})
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+def _front_threads(server: ServerProcess) -> int:
     assert server.process is not None
     children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()
     assert len(children) == 1, children
-    return int(children[0])
+    return len(os.listdir(f"/proc/{children[0]}/task"))
 
 
 def _grpc_load(endpoint: str) -> None:
@@ -218,50 +249,48 @@ def _grpc_load(endpoint: str) -> None:
             channel.close()
 
 
-@needs_sockmap
-def test_member_serves_grpc_joined_in_the_kernel_and_http_beside_it(start_server: StartServer) -> None:
-    server = start_server("pyetcd", name="kj")
-    assert server.etcdctl("put", "foo", "bar").returncode == 0
-    assert server.etcdctl("get", "foo", "--print-value-only").stdout == "bar\n"
-    front = _front_pid(server)
-    with grpc.insecure_channel(server.endpoint) as channel:
-        rpc_pb2_grpc.KVStub(channel).Range(rpc_pb2.RangeRequest(key=b"foo"), timeout=10)
-        # A splice relay would run two threads for this connection; the kernel needs none.
-        assert len(os.listdir(f"/proc/{front}/task")) == 1
-        _grpc_load(server.endpoint)
-    assert http_get(server.client_url + "/health").body == b'{"health":"true"}'
-    assert "relayed with splice" not in server.log_path.read_text()
-
-
-@needs_sockmap
-def test_member_stopping_ends_joined_connections(start_server: StartServer) -> None:
-    server = start_server("pyetcd", name="kjstop")
-    client = socket.create_connection(("127.0.0.1", server.client_port))
-    try:
-        client.sendall(HTTP2_PREFACE + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")  # an empty SETTINGS frame
-        client.settimeout(10)
-        assert client.recv(9)[3] == 0x04  # grpc-core's SETTINGS came back through the join
-        server.stop()
-        received = b"x"
-        while received:
-            received = client.recv(65536)  # the rest (GOAWAY perhaps), then the end
-    except ConnectionResetError:
-        pass
-    finally:
-        client.close()
-
-
-def test_splice_relay_stands_in_without_the_kernel(tmp_path: Path) -> None:
-    server = ServerProcess(binary="pyetcd", name="splice", data_dir=tmp_path / "splice.etcd",
-                           client_port=free_port(), peer_port=free_port(),
-                           extra_environment={SOCKMAP_ENV: "0"})
-    try:
-        server.start()
+@pytest.mark.parametrize("kernel", [pytest.param(True, id="kernel", marks=needs_sockmap),
+                                    pytest.param(False, id="splice")])
+def test_member_serves_grpc_and_http_on_the_client_port(kernel: bool, tmp_path: Path) -> None:
+    with _member(tmp_path, "cp", kernel=kernel) as server:
         assert server.etcdctl("put", "foo", "bar").returncode == 0
         assert server.etcdctl("get", "foo", "--print-value-only").stdout == "bar\n"
-        _grpc_load(server.endpoint)
+        with grpc.insecure_channel(server.endpoint) as channel:
+            rpc_pb2_grpc.KVStub(channel).Range(rpc_pb2.RangeRequest(key=b"foo"), timeout=10)
+            # The splice relay runs two threads for this connection; the kernel needs none.
+            assert (_front_threads(server) == 1) == kernel
+            _grpc_load(server.endpoint)
         assert http_get(server.client_url + "/health").body == b'{"health":"true"}'
-        log = server.log_path.read_text()
-        assert log.count("relayed with splice") == 1, log
-    finally:
-        server.stop()
+        assert "relayed with splice" not in server.log_path.read_text()
+
+
+@pytest.mark.parametrize("kernel", [pytest.param(True, id="kernel", marks=needs_sockmap),
+                                    pytest.param(False, id="splice")])
+def test_member_stopping_ends_relayed_connections(kernel: bool, tmp_path: Path) -> None:
+    with _member(tmp_path, "stop", kernel=kernel) as server:
+        client = socket.create_connection(("127.0.0.1", server.client_port))
+        try:
+            client.sendall(HTTP2_PREFACE + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")  # an empty SETTINGS frame
+            client.settimeout(10)
+            assert client.recv(9)[3] == 0x04  # grpc-core's SETTINGS came back through the front
+            server.stop()
+            received = b"x"
+            while received:
+                received = client.recv(65536)  # the rest (GOAWAY perhaps), then the end
+        except ConnectionResetError:
+            pass
+        finally:
+            client.close()
+
+
+def test_a_kernel_that_refuses_bpf_is_said_once(monkeypatch: pytest.MonkeyPatch,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv(SOCKMAP_ENV, "1")
+    monkeypatch.setattr(client_front, "_kernel_join", None)
+    monkeypatch.setattr(sockmap, "unavailable", lambda: "[Errno 1] bpf(0): Operation not permitted")
+    with caplog.at_level("INFO", logger="pyetcd.embed"):
+        assert not client_front.kernel_join_available()
+        assert not client_front.kernel_join_available()
+    said = [record.getMessage() for record in caplog.records if "relayed with splice" in record.getMessage()]
+    assert said == ["client port: gRPC connections are relayed with splice, not joined in the kernel "
+                    "(eBPF sockmap: [Errno 1] bpf(0): Operation not permitted)"]
