@@ -21,6 +21,8 @@ import grpc
 import pytest
 
 from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from pyetcd.http import sockmap
+from pyetcd.http.relay_process import SOCKMAP_ENV
 from tests.helpers.certs import CertFiles
 from tests.helpers.servers import HOST, etcdctl_env, free_port
 from tests.helpers.tlsservers import TLSServerProcess, start_all, tls_cluster
@@ -245,21 +247,42 @@ def _own_ports_to(port: int) -> set[int]:
     return ports
 
 
-def test_a_grpc_refusal_names_the_client_port_it_came_from(pyetcd_member: TLSServerProcess, pki: PKI) -> None:
+@pytest.fixture(scope="module")
+def kernel_joined_member(pki: PKI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSServerProcess]:
+    """pyetcd with conftest's https flags, its gRPC connections joined to grpc-core by the kernel."""
+    if sockmap.unavailable() is not None:
+        pytest.skip(f"no eBPF sockmap here: {sockmap.unavailable()}")
+    (member,) = tls_cluster("pyetcd", tmp_path_factory.mktemp("https-kernel"), 1, [secure_member_flags(pki)],
+                            credentials=pki.client_credentials())
+    member.extra_environment[SOCKMAP_ENV] = "1"
+    try:
+        start_all([member])
+        yield member
+    finally:
+        member.stop()
+
+
+@pytest.mark.parametrize("joined_by", ["splice", "kernel"])
+def test_a_grpc_refusal_names_the_client_port_it_came_from(joined_by: str, pki: PKI,
+                                                          request: pytest.FixtureRequest) -> None:
     """gRPC reaches grpc-core through the client port's front, yet the log names the client's own
-    address, as etcd does, not the front's connection to grpc-core."""
+    address, as etcd does, not the front's connection to grpc-core; TLS gRPC works either way."""
+    member: TLSServerProcess = request.getfixturevalue("pyetcd_member" if joined_by == "splice"
+                                                       else "kernel_joined_member")
+    assert member.etcdctl("put", "tls-key", "over-tls").returncode == 0
+    assert member.etcdctl("get", "tls-key", "--print-value-only").stdout == "over-tls\n"
     credentials = grpc.ssl_channel_credentials(pki.ca.read_bytes(), pki.revoked.key.read_bytes(),
                                                pki.revoked.cert.read_bytes())
-    logged = pyetcd_member.log_path.stat().st_size
-    with grpc.secure_channel(f"{HOST}:{pyetcd_member.client_port}", credentials) as channel:
+    logged = member.log_path.stat().st_size
+    with grpc.secure_channel(f"{HOST}:{member.client_port}", credentials) as channel:
         grpc.channel_ready_future(channel).result(timeout=10)  # connected: the refusal comes with the call
-        ports = _own_ports_to(pyetcd_member.client_port)
+        ports = _own_ports_to(member.client_port)
         with pytest.raises(grpc.RpcError) as refused:
             rpc_pb2_grpc.KVStub(channel).Range(rpc_pb2.RangeRequest(key=b"k"), timeout=10)
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert ports
     time.sleep(0.2)
-    with pyetcd_member.log_path.open("rb") as log:
+    with member.log_path.open("rb") as log:
         log.seek(logged)
         named = re.findall(rb'rejected connection from "127\.0\.0\.1:(\d+)" \(error "transport: certificate serial',
                            log.read())
