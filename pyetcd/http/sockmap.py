@@ -31,13 +31,15 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import platform
 import select
 import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-SYS_BPF = 321  # x86-64
+SYS_BPF = {"x86_64": 321, "aarch64": 280}.get(platform.machine())
+"""bpf(2)'s system call number; None on other machines, where the kernel join is unavailable."""
 BPF_MAP_CREATE, BPF_MAP_UPDATE_ELEM, BPF_PROG_LOAD, BPF_PROG_ATTACH = 0, 2, 5, 8
 BPF_MAP_TYPE_SOCKHASH = 18
 BPF_PROG_TYPE_SK_SKB = 14
@@ -84,6 +86,8 @@ _libc.syscall.restype = ctypes.c_long
 
 
 def _bpf(command: int, attr: bytes) -> int:
+    if SYS_BPF is None:
+        raise BpfUnavailable(errno.ENOSYS, f"no bpf(2) system call number known for {platform.machine()}")
     buffer = ctypes.create_string_buffer(attr, 128)
     result = _libc.syscall(ctypes.c_long(SYS_BPF), ctypes.c_int(command), buffer, ctypes.c_uint(128))
     if result < 0:
