@@ -167,12 +167,16 @@ def test_bytes_sent_before_the_join_come_first() -> None:
         pair.server.sendall(b"settings")
         time.sleep(0.05)  # both are queued on the front's sockets before the join
         pair.join()
-        pair.client.sendall(b"after")
-        pair.server.sendall(b"|after")
         pair.server.settimeout(5)
         pair.client.settimeout(5)
-        assert _recv_exactly(pair.server, len(HTTP2_PREFACE) + 5) == HTTP2_PREFACE + b"after"
-        assert _recv_exactly(pair.client, 14) == b"settings|after"
+        # They come through without a later arrival to push them (the join's SO_RCVLOWAT does)...
+        assert _recv_exactly(pair.server, len(HTTP2_PREFACE)) == HTTP2_PREFACE
+        assert _recv_exactly(pair.client, 8) == b"settings"
+        # ...and ahead of what follows.
+        pair.client.sendall(b"after")
+        pair.server.sendall(b"|after")
+        assert _recv_exactly(pair.server, 5) == b"after"
+        assert _recv_exactly(pair.client, 6) == b"|after"
         pair.client.close()
         pair.server.close()
     finally:
