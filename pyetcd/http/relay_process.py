@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 from pyetcd.http.client_hello import PEEK_BYTES as HELLO_PEEK_BYTES
 from pyetcd.http.client_hello import NeedMore, parse_client_hello
-from pyetcd.http.sockmap import BpfUnavailable, Sockmap, SockmapRelays
+from pyetcd.http.sockmap import BpfUnavailable, NotJoined, Sockmap, SockmapRelays
 from pyetcd.http.splice_relay import SpliceRelay
 from pyetcd.relayed_peer import client_message, go_address, gone_message, relay_socket_name
 
@@ -242,8 +242,12 @@ class FrontLoop:
             conn.close()
             return
         port = relay.getsockname()[1]
-        with contextlib.suppress(OSError):  # a failed join has closed both: the client sees its connection end
+        try:
             kernel.join(conn, relay, lambda: self._tell_member(gone_message(port)))
+        except NotJoined:
+            SpliceRelay(conn, relay).start()  # a full map: this connection is relayed as without the kernel
+        except OSError:
+            pass  # a failed join has closed both: the client sees its connection end
 
     def _tell_member(self, message: bytes) -> None:
         with contextlib.suppress(OSError):

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 SYS_BPF = {"x86_64": 321, "aarch64": 280}.get(platform.machine())
 """bpf(2)'s system call number; None on other machines, where the kernel join is unavailable."""
-BPF_MAP_CREATE, BPF_MAP_UPDATE_ELEM, BPF_PROG_LOAD, BPF_PROG_ATTACH = 0, 2, 5, 8
+BPF_MAP_CREATE, BPF_MAP_UPDATE_ELEM, BPF_MAP_DELETE_ELEM, BPF_PROG_LOAD, BPF_PROG_ATTACH = 0, 2, 3, 5, 8
 BPF_MAP_TYPE_SOCKHASH = 18
 BPF_PROG_TYPE_SK_SKB = 14
 BPF_SK_SKB_VERDICT = 38
@@ -81,6 +81,11 @@ class BpfUnavailable(OSError):
     """The kernel refused a bpf(2) step (no permission, too old, or sockmap not built in)."""
 
 
+class NotJoined(OSError):
+    """A join failed before any byte could be redirected (a full map, no memory): the sockets are as
+    they were, and the caller may relay them itself."""
+
+
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 
@@ -96,9 +101,9 @@ def _bpf(command: int, attr: bytes) -> int:
     return int(result)
 
 
-def _sockhash() -> int:
+def _sockhash(max_entries: int) -> int:
     # map_type, key_size, value_size, max_entries, map_flags
-    return _bpf(BPF_MAP_CREATE, struct.pack("<IIIII", BPF_MAP_TYPE_SOCKHASH, 8, 4, MAX_JOINED, 0))
+    return _bpf(BPF_MAP_CREATE, struct.pack("<IIIII", BPF_MAP_TYPE_SOCKHASH, 8, 4, max_entries, 0))
 
 
 def _load_program(peers_fd: int) -> int:
@@ -134,6 +139,12 @@ def unavailable() -> str | None:
     return None
 
 
+def _delete(map_fd: int, key: int) -> None:
+    key_buf = ctypes.create_string_buffer(struct.pack("<Q", key), 8)
+    with contextlib.suppress(OSError):  # not there
+        _bpf(BPF_MAP_DELETE_ELEM, struct.pack("<IIQ", map_fd, 0, ctypes.addressof(key_buf)))
+
+
 def socket_cookie(sock: socket.socket) -> int:
     """The kernel's 64-bit id of `sock`, as the program's bpf_get_socket_cookie sees it."""
     return int(struct.unpack("<Q", sock.getsockopt(socket.SOL_SOCKET, SO_COOKIE, 8))[0])
@@ -148,12 +159,12 @@ class Sockmap:
     program_fd: int
 
     @classmethod
-    def create(cls) -> Sockmap:
+    def create(cls, max_entries: int = MAX_JOINED) -> Sockmap:
         """Builds and attaches everything, or raises BpfUnavailable (EPERM, ENOSYS, EINVAL...)."""
         fds: list[int] = []
         try:
-            fds.append(_sockhash())
-            fds.append(_sockhash())
+            fds.append(_sockhash(max_entries))
+            fds.append(_sockhash(max_entries))
             fds.append(_load_program(fds[0]))
             # target_fd, attach_bpf_fd, attach_type, attach_flags
             _bpf(BPF_PROG_ATTACH, struct.pack("<IIII", fds[1], fds[2], BPF_SK_SKB_VERDICT, 0))
@@ -167,11 +178,16 @@ class Sockmap:
         """From now on the kernel moves every byte arriving on `a` out of `b`, and the reverse.
 
         Both must be connected TCP sockets that user space no longer reads. Bytes already received
-        are sent first. On error nothing has been redirected yet: the caller may relay them itself.
+        are sent first. Raises NotJoined if the sockets are untouched (the caller may relay them
+        itself), another OSError if they may be half joined (the caller must close them).
         """
         cookie_a, cookie_b = socket_cookie(a), socket_cookie(b)
-        _update(self.peers_fd, cookie_a, b.fileno())
-        _update(self.peers_fd, cookie_b, a.fileno())
+        try:
+            _update(self.peers_fd, cookie_a, b.fileno())
+            _update(self.peers_fd, cookie_b, a.fileno())
+        except OSError as err:
+            _delete(self.peers_fd, cookie_a)  # no program runs for this map: nothing was redirected
+            raise NotJoined(err.errno, f"sockmap join: {err.strerror}") from None
         _update(self.joined_fd, cookie_a, a.fileno())
         _update(self.joined_fd, cookie_b, b.fileno())
         for sock in (a, b):  # run the data-ready hook now for bytes that arrived before the join
@@ -281,6 +297,9 @@ class SockmapRelays:
             self._epoll.register(fd, select.EPOLLRDHUP | select.EPOLLET)
         try:
             self._sockmap.join(a, b)
+        except NotJoined:
+            self._forget(pair)  # still the caller's, untouched
+            raise
         except OSError:
             self._end(pair)
             raise
@@ -325,13 +344,16 @@ class SockmapRelays:
         self._epoll.close()
         self._sockmap.close()
 
-    def _end(self, pair: JoinedPair) -> None:
+    def _forget(self, pair: JoinedPair) -> None:
         self._waiting.discard(pair)
         for fd in pair.fds:
             if self._pairs.get(fd, (None, 0))[0] is pair:
                 del self._pairs[fd]
                 with contextlib.suppress(OSError):
                     self._epoll.unregister(fd)
+
+    def _end(self, pair: JoinedPair) -> None:
+        self._forget(pair)
         for sock in pair.sockets:
             sock.close()  # closing also takes it out of both maps
         if pair.on_end is not None:

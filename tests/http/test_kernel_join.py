@@ -185,6 +185,36 @@ def test_bytes_sent_before_the_join_come_first() -> None:
         backend.close()
 
 
+@needs_sockmap
+def test_a_full_map_leaves_the_connection_to_the_splice_relay() -> None:
+    relays = SockmapRelays(Sockmap.create(max_entries=2))  # room for one connection
+    front = socket.create_server(("127.0.0.1", 0))
+    backend = socket.create_server(("127.0.0.1", 0))
+    try:
+        first = Joined(relays, front, backend)
+        first.join()
+        second = Joined(relays, front, backend)
+        second.client.sendall(HTTP2_PREFACE)
+        with pytest.raises(sockmap.NotJoined):
+            second.join()
+        SpliceRelay(second.accepted, second.relay).start()  # what the front does then
+        second.server.settimeout(5)
+        second.client.settimeout(5)
+        assert _recv_exactly(second.server, len(HTTP2_PREFACE)) == HTTP2_PREFACE
+        second.server.sendall(b"spliced")
+        assert _recv_exactly(second.client, 7) == b"spliced"
+        first.client.sendall(b"joined")
+        first.server.settimeout(5)
+        assert _recv_exactly(first.server, 6) == b"joined"
+        for pair in (first, second):
+            pair.client.close()
+            pair.server.close()
+    finally:
+        relays.close()
+        front.close()
+        backend.close()
+
+
 def test_half_close_passes_the_end_after_the_bytes_before_it(joined: Callable[[], Joined]) -> None:
     pair = joined()
     request = os.urandom(4 << 20)
