@@ -58,11 +58,11 @@ def kernel_join_available() -> bool:
     and allowed. Decided once per process; a refusal is logged that once."""
     global _kernel_join
     if _kernel_join is None:
-        reason = sockmap.unavailable() if os.environ.get(SOCKMAP_ENV) == "1" else "not asked for"
-        if reason not in (None, "not asked for"):
+        reason = sockmap.unavailable() if os.environ.get(SOCKMAP_ENV) == "1" else None
+        if reason is not None:
             log.warning("client port: gRPC connections are relayed with splice, not joined in the kernel "
                         "(eBPF sockmap: %s)", reason)
-        _kernel_join = reason is None
+        _kernel_join = os.environ.get(SOCKMAP_ENV) == "1" and reason is None
     return _kernel_join
 
 
