@@ -95,6 +95,13 @@ async def run_server(config: ServerConfig, listeners: Sequence[ClientListener] =
     await http.start()
     serving: list[ClientListener] = [GrpcClientApi(config, front=http.client_front, stats=http.grpc_stats),
                                      *listeners]
+    if config.serving_processes > 1 and http.client_front is not None:
+        from pyetcd.serving.supervisor import ServingProcesses
+
+        # Started before the gRPC API, whose client port then relays gRPC connections to them.
+        serving_processes = ServingProcesses(config, http.client_front.grpc_address, http.grpc_stats)
+        http.client_front.relay_grpc_to(serving_processes.socket_names, serving_processes.tls_socket_names)
+        serving.insert(0, serving_processes)
     loop = asyncio.get_running_loop()
     for signum in GO_SIGNAL_NAMES:
         loop.add_signal_handler(signum, on_signal, signum)

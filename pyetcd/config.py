@@ -87,6 +87,10 @@ FLAGS: tuple[FlagSpec, ...] = (
              help="Maximum number of operations permitted in a transaction."),
     FlagSpec("max-request-bytes", str(DEFAULT_MAX_REQUEST_BYTES), "uint", help="Maximum client request size in bytes."),
     FlagSpec("max-concurrent-streams", "math.MaxUint32", supported=False),
+    FlagSpec("serving-processes", "1", "uint",
+             help="Processes serving the client URLs' gRPC calls beside the one that runs Raft and applies "
+                  "(pyetcd's own flag; 1 serves them in the member's process; raise it on a machine with a "
+                  "spare core per extra process and many concurrent clients)."),
     FlagSpec("grpc-keepalive-min-time", "5s", "duration"),
     FlagSpec("grpc-keepalive-interval", "2h", "duration"),
     FlagSpec("grpc-keepalive-timeout", "20s", "duration"),
@@ -195,6 +199,8 @@ class ServerConfig:
     quota_backend_bytes: int = DEFAULT_QUOTA_BYTES
     max_txn_ops: int = DEFAULT_MAX_TXN_OPS
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    serving_processes: int = 1
+    """--serving-processes: 1 serves gRPC in the member's own process; N > 1 starts N serving processes."""
     strict_reconfig_check: bool = True
     pre_vote: bool = True
     auto_compaction_mode: str = "periodic"
@@ -632,6 +638,7 @@ def resolve(args: argparse.Namespace, environ: dict[str, str] | None = None, *,
         quota_backend_bytes=quota,
         max_txn_ops=get_int("max-txn-ops"),
         max_request_bytes=get_int("max-request-bytes"),
+        serving_processes=serving_processes(get_int("serving-processes")),
         strict_reconfig_check=parse_go_bool(get("strict-reconfig-check")),
         pre_vote=parse_go_bool(get("pre-vote")),
         auto_compaction_mode=compaction_mode,
@@ -668,6 +675,16 @@ def resolve(args: argparse.Namespace, environ: dict[str, str] | None = None, *,
     except AuthOptionsError as err:
         raise FatalConfigError(str(err)) from None
     return config
+
+
+MAX_SERVING_PROCESSES = 64
+
+
+def serving_processes(count: int) -> int:
+    """--serving-processes, refused outside 1..MAX_SERVING_PROCESSES as etcd refuses a bad count."""
+    if not 1 <= count <= MAX_SERVING_PROCESSES:
+        raise ConfigError(f"--serving-processes must be between 1 and {MAX_SERVING_PROCESSES} (set to {count})")
+    return count
 
 
 def validate_tls_flags(config: ServerConfig) -> None:

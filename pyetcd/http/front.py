@@ -139,6 +139,10 @@ class ClientPortFront:
         self.grpc_tcp_address: str | None = None
         """grpc-core's private TCP port (host:port) for connections the kernel joins; None: splice only."""
         self.grpc_tls_tcp_address: str | None = None
+        self._grpc_backends = [self._grpc_socket_name.lstrip("\0")]
+        self._grpc_tls_backends = [self._grpc_tls_socket_name.lstrip("\0")]
+        """The abstract sockets gRPC connections are relayed to, taken in turn (serving processes')."""
+        self._relays_elsewhere = False
         self._http_protocol = http_protocol
         self._http_tls: HttpTls | None = None
         self._listeners: list[tuple[socket.socket, bool]] = []
@@ -205,14 +209,23 @@ class ClientPortFront:
             raise StartupError(f"listen tcp {PRIVATE_TCP_ADDRESS}: bind: address already in use")
         return f"127.0.0.1:{port}"
 
+    def relay_grpc_to(self, socket_names: Sequence[str], tls_socket_names: Sequence[str]) -> None:
+        """Relay gRPC connections to these abstract sockets (names without the leading NUL), taking them in
+        turn, instead of to grpc-core in this process (so never through the kernel join); call before `start`."""
+        self._grpc_backends = list(socket_names)
+        self._grpc_tls_backends = list(tls_socket_names) or self._grpc_tls_backends
+        self._relays_elsewhere = True
+
     def start(self) -> None:
         control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         fds = [theirs.fileno(), *(listener.fileno() for listener, _ in self._listeners)]
         listeners = [listener_argument(listener.fileno(), tls) for listener, tls in self._listeners]
         self._front = subprocess.Popen(
-            [sys.executable, "-m", "pyetcd.http.relay_process", self._grpc_socket_name.lstrip("\0"),
-             self._grpc_tls_socket_name.lstrip("\0"), self.grpc_tcp_address or NO_TCP_BACKEND,
-             self.grpc_tls_tcp_address or NO_TCP_BACKEND, str(theirs.fileno()), *listeners],
+            [sys.executable, "-m", "pyetcd.http.relay_process", ",".join(self._grpc_backends),
+             ",".join(self._grpc_tls_backends),
+             NO_TCP_BACKEND if self._relays_elsewhere else self.grpc_tcp_address or NO_TCP_BACKEND,
+             NO_TCP_BACKEND if self._relays_elsewhere else self.grpc_tls_tcp_address or NO_TCP_BACKEND,
+             str(theirs.fileno()), *listeners],
             pass_fds=fds, stdin=subprocess.DEVNULL)
         theirs.close()
         self._close_listeners()  # the front process accepts from here on

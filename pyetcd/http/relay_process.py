@@ -37,7 +37,7 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pyetcd.http.client_hello import PEEK_BYTES as HELLO_PEEK_BYTES
 from pyetcd.http.client_hello import NeedMore, parse_client_hello
@@ -81,10 +81,19 @@ def tls_is_grpc(alpn: tuple[str, ...] | None) -> bool:
 @dataclass(frozen=True, slots=True)
 class GrpcBackend:
     """Where one kind (plain or TLS) of gRPC connection goes: grpc-core's private unix socket, and its
-    private TCP address for kernel-joined connections (None: splice only)."""
+    private TCP address for kernel-joined connections (None: splice only).
 
-    socket_name: str
+    A member with serving processes gives one socket per serving process (and no TCP address):
+    connections take them in turn, skipping one that does not accept (a serving process restarting)."""
+
+    socket_names: tuple[str, ...]
     tcp: tuple[str, int] | None
+    turns: itertools.count[int] = field(default_factory=itertools.count, compare=False)
+
+    def in_turn(self) -> list[str]:
+        """Every socket, starting with this connection's turn (the rest to fall back on)."""
+        start = next(self.turns) % len(self.socket_names)
+        return [*self.socket_names[start:], *self.socket_names[:start]]
 
 
 def tcp_backend(argument: str) -> tuple[str, int] | None:
@@ -92,6 +101,11 @@ def tcp_backend(argument: str) -> tuple[str, int] | None:
         return None
     host, port = argument.rsplit(":", 1)
     return host, int(port)
+
+
+def socket_names(argument: str) -> tuple[str, ...]:
+    """Comma-separated abstract socket names, without their leading NUL."""
+    return tuple("\0" + name for name in argument.split(","))
 
 
 def kernel_relays() -> SockmapRelays | None:
@@ -217,16 +231,22 @@ class FrontLoop:
         if self._kernel is not None and backend.tcp is not None and conn.family != socket.AF_UNIX:
             self._join_in_kernel(conn, backend.tcp, self._kernel)
             return
-        relay = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             client = go_address(conn.getpeername()) if conn.family != socket.AF_UNIX else ""
-            relay.bind(relay_socket_name(f"{os.getpid()}-{next(self._relay_ids)}", client))
-            relay.connect(backend.socket_name)
         except OSError:
-            relay.close()
             conn.close()
             return
-        SpliceRelay(conn, relay).start()
+        for socket_name in backend.in_turn():
+            relay = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                relay.bind(relay_socket_name(f"{os.getpid()}-{next(self._relay_ids)}", client))
+                relay.connect(socket_name)
+            except OSError:
+                relay.close()
+                continue
+            SpliceRelay(conn, relay).start()
+            return
+        conn.close()
 
     def _join_in_kernel(self, conn: socket.socket, address: tuple[str, int], kernel: SockmapRelays) -> None:
         """Connects to grpc-core's private TCP port and lets the kernel move the bytes. The member hears
@@ -265,8 +285,8 @@ def _listener(argument: str) -> tuple[socket.socket, bool]:
 
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the member's Ctrl-C is the member's to handle
-    grpc = GrpcBackend("\0" + argv[0], tcp_backend(argv[2]))
-    grpc_tls = GrpcBackend("\0" + argv[1], tcp_backend(argv[3]))
+    grpc = GrpcBackend(socket_names(argv[0]), tcp_backend(argv[2]))
+    grpc_tls = GrpcBackend(socket_names(argv[1]), tcp_backend(argv[3]))
     control = socket.socket(fileno=int(argv[4]))
     listeners = [_listener(argument) for argument in argv[5:]]
     kernel = kernel_relays() if grpc.tcp is not None or grpc_tls.tcp is not None else None
