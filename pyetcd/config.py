@@ -670,6 +670,9 @@ def resolve(args: argparse.Namespace, environ: dict[str, str] | None = None, *,
     )
     validate_cluster_flags(config)
     validate_tls_flags(config)
+    if config.serving_processes > 1 and config.client_tls.client_cert_auth:
+        # Auth reads a certificate's Common Name from the call, which the core does not see behind them.
+        raise ConfigError("--serving-processes above 1 cannot be combined with --client-cert-auth")
     try:
         new_token_provider(config.auth_token, config.auth_token_ttl_s)
     except AuthOptionsError as err:

@@ -2,7 +2,7 @@
 KV method handlers, all at once, so a batch's puts share a Raft Ready and its reads one ReadIndex.
 
 Each call runs with a stand-in for its gRPC context that gives the handlers what the serving process
-saw (the auth token, the client certificate's Common Name) and captures
+saw (the auth token) and captures
 `context.abort`, so an error goes back as the exact status and message a single process would give.
 """
 
@@ -21,7 +21,6 @@ from pyetcd.api.handlers import service_handlers
 from pyetcd.api.kv import KVServicer
 from pyetcd.api.server_api import EtcdServerApi
 from pyetcd.api.stats import GrpcStats
-from pyetcd.auth.credentials import COMMON_NAME_PROPERTY, PEER_CERTIFICATE_PROPERTY
 from pyetcd.errors import StartupError
 from pyetcd.serving import wire
 
@@ -48,11 +47,8 @@ class BatchedCallContext:
         return () if self._call.token is None else (("token", self._call.token),)
 
     def auth_context(self) -> dict[str, list[bytes]]:
-        """A verified client certificate, as far as auth reads it: present, with its Common Name."""
-        if self._call.common_name is None:
-            return {}
-        return {PEER_CERTIFICATE_PROPERTY: [b"verified by the serving process"],
-                COMMON_NAME_PROPERTY: [self._call.common_name.encode()]}
+        """No client certificate: a member with serving processes refuses --client-cert-auth (config.py)."""
+        return {}
 
     def code(self) -> grpc.StatusCode | None:
         return self._code

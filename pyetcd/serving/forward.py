@@ -17,8 +17,6 @@ import grpc.aio
 from etcdpb.etcdserverpb import rpc_pb2
 
 Metadata = tuple[tuple[str, str | bytes], ...]
-FORWARDED_COMMON_NAME = "pyetcd-serving-cn"
-"""Metadata carrying the verified client certificate's Common Name from a serving process to the core."""
 CALL_SHAPES: dict[str, tuple[bool, bool]] = {
     f"/{service.full_name}/{method.name}": (method.client_streaming, method.server_streaming)
     for service in rpc_pb2.DESCRIPTOR.services_by_name.values() for method in service.methods}
@@ -43,15 +41,10 @@ async def _pass_back_metadata(call: Any, context: grpc.aio.ServicerContext[Any, 
 
 
 class ForwardToCore(grpc.GenericRpcHandler):  # type: ignore[misc]
-    """Claims every method it is asked about and forwards it to `channel` (the core's private socket).
+    """Claims every method it is asked about and forwards it to `channel` (the core's private socket)."""
 
-    `extra_metadata(context)` adds what the core must know about the call that the relayed connection
-    no longer shows it (the client certificate's Common Name)."""
-
-    def __init__(self, channel: grpc.aio.Channel,
-                 extra_metadata: Callable[[grpc.aio.ServicerContext[Any, Any]], Metadata]) -> None:
+    def __init__(self, channel: grpc.aio.Channel) -> None:
         self._channel = channel
-        self._extra_metadata = extra_metadata
         self._handlers: dict[str, Any] = {}
 
     def service(self, handler_call_details: Any) -> Any:
@@ -62,7 +55,7 @@ class ForwardToCore(grpc.GenericRpcHandler):  # type: ignore[misc]
         return handler
 
     def _metadata(self, context: grpc.aio.ServicerContext[Any, Any]) -> Metadata:
-        return client_metadata(context) + self._extra_metadata(context)
+        return client_metadata(context)
 
     def _handler(self, method: str) -> Any:
         client_streaming, server_streaming = CALL_SHAPES.get(method, (True, True))

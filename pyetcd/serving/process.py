@@ -23,11 +23,11 @@ import grpc
 import grpc.aio
 
 from pyetcd.api.handlers import transport_receive_limit
-from pyetcd.auth.credentials import common_name_from_auth_context, token_from_metadata
+from pyetcd.auth.credentials import token_from_metadata
 from pyetcd.certchecks import server_interceptors
 from pyetcd.serving import wire
 from pyetcd.serving.core_link import CoreLink
-from pyetcd.serving.forward import FORWARDED_COMMON_NAME, ForwardToCore, Metadata
+from pyetcd.serving.forward import ForwardToCore
 from pyetcd.serving.settings import ServingSettings
 from pyetcd.tlscredentials import server_credentials
 
@@ -47,17 +47,10 @@ def die_with_parent(core_pid: int) -> None:
         os._exit(1)  # the core died before the request above took effect
 
 
-def common_name(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
-    """The verified client certificate's Common Name, as auth reads it (None: no certificate)."""
-    return common_name_from_auth_context(context.auth_context(), context.invocation_metadata())
-
-
-def batched_kv(method: int, link: CoreLink, reads_certificates: bool) -> Callable[[bytes, Any], Awaitable[bytes]]:
+def batched_kv(method: int, link: CoreLink) -> Callable[[bytes, Any], Awaitable[bytes]]:
     """A raw-bytes unary handler for one KV method: the request goes to the core in the next batch."""
     async def handle(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
-        metadata = context.invocation_metadata()
-        call = wire.Call(method, request, token_from_metadata(metadata),
-                         common_name(context) if reads_certificates else None)
+        call = wire.Call(method, request, token_from_metadata(context.invocation_metadata()))
         status, payload = await link.call(call)
         if status:
             await context.abort(wire.STATUS_BY_NUMBER[status], payload.decode("utf-8", "replace"))
@@ -76,17 +69,11 @@ def serving_server(settings: ServingSettings, link: CoreLink, core: grpc.aio.Cha
         ("grpc.keepalive_timeout_ms", int(settings.grpc_keepalive_timeout_s * 1000)),
         ("grpc.so_reuseport", 0),
     ])
-    reads_certificates = not settings.tls.empty and settings.tls.requires_client_certificate
-    kv = {name: grpc.unary_unary_rpc_method_handler(batched_kv(number, link, reads_certificates))
+    kv = {name: grpc.unary_unary_rpc_method_handler(batched_kv(number, link))
           for number, name in enumerate(wire.METHODS)}
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(wire.KV_SERVICE, kv),))
     server.add_registered_method_handlers(wire.KV_SERVICE, kv)
-
-    def certificate_name(context: grpc.aio.ServicerContext[Any, Any]) -> Metadata:
-        name = common_name(context) if reads_certificates else None
-        return () if name is None else ((FORWARDED_COMMON_NAME, name),)
-
-    server.add_generic_rpc_handlers((ForwardToCore(core, certificate_name),))
+    server.add_generic_rpc_handlers((ForwardToCore(core),))
     server.add_insecure_port(f"unix-abstract:{settings.listen_socket}")
     if settings.listen_tls_socket:
         server.add_secure_port(f"unix-abstract:{settings.listen_tls_socket}", server_credentials(settings.tls))

@@ -1,8 +1,7 @@
 """The batch protocol between a serving process and the core: length-prefixed frames on a unix stream.
 
-A request frame holds a batch id and, per KV call, its method number, the caller's auth token and
-client certificate Common Name (each may be absent; the certificate checks themselves ran in the
-serving process, where TLS ends) and the serialized request. The answer frame holds the same batch id and, per
+A request frame holds a batch id and, per KV call, its method number, the caller's auth token (which
+may be absent) and the serialized request. The answer frame holds the same batch id and, per
 call in the same order, a gRPC status number (0 is OK) and the serialized response or the error's
 message. Nothing here decodes protobuf: the serving process never parses what it forwards.
 """
@@ -21,10 +20,10 @@ METHODS = ("Range", "Put", "DeleteRange", "Txn", "Compact")
 """The etcdserverpb.KV methods sent in batches, by their number on the wire."""
 
 HEADER = struct.Struct("<III")  # bytes after the length field, batch id, item count
-CALL = struct.Struct("<BHHI")  # method, token length, CN length, request length
+CALL = struct.Struct("<BHI")  # method, token length, request length
 ANSWER = struct.Struct("<BI")  # status number, payload length
 ABSENT = 0xFFFF
-"""A token or CN length that means "the call had none" (an empty one is length 0)."""
+"""A token length that means "the call had none" (an empty one is length 0)."""
 STATUS_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
 
 
@@ -35,7 +34,6 @@ class Call:
     method: int
     request: bytes
     token: str | None = None
-    common_name: str | None = None
 
 
 Answer = tuple[int, bytes]
@@ -53,8 +51,7 @@ def encode_calls(batch_id: int, calls: Sequence[Call]) -> bytes:
     parts = [b""]
     for call in calls:
         token_len, token = _optional(call.token)
-        cn_len, cn = _optional(call.common_name)
-        parts += [CALL.pack(call.method, token_len, cn_len, len(call.request)), token, cn, call.request]
+        parts += [CALL.pack(call.method, token_len, len(call.request)), token, call.request]
     body_size = sum(len(part) for part in parts) + HEADER.size - 4
     parts[0] = HEADER.pack(body_size, batch_id, len(calls))
     return b"".join(parts)
@@ -80,11 +77,10 @@ def decode_calls(body: bytes) -> tuple[int, list[Call]]:
     calls: list[Call] = []
     position = 8
     for _ in range(count):
-        method, token_len, cn_len, request_len = CALL.unpack_from(body, position)
+        method, token_len, request_len = CALL.unpack_from(body, position)
         position += CALL.size
         token, position = _take(body, position, token_len)
-        common_name, position = _take(body, position, cn_len)
-        calls.append(Call(method, body[position:position + request_len], token, common_name))
+        calls.append(Call(method, body[position:position + request_len], token))
         position += request_len
     _check_size(body, position)
     return batch_id, calls

@@ -37,6 +37,10 @@ __all__ = ["HOST", "PYETCD_BINARY", "REPO", "EtcdctlWatch", "JsonWatch", "Server
            "stop_process"]
 
 
+SERVING_PROCESSES_VARIABLE = "PYETCD_TEST_SERVING_PROCESSES"
+"""When set (e.g. to 2), every pyetcd member a test starts serves clients from that many serving processes."""
+
+
 def etcdctl_env() -> dict[str, str]:
     env = dict(os.environ)
     env["ETCDCTL_API"] = "3"
@@ -114,7 +118,15 @@ class ServerProcess:
         if self.flags_as_environment:
             return [binary_path(self.binary), *self.extra_args]
         return [binary_path(self.binary), *(f"--{flag}={value}" for flag, value in self.member_flags().items()),
-                *self.extra_args]
+                *self.serving_mode_args(), *self.extra_args]
+
+    def serving_mode_args(self) -> list[str]:
+        """`--serving-processes N` for a pyetcd member when SERVING_PROCESSES_VARIABLE asks for it (`make
+        test-serving` runs the API and etcdctl tests so) and the test did not choose a count itself."""
+        count = os.environ.get(SERVING_PROCESSES_VARIABLE, "")
+        if self.binary != "pyetcd" or not count or any("serving-processes" in arg for arg in self.extra_args):
+            return []
+        return [f"--serving-processes={count}"]
 
     def environment(self) -> dict[str, str]:
         env = {name: value for name, value in os.environ.items() if not name.startswith("ETCD_")}
