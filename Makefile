@@ -13,7 +13,7 @@ LOADGEN_SOURCES := $(wildcard benchmarks/loadgen/*.go)
 GO_ETCD_STUBS := /usr/share/gocode/src/go.etcd.io/etcd/etcdserver/etcdserverpb
 GO_ENV := GO111MODULE=off GOPATH=/usr/share/gocode GOPROXY=off GOFLAGS= GOCACHE=$(CURDIR)/benchmarks/loadgen/bin/cache
 
-.PHONY: install client-venvs etcdctl run test test-chaos test-slow test-fast proto lint sim sim-driver cluster bench chaos etcd-binaries go-toolchain loadgen clean \
+.PHONY: install client-venvs etcdctl run test test-chaos test-serving test-slow test-fast proto lint sim sim-driver cluster bench chaos etcd-binaries go-toolchain loadgen clean \
 	browser screenshots
 
 # Running needs only pyproject's runtime dependencies; the test and lint tools come on top.
@@ -78,6 +78,12 @@ proto: install
 
 test: install etcd-binaries loadgen client-venvs browser
 	$(PY) -m pytest -q -p no:cacheprovider --durations=15 $(PYTEST_ARGS)
+
+# The etcdctl, API and auth comparison tests again, each pyetcd member serving from 2 serving processes.
+SERVING_TESTS = tests/server/test_etcdctl.py tests/server/test_same_output.py tests/server/test_same_headers.py \
+	tests/server/test_process_watch.py tests/auth
+test-serving: install etcd-binaries
+	PYETCD_TEST_SERVING_PROCESSES=2 $(PY) -m pytest -q -p no:cacheprovider --durations=5 $(SERVING_TESTS) $(PYTEST_ARGS)
 
 test-chaos: install etcd-binaries
 	$(PY) -m pytest -q -p no:cacheprovider --durations=5 -m chaos $(PYTEST_ARGS)

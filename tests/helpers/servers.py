@@ -124,7 +124,10 @@ class ServerProcess:
         """`--serving-processes N` for a pyetcd member when SERVING_PROCESSES_VARIABLE asks for it (`make
         test-serving` runs the API and etcdctl tests so) and the test did not choose a count itself."""
         count = os.environ.get(SERVING_PROCESSES_VARIABLE, "")
-        if self.binary != "pyetcd" or not count or any("serving-processes" in arg for arg in self.extra_args):
+        chosen = any("serving-processes" in arg for arg in self.extra_args)
+        # A member with serving processes refuses --client-cert-auth: such tests keep one process.
+        refused = any(arg.startswith("--client-cert-auth") and not arg.endswith("=false") for arg in self.extra_args)
+        if self.binary != "pyetcd" or not count or chosen or refused:
             return []
         return [f"--serving-processes={count}"]
 
