@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import signal
 import sys
 
@@ -11,6 +12,7 @@ from pyetcd.serving.settings import ServingSettings
 
 
 def main(argv: list[str]) -> int:
+    faulthandler.enable()  # a crash leaves its stack in the member's log
     settings = ServingSettings.from_json(argv[0])
     from pyetcd.serving.process import die_with_parent, serve
 

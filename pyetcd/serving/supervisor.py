@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
 import time
@@ -53,6 +54,40 @@ def socket_connectable(name: str) -> bool:
     return True
 
 
+class ServingProcess:
+    """One running serving process, started with posix_spawn: unlike fork, it runs no fork handlers in a
+    member whose gRPC threads are busy (grpc's handlers, skipped or not, can crash the child)."""
+
+    def __init__(self, settings: ServingSettings) -> None:
+        self.pid = os.posix_spawn(sys.executable, [sys.executable, "-m", "pyetcd.serving", settings.to_json()],
+                                  os.environ, file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)])
+        self.exited: asyncio.Task[int] = asyncio.create_task(self._reap(), name=f"reap-{self.pid}")
+        """Ends with the exit status (-signal when a signal ended it) once the process has exited."""
+
+    def signal(self, signum: int) -> None:
+        if not self.exited.done():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signum)
+
+    async def _reap(self) -> int:
+        loop = asyncio.get_running_loop()
+        pidfd = os.pidfd_open(self.pid)
+        readable: asyncio.Future[None] = loop.create_future()
+
+        def on_exit() -> None:
+            if not readable.done():
+                readable.set_result(None)
+
+        loop.add_reader(pidfd, on_exit)
+        try:
+            await readable  # a process's pidfd becomes readable when it exits
+        finally:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+        _, status = os.waitpid(self.pid, 0)
+        return os.waitstatus_to_exitcode(status)
+
+
 class ServingProcesses:
     """N serving processes for one member: a client listener that runs beside the gRPC API."""
 
@@ -70,7 +105,7 @@ class ServingProcesses:
         """The same for TLS connections (none without a TLS client URL)."""
         self.restarts = 0
         self._batches: BatchService | None = None
-        self._processes: dict[int, asyncio.subprocess.Process] = {}
+        self._processes: dict[int, ServingProcess] = {}
         self._keepers: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -93,21 +128,16 @@ class ServingProcesses:
             keeper.cancel()
         await asyncio.gather(*self._keepers, return_exceptions=True)
         for process in self._processes.values():
-            with contextlib.suppress(ProcessLookupError):
-                process.terminate()
+            process.signal(signal.SIGTERM)
         for process in self._processes.values():
             try:
-                await asyncio.wait_for(process.wait(), STOP_GRACE_S)
+                await asyncio.wait_for(asyncio.shield(process.exited), STOP_GRACE_S)
             except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                await process.wait()
+                process.signal(signal.SIGKILL)
+                await process.exited
         self._processes.clear()
         if self._batches is not None:
             await self._batches.close()
-
-    def pids(self) -> list[int]:
-        return [process.pid for process in self._processes.values()]
 
     def _settings(self, index: int, tls: TLSInfo) -> ServingSettings:
         config = self.config
@@ -121,15 +151,14 @@ class ServingProcesses:
             logger=config.logger, log_outputs=config.log_outputs)
 
     async def _spawn(self, settings: ServingSettings) -> None:
-        self._processes[settings.index] = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "pyetcd.serving", settings.to_json(), stdin=asyncio.subprocess.DEVNULL)
+        self._processes[settings.index] = ServingProcess(settings)
 
     async def _wait_ready(self, settings: ServingSettings) -> None:
         process = self._processes[settings.index]
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not socket_connectable(settings.listen_socket):
-            if process.returncode is not None:
-                raise StartupError(f"serving process {settings.index} exited with status {process.returncode} "
+            if process.exited.done():
+                raise StartupError(f"serving process {settings.index} exited with status {process.exited.result()} "
                                    "before serving")
             if time.monotonic() > deadline:
                 raise StartupError(f"serving process {settings.index} did not start serving in "
@@ -139,7 +168,7 @@ class ServingProcesses:
     async def _keep_running(self, settings: ServingSettings) -> None:
         """Restart this serving process whenever it exits, until the member stops."""
         while True:
-            status = await self._processes[settings.index].wait()
+            status = await self._processes[settings.index].exited
             if self._stopping:
                 return
             self.restarts += 1
