@@ -66,7 +66,7 @@ class BatchService:
         handlers = service_handlers(service, KVServicer(etcd), etcd, stats)
         self._handlers = [handlers[name] for name in wire.METHODS]
         self._listener: asyncio.AbstractServer | None = None
-        self._links: set[asyncio.Task[None]] = set()
+        self._links: set[asyncio.StreamWriter] = set()
 
     async def listen(self, socket_name: str) -> None:
         """Accept serving processes on the abstract unix socket `socket_name` (leading NUL included)."""
@@ -83,14 +83,11 @@ class BatchService:
     async def close(self) -> None:
         if self._listener is not None:
             self._listener.close()
-        for link in list(self._links):
-            link.cancel()
-        await asyncio.gather(*self._links, return_exceptions=True)
+        for writer in list(self._links):
+            writer.close()  # the serving process sees the batch connection end, and stops
 
     async def _serve_link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        current = asyncio.current_task()
-        assert current is not None
-        self._links.add(current)
+        self._links.add(writer)
         answering: set[asyncio.Task[None]] = set()
         try:
             while True:
@@ -99,9 +96,9 @@ class BatchService:
                 answering.add(task)
                 task.add_done_callback(answering.discard)
         except (asyncio.IncompleteReadError, ConnectionError):
-            pass  # the serving process went away; its clients' connections went with it
+            pass  # the serving process went away (or the member closed the link); its clients went with it
         finally:
-            self._links.discard(current)
+            self._links.discard(writer)
             for task in answering:
                 task.cancel()
             writer.close()

@@ -168,7 +168,7 @@ class ServingProcesses:
     async def _keep_running(self, settings: ServingSettings) -> None:
         """Restart this serving process whenever it exits, until the member stops."""
         while True:
-            status = await self._processes[settings.index].exited
+            status = await asyncio.shield(self._processes[settings.index].exited)  # stop() awaits it too
             if self._stopping:
                 return
             self.restarts += 1

@@ -117,6 +117,18 @@ def test_a_killed_core_takes_its_serving_processes_with_it(start_server: StartSe
     wait_for(lambda: not serving_pids(core), timeout=10)
 
 
+def test_a_stopped_member_stops_its_serving_processes_cleanly(start_server: StartServer) -> None:
+    server = start_server("pyetcd", extra_args=SERVING)
+    assert server.process is not None
+    core = server.process.pid
+    assert server.etcdctl("put", "sv/s", "1").returncode == 0
+    assert server.stop() == -signal.SIGTERM
+    assert not serving_pids(core)
+    log = server.log_path.read_text()
+    assert "serving process 1 answered" in log and "serving process 2 answered" in log
+    assert "Traceback" not in log
+
+
 @pytest.mark.parametrize(("flags", "message"), [
     (["--serving-processes=0"], "--serving-processes must be between 1 and 64 (set to 0)"),
     (["--serving-processes=2", "--client-cert-auth"],
