@@ -79,9 +79,9 @@ proto: install
 test: install etcd-binaries loadgen client-venvs browser
 	$(PY) -m pytest -q -p no:cacheprovider --durations=15 $(PYTEST_ARGS)
 
-# The etcdctl, API and auth comparison tests again, each pyetcd member serving from 2 serving processes.
+# The etcdctl, API, auth and TLS member tests again, each pyetcd member serving from 2 serving processes.
 SERVING_TESTS = tests/server/test_etcdctl.py tests/server/test_same_output.py tests/server/test_same_headers.py \
-	tests/server/test_process_watch.py tests/auth
+	tests/server/test_process_watch.py tests/auth tests/tls/test_tls_member.py
 test-serving: install etcd-binaries
 	PYETCD_TEST_SERVING_PROCESSES=2 $(PY) -m pytest -q -p no:cacheprovider --durations=5 $(SERVING_TESTS) $(PYTEST_ARGS)
 
