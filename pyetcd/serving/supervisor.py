@@ -32,6 +32,9 @@ log = logging.getLogger("pyetcd.serving")
 READY_TIMEOUT_S = 60.0
 READY_POLL_S = 0.05
 RESTART_DELAY_S = 0.2
+MAX_RESTART_DELAY_S = 5.0
+STEADY_S = 10.0
+"""A serving process that ran this long before exiting is restarted after the shortest delay again."""
 STOP_GRACE_S = 5.0
 
 
@@ -103,7 +106,6 @@ class ServingProcesses:
         self.serves_tls = any(is_secure_url(url) for url in config.listen_client_urls)
         self.tls_socket_names = [f"{name}-tls" for name in self.socket_names] if self.serves_tls else []
         """The same for TLS connections (none without a TLS client URL)."""
-        self.restarts = 0
         self._batches: BatchService | None = None
         self._processes: dict[int, ServingProcess] = {}
         self._keepers: list[asyncio.Task[None]] = []
@@ -167,13 +169,16 @@ class ServingProcesses:
 
     async def _keep_running(self, settings: ServingSettings) -> None:
         """Restart this serving process whenever it exits, until the member stops."""
+        delay = RESTART_DELAY_S
         while True:
+            started = time.monotonic()
             status = await asyncio.shield(self._processes[settings.index].exited)  # stop() awaits it too
             if self._stopping:
                 return
-            self.restarts += 1
+            # One that keeps crashing at start is retried ever more slowly, not in a tight loop.
+            delay = RESTART_DELAY_S if time.monotonic() - started > STEADY_S else min(delay * 2, MAX_RESTART_DELAY_S)
             log.warning("serving process %d exited with status %d; starting it again", settings.index, status)
-            await asyncio.sleep(RESTART_DELAY_S)
+            await asyncio.sleep(delay)
             try:
                 await self._spawn(settings)
                 await self._wait_ready(settings)
