@@ -85,7 +85,9 @@ class MvccStore:
         self._compactor = CompactionWorker(self._with_backend, batch_limit=compaction_batch_limit,
                                            pause_s=compaction_pause_s)
         _remove_leftovers(self.path)
+        self._unfinished_compaction: tuple[int, set[Revision]] | None = None
         self._state = self._load(Backend(self.path, self._map_size, self._sync_commits))
+        self._resume_compaction()
         self._hub = WatcherHub(self)
         self.commit_observer: Callable[[float], None] | None = None
         """Called with each write batch's commit duration in seconds (etcd_disk_backend_commit_duration_seconds)."""
@@ -113,14 +115,22 @@ class MvccStore:
         compact = max(finished, scheduled)
         if scheduled > finished:
             # A compaction that had not finished deleting when the store closed: the index forgets what it
-            # dropped now, and the worker deletes the rest (etcd's restore does the same).
-            self._compactor.schedule(scheduled, index.compact(scheduled))
+            # dropped now, and the worker deletes the rest once the state is in place (etcd's restore does
+            # the same; see _resume_compaction).
+            self._unfinished_compaction = (scheduled, index.compact(scheduled))
         # A compaction can remove the newest changes (deletions at or below it): it bounds the revision too.
         self._current_rev = max(current, compact)
         self._compact_rev = compact
         self._consistent_index = consistent_index
         self._consistent_term = consistent_term
         return KvState(backend, index, lease_keys)
+
+    def _resume_compaction(self) -> None:
+        """Hand the compaction `_load` found unfinished to the worker, whose batches use `_state`."""
+        if self._unfinished_compaction is not None:
+            revision, keep = self._unfinished_compaction
+            self._unfinished_compaction = None
+            self._compactor.schedule(revision, keep)
 
     def __enter__(self) -> MvccStore:
         return self
@@ -409,6 +419,7 @@ class MvccStore:
                 counters = self._state.counters
                 self._state = self._load(Backend(self.path, self._map_size, self._sync_commits))
                 self._state.counters = counters
+                self._resume_compaction()
         self._hub.resync_all(offered_through)
 
     def defragment(self) -> None:

@@ -134,3 +134,30 @@ def test_a_snapshot_installed_during_a_compaction_keeps_all_of_its_history(tmp_p
         assert store.contents().revisions == history
     finally:
         store.close()
+
+
+def test_a_snapshot_taken_during_a_compaction_finishes_it_where_it_is_installed(tmp_path: Path) -> None:
+    reference = MvccStore(tmp_path / "reference")
+    try:
+        fill(reference)
+        revision = reference.current_revision
+        schedule_compaction(reference, revision)
+        assert reference.wait_compacted(revision, timeout=30)
+        expected = reference.contents().revisions
+    finally:
+        reference.close()
+    source = MvccStore(tmp_path / "source", compaction_batch_limit=1, compaction_pause_s=0.5)
+    try:
+        fill(source)
+        schedule_compaction(source, revision)
+        snapshot = source.snapshot_bytes()  # scheduled, not (or hardly) deleted yet
+    finally:
+        source.close()
+    store = MvccStore(tmp_path / "db")
+    try:
+        store.replace_from_snapshot(snapshot)
+        assert store.compact_revision == revision
+        assert store.wait_compacted(revision, timeout=30)
+        assert store.contents().revisions == expected
+    finally:
+        store.close()
