@@ -34,6 +34,20 @@ def schedule_compaction(store: MvccStore, revision: int) -> None:
         b.compact(revision)
 
 
+def compacted_reference(path: Path) -> tuple[int, list[tuple[bytes, bytes]], tuple[int, int, int]]:
+    """A store filled and compacted at its last revision without interruption: (revision, its stored
+    revisions, its HashKV), what every interrupted compaction must end up with."""
+    reference = MvccStore(path)
+    try:
+        fill(reference)
+        revision = reference.current_revision
+        schedule_compaction(reference, revision)
+        assert reference.wait_compacted(revision, timeout=30)
+        return revision, reference.contents().revisions, reference.hash_kv(0)
+    finally:
+        reference.close()
+
+
 def meta_revision(store: MvccStore, name: bytes) -> int:
     raw = store.contents().meta.get(name)
     return 0 if raw is None else bytes_to_rev(raw).main
@@ -71,16 +85,7 @@ def test_the_worker_deletes_in_batches_while_reads_and_writes_go_on(tmp_path: Pa
 
 
 def test_a_store_closed_part_way_finishes_the_compaction_when_it_opens(tmp_path: Path) -> None:
-    reference = MvccStore(tmp_path / "reference")
-    try:
-        fill(reference)
-        revision = reference.current_revision
-        schedule_compaction(reference, revision)
-        assert reference.wait_compacted(revision, timeout=30)
-        expected = reference.contents().revisions
-        expected_hash = reference.hash_kv(0)
-    finally:
-        reference.close()
+    revision, expected, expected_hash = compacted_reference(tmp_path / "reference")
 
     store = MvccStore(tmp_path / "db", compaction_batch_limit=1, compaction_pause_s=0.2)
     fill(store)
@@ -137,15 +142,7 @@ def test_a_snapshot_installed_during_a_compaction_keeps_all_of_its_history(tmp_p
 
 
 def test_a_snapshot_taken_during_a_compaction_finishes_it_where_it_is_installed(tmp_path: Path) -> None:
-    reference = MvccStore(tmp_path / "reference")
-    try:
-        fill(reference)
-        revision = reference.current_revision
-        schedule_compaction(reference, revision)
-        assert reference.wait_compacted(revision, timeout=30)
-        expected = reference.contents().revisions
-    finally:
-        reference.close()
+    revision, expected, _ = compacted_reference(tmp_path / "reference")
     source = MvccStore(tmp_path / "source", compaction_batch_limit=1, compaction_pause_s=0.5)
     try:
         fill(source)
