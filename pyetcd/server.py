@@ -50,7 +50,6 @@ from raft.node import ApplyBatch, NodeConfig, RaftNode
 from raft.peer_traffic import PeerTraffic
 from raft.transport import GrpcTransport, open_peer_channel
 from storage.mvcc import MvccStore, QuotaExceededError
-from storage.mvcc.compaction import BATCH_LIMIT as COMPACTION_BATCH_LIMIT
 from storage.raftlog import DurableLog
 
 log = logging.getLogger("pyetcd.server")
@@ -116,8 +115,7 @@ class EtcdServer(ServerMembers, ServerMaintenance, ServerLeases, ServerAuth, Ser
         # The Raft log is fsync'd per Ready and compacted only after the store is synced, so the
         # store need not fsync each apply batch: entries it loses on power failure are replayed.
         self.store = MvccStore(config.store_dir, quota_bytes=config.quota_backend_bytes, sync_commits=False,
-                               compaction_batch_limit=config.compaction_batch_limit if config.compaction_batch_limit > 0
-                               else COMPACTION_BATCH_LIMIT)
+                               compaction_batch_limit=config.compaction_batch_limit)
         log_store = DurableLog.open(config.raft_log_dir)
         if self.disk_observers is not None:
             log_store.fsync_observer = self.disk_observers.wal_fsync

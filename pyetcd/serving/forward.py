@@ -40,6 +40,16 @@ async def _pass_back_metadata(call: Any, context: grpc.aio.ServicerContext[Any, 
         context.set_trailing_metadata(trailing)
 
 
+async def _answers(call: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[bytes]:
+    """A streaming call's responses from the core, then its trailing metadata or its error, passed on."""
+    try:
+        async for response in call:
+            yield response
+        await _pass_back_metadata(call, context)
+    except grpc.aio.AioRpcError as err:
+        await _abort_like(context, err)
+
+
 class ForwardToCore(grpc.GenericRpcHandler):  # type: ignore[misc]
     """Claims every method it is asked about and forwards it to `channel` (the core's private socket)."""
 
@@ -86,11 +96,8 @@ class ForwardToCore(grpc.GenericRpcHandler):  # type: ignore[misc]
         async def forward(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[bytes]:
             call = multicallable(request, metadata=self._metadata(context), timeout=context.time_remaining())
             try:
-                async for response in call:
+                async for response in _answers(call, context):
                     yield response
-                await _pass_back_metadata(call, context)
-            except grpc.aio.AioRpcError as err:
-                await _abort_like(context, err)
             finally:
                 call.cancel()  # the client went away: so does the core's side
 
@@ -111,11 +118,8 @@ class ForwardToCore(grpc.GenericRpcHandler):  # type: ignore[misc]
 
             sending = asyncio.create_task(send_requests())
             try:
-                async for response in call:
+                async for response in _answers(call, context):
                     yield response
-                await _pass_back_metadata(call, context)
-            except grpc.aio.AioRpcError as err:
-                await _abort_like(context, err)
             finally:
                 call.cancel()
                 sending.cancel()

@@ -51,7 +51,7 @@ class CompactionWorker:
     def __init__(self, use_backend: Callable[[Callable[[Backend], bool]], bool | None], *,
                  batch_limit: int = BATCH_LIMIT, pause_s: float = BATCH_PAUSE_S) -> None:
         self._use_backend = use_backend
-        self.batch_limit = batch_limit
+        self.batch_limit = batch_limit if batch_limit > 0 else BATCH_LIMIT  # as etcd's mvcc reads 0 or less
         self.pause_s = pause_s
         self._queue: deque[_Scheduled] = deque()
         self._changed = threading.Condition()
