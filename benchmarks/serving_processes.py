@@ -29,24 +29,15 @@ from benchmarks.compare.goloadgen import GoLoadGenerator
 from benchmarks.compare.plan import Mode, Point, Workload
 from benchmarks.compare.results import Run
 from benchmarks.compare.runner import Outcome, Settings, measure
-from benchmarks.compare.servers import READY_TIMEOUT_S, Target, cluster, reference, wait_serving
+from benchmarks.compare.servers import READY_TIMEOUT_S, Target, reference, serving_cluster, wait_serving
 
 WARMUP_S = 1.0
 DURATION_S = 4.0
-SERVING_FLAG = "--serving-processes=2"
 
 
 def pyetcd_cluster(members: int, base: Path, serving: int, pin: str = "") -> Target:
     """A pyetcd cluster with `serving` serving processes per member, optionally under `taskset -c pin`."""
-    target = cluster("pyetcd", members, base / f"n{serving}{pin.replace(',', '')}")
-    (base / f"n{serving}{pin.replace(',', '')}").mkdir(parents=True, exist_ok=True)
-    for member in target.members:
-        if serving > 1:
-            member.command.append(f"--serving-processes={serving}")
-        if pin:
-            member.command[:0] = ["taskset", "-c", pin]
-    target.kind = f"pyetcd N={serving}" + (f" cpus {pin}" if pin else "")
-    return target
+    return serving_cluster(members, base, serving, f"pyetcd N={serving}" + (f" cpus {pin}" if pin else ""), pin)
 
 
 @contextlib.contextmanager

@@ -27,6 +27,8 @@ from benchmarks.compare.goloadgen import LOADGEN_BINARY, GoLoadGenerator
 from benchmarks.compare.plan import (
     BASE_VALUE_SIZE,
     MODES,
+    SERVING,
+    SERVING_PROCESSES,
     Mode,
     Workload,
     build_mode,
@@ -64,6 +66,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, help="seconds in each measured window")
     parser.add_argument("--watch-put-rate", type=float, default=100.0, help="puts/s under the watched prefix")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--serving-processes", type=int,
+                        help=f"serving processes per member of the third cluster (`{SERVING}`) measured at the "
+                             f"mode's serving points (default {SERVING_PROCESSES}; 1 leaves that cluster out)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNGs")
     parser.add_argument("--keys", type=int,
                         help=f"--mode datascale: keys of the flat store (default {DEFAULT_KEYS:,}; the history store "
@@ -73,8 +78,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              f"{DEFAULT_HISTORY_REVISIONS})")
     args = parser.parse_args(argv)
     if args.mode == DATASCALE:
-        refused = [name for name, value in (("--workloads", args.workloads), ("--members", args.members))
-                   if value is not None]
+        refused = [name for name, value in (("--workloads", args.workloads), ("--members", args.members),
+                                            ("--serving-processes", args.serving_processes)) if value is not None]
         if refused:
             parser.error(f"--mode datascale runs range and put on one member per server: {', '.join(refused)} "
                          "does not apply")
@@ -85,6 +90,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             parser.error("--keys and --history-revisions must be positive")
     elif args.keys is not None or args.history_revisions is not None:
         parser.error("--keys and --history-revisions apply to --mode datascale only")
+    if args.serving_processes is None:
+        args.serving_processes = SERVING_PROCESSES
+    elif not 1 <= args.serving_processes <= 64:
+        parser.error("--serving-processes must be from 1 to 64, as pyetcd's own flag")
     return args
 
 
@@ -106,7 +115,10 @@ def customized(mode: Mode, args: argparse.Namespace) -> Mode:
         points = grid(workloads, members, clients)
         if Workload.PUT in workloads and any(point.value_size != BASE_VALUE_SIZE for point in mode.points):
             points += value_size_sweep(members)  # the mode sweeps value sizes: keep doing so
-        mode = dataclasses.replace(mode, points=ordered(points), reference_clients=max(clients))
+        mode = dataclasses.replace(mode, points=ordered(points), reference_clients=max(clients),
+                                   serving_points=tuple(p for p in mode.serving_points if p in points))
+    if args.serving_processes == 1:
+        mode = dataclasses.replace(mode, serving_points=())
     return dataclasses.replace(
         mode, rounds=args.rounds or mode.rounds,
         warmup_s=mode.warmup_s if args.warmup is None else args.warmup,
@@ -208,7 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log("etcd is not installed: run `make etcd-binaries` first")
         return 2
     settings = Settings(processes=args.processes, watch_put_rate=args.watch_put_rate, seed=args.seed,
-                        loadgen=args.loadgen, loadgen_procs=args.loadgen_procs)
+                        loadgen=args.loadgen, loadgen_procs=args.loadgen_procs,
+                        serving_processes=args.serving_processes)
     context = machine_context(settings)
     if args.mode == DATASCALE:
         return main_datascale(datascale_plan(args), settings, context, args)

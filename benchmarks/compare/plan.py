@@ -34,6 +34,8 @@ SWEEP_VALUE_SIZES = (256, 1024, 4096, 16384, 65536)
 SWEEP_CLIENTS = 16
 SERVERS = ("etcd", "pyetcd")
 REFERENCE = "reference"
+SERVING = "pyetcd-serving"  # pyetcd whose members serve clients from several processes (`--serving-processes`)
+SERVING_PROCESSES = 2
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -61,6 +63,7 @@ class Mode:
     warmup_s: float
     duration_s: float
     reference_clients: int | None  # the 1-member put point also measured on the do-nothing servicer
+    serving_points: tuple[Point, ...] = ()  # also measured on pyetcd with SERVING_PROCESSES serving processes
 
     def reference_point(self) -> Point | None:
         if self.reference_clients is None:
@@ -85,17 +88,27 @@ def ordered(points: list[Point]) -> tuple[Point, ...]:
                                                     workload_order.index(p.workload), p.value_size, p.clients)))
 
 
+def serving_points(members: tuple[int, ...], workloads: tuple[Workload, ...]) -> tuple[Point, ...]:
+    """Where serving processes are measured too: every workload at 256 clients (where one process is the
+    bound) and put at one client (what the extra hop costs a lone client)."""
+    return ordered([Point(m, w, 256) for m in members for w in workloads] + [Point(m, Workload.PUT, 1)
+                                                                          for m in members])
+
+
 def build_mode(name: str) -> Mode:
     if name == "tiny":
         return Mode("tiny", ordered(grid((Workload.PUT,), (1,), (16,))), rounds=2, warmup_s=0.3,
-                    duration_s=1.0, reference_clients=16)
+                    duration_s=1.0, reference_clients=16, serving_points=(Point(1, Workload.PUT, 16),))
     if name == "quick":
         workloads = (Workload.PUT, Workload.RANGE, Workload.SERIALIZABLE_RANGE)
         return Mode("quick", ordered(grid(workloads, (1, 3), (1, 256))), rounds=2, warmup_s=0.5,
-                    duration_s=1.5, reference_clients=256)
+                    duration_s=1.5, reference_clients=256,
+                    serving_points=(Point(1, Workload.PUT, 256), Point(1, Workload.RANGE, 256)))
     if name == "full":
         points = grid(tuple(Workload), (1, 3), (1, 16, 256)) + value_size_sweep((1, 3))
-        return Mode("full", ordered(points), rounds=2, warmup_s=1.0, duration_s=5.0, reference_clients=256)
+        serving = serving_points((1,), tuple(Workload)) + serving_points((3,), (Workload.PUT, Workload.RANGE))
+        return Mode("full", ordered(points), rounds=2, warmup_s=1.0, duration_s=5.0, reference_clients=256,
+                    serving_points=serving)
     raise ValueError(f"unknown mode {name!r} (tiny, quick or full)")
 
 

@@ -15,11 +15,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib import ticker  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 
-from benchmarks.compare.plan import BASE_VALUE_SIZE, REFERENCE, SERVERS, SWEEP_CLIENTS, Point, Workload  # noqa: E402
+from benchmarks.compare.plan import (  # noqa: E402
+    BASE_VALUE_SIZE,
+    REFERENCE,
+    SERVERS,
+    SERVING,
+    SWEEP_CLIENTS,
+    Point,
+    Workload,
+)
 from benchmarks.compare.results import Summary  # noqa: E402
 
 Figure = Callable[[Summary], float | None]
-STYLE = {"etcd": ("tab:blue", "o"), "pyetcd": ("tab:orange", "s"), REFERENCE: ("tab:gray", "*")}
+STYLE = {"etcd": ("tab:blue", "o"), "pyetcd": ("tab:orange", "s"), SERVING: ("tab:red", "D"),
+         REFERENCE: ("tab:gray", "*")}
 
 
 def write_plots(summaries: Mapping[tuple[Point, str], Summary], out_dir: Path) -> list[Path]:
@@ -67,14 +76,15 @@ def by_clients(summaries: Mapping[tuple[Point, str], Summary], figure: Figure, l
         for col, size in enumerate(members):
             axis = axes[row][col]
             axis.set_title(f"{workload}, {size} member{'s' if size > 1 else ''}", fontsize=10)
-            for server in (*SERVERS, REFERENCE):
+            for server in (*SERVERS, SERVING, REFERENCE):
                 points = sorted((point.clients, figure(s)) for (point, name), s in summaries.items()
                                 if name == server and point.workload is workload and point.members == size
                                 and point.value_size == BASE_VALUE_SIZE and figure(s) is not None)
                 if points:
                     color, marker = STYLE[server]
                     axis.plot([c for c, _ in points], [v for _, v in points], marker=marker, color=color,
-                              label=server, linestyle="-" if server != REFERENCE else "none", markersize=8)
+                              label=server, linestyle={REFERENCE: "none", SERVING: ":"}.get(server, "-"),
+                              markersize=8)
             clients = sorted({point.clients for point, _ in summaries})
             axis.set_xscale("log")
             axis.set_xticks(clients, [str(count) for count in clients])

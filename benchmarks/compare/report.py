@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from benchmarks.compare.clients import CLIENTS_PER_CONN
-from benchmarks.compare.plan import KEYSPACE, REFERENCE, SERVERS, Mode, Point, Workload
+from benchmarks.compare.plan import KEYSPACE, REFERENCE, SERVERS, SERVING, Mode, Point, Workload
 from benchmarks.compare.results import Summary, median, ratio, summarize
 from benchmarks.compare.runner import Outcome, Settings
 
@@ -61,16 +61,37 @@ def summary_table(summaries: Mapping[tuple[Point, str], Summary], points: tuple[
 
 
 def reference_table(summaries: Mapping[tuple[Point, str], Summary], point: Point) -> list[str]:
-    reference, pyetcd = summaries.get((point, REFERENCE)), summaries.get((point, "pyetcd"))
-    if reference is None or pyetcd is None:
+    """pyetcd at the reference point against the do-nothing servicer; with serving processes too, when
+    they were measured there."""
+    reference = summaries.get((point, REFERENCE))
+    if reference is None:
         return []
     rows = [point_cells(point) + [
-        ops(reference), ops(pyetcd), times(ratio(pyetcd.throughput, reference.throughput)),
-        number(reference.p99_ms, 2), number(pyetcd.p99_ms, 2), times(ratio(pyetcd.p99_ms, reference.p99_ms)),
-        f"{number(reference.gen_cpu_us_per_op)} / {number(pyetcd.gen_cpu_us_per_op)}",
-    ]]
-    return table(["workload", "members", "clients", "value B", "reference ops/s", "pyetcd ops/s", "ops/s ratio",
-                  "reference p99 ms", "pyetcd p99 ms", "p99 ratio", "gen CPU µs/op reference / pyetcd"], rows)
+        server, ops(reference), ops(own), times(ratio(own.throughput, reference.throughput)),
+        number(reference.p99_ms, 2), number(own.p99_ms, 2), times(ratio(own.p99_ms, reference.p99_ms)),
+        f"{number(reference.gen_cpu_us_per_op)} / {number(own.gen_cpu_us_per_op)}",
+    ] for server in ("pyetcd", SERVING) if (own := summaries.get((point, server))) is not None]
+    return table(["workload", "members", "clients", "value B", "server", "reference ops/s", "server ops/s",
+                  "ops/s ratio", "reference p99 ms", "server p99 ms", "p99 ratio",
+                  "gen CPU µs/op reference / server"], rows) if rows else []
+
+
+def serving_table(summaries: Mapping[tuple[Point, str], Summary], points: tuple[Point, ...]) -> list[str]:
+    """pyetcd with serving processes beside etcd and beside pyetcd's default single process."""
+    rows = []
+    for point in points:
+        etcd, pyetcd, serving = (summaries.get((point, server)) for server in ("etcd", "pyetcd", SERVING))
+        if etcd is None or pyetcd is None or serving is None:
+            continue
+        rows.append(point_cells(point) + [
+            ops(etcd), ops(pyetcd), ops(serving), times(ratio(serving.throughput, etcd.throughput)),
+            times(ratio(serving.throughput, pyetcd.throughput)), number(pyetcd.p99_ms, 2),
+            number(serving.p99_ms, 2), times(ratio(serving.p99_ms, etcd.p99_ms)),
+            number(pyetcd.server_cpu_us_per_op), number(serving.server_cpu_us_per_op), errors(serving.errors),
+        ])
+    return table(["workload", "members", "clients", "value B", "etcd ops/s", "pyetcd ops/s", "serving ops/s",
+                  "serving / etcd", "serving / pyetcd", "pyetcd p99 ms", "serving p99 ms", "serving p99 / etcd",
+                  "server CPU µs/op pyetcd / serving", "errors serving"], rows)
 
 
 def detail_table(summaries: Mapping[tuple[Point, str], Summary]) -> list[str]:
@@ -88,14 +109,14 @@ def detail_table(summaries: Mapping[tuple[Point, str], Summary]) -> list[str]:
 
 
 def order(server: str) -> int:
-    return (*SERVERS, REFERENCE).index(server)
+    return (*SERVERS, SERVING, REFERENCE).index(server)
 
 
 def generator_cost(summaries: Mapping[tuple[Point, str], Summary]) -> list[str]:
     """One paragraph: what the load generator cost per operation beside each server, and the points
     where it came close enough to the server's own cost to take a real share of the machine from it."""
     parts = []
-    for server in (*SERVERS, REFERENCE):
+    for server in (*SERVERS, SERVING, REFERENCE):
         own = [s for (_, name), s in summaries.items() if name == server]
         if own:
             gen = median([s.gen_cpu_us_per_op for s in own])
@@ -155,6 +176,18 @@ def render(mode: Mode, settings: Settings, outcome: Outcome, context: Mapping[st
             "could do here.",
             "",
             *reference,
+        ]
+    if mode.serving_points and (serving := serving_table(summaries, mode.serving_points)):
+        lines += [
+            "",
+            f"## pyetcd with `--serving-processes {settings.serving_processes}`",
+            "",
+            f"A third cluster, `{SERVING}`, whose members each serve their clients from "
+            f"{settings.serving_processes} serving processes that hand the calls to the member's Raft process "
+            "(README, \"Serving processes\"), measured in the same rounds right after pyetcd at these points; "
+            "server CPU counts every process of a member.",
+            "",
+            *serving,
         ]
     lines += [
         "",

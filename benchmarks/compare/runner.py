@@ -21,9 +21,9 @@ from benchmarks.compare import admin, procstats
 from benchmarks.compare.clients import LoadSpec
 from benchmarks.compare.goloadgen import GoLoadGenerator
 from benchmarks.compare.loadgen import Generator, LoadError, LoadGenerator
-from benchmarks.compare.plan import KEYSPACE, REFERENCE, SERVERS, Mode, Point, Workload
+from benchmarks.compare.plan import KEYSPACE, REFERENCE, SERVERS, SERVING, Mode, Point, Workload
 from benchmarks.compare.results import Run
-from benchmarks.compare.servers import READY_TIMEOUT_S, Target, cluster, reference, wait_serving
+from benchmarks.compare.servers import READY_TIMEOUT_S, Target, cluster, reference, serving_cluster, wait_serving
 
 Log = Callable[[str], None]
 
@@ -37,6 +37,7 @@ class Settings:
     seed: int = 1
     loadgen: str = "go"  # "go" (benchmarks/loadgen) or "python" (compare/loadgen.py)
     loadgen_procs: int = 0  # the Go generator's GOMAXPROCS (0: every core)
+    serving_processes: int = 2  # per member of the SERVING cluster, measured at the mode's serving points
 
 
 @dataclass
@@ -86,9 +87,11 @@ def run_plan(mode: Mode, settings: Settings, log: Log) -> Outcome:
             bench.reference = reference(base)
             stack.callback(bench.reference.stop)
             bench.reference.start()
-        for members, points in itertools.groupby(mode.points, key=lambda point: point.members):
+        for members, group in itertools.groupby(mode.points, key=lambda point: point.members):
+            points = list(group)
+            serving = settings.serving_processes if any(p in mode.serving_points for p in points) else None
             with contextlib.ExitStack() as topology:
-                bench.run_cluster_size(members, list(points), start_clusters(members, base, topology, log))
+                bench.run_cluster_size(members, points, start_clusters(members, base, topology, log, serving))
         return bench.outcome
 
 
@@ -103,7 +106,8 @@ class Bench:
         self.outcome = Outcome()
         self.reference_point = mode.reference_point()
         self.reference: Target | None = None
-        self.total = sum(mode.rounds * (len(SERVERS) + (point == self.reference_point)) for point in mode.points)
+        self.total = sum(mode.rounds * (len(SERVERS) + (point in mode.serving_points) + (point == self.reference_point))
+                         for point in mode.points)
         self.counter = itertools.count(1)
 
     def run_cluster_size(self, members: int, points: list[Point], targets: list[Target]) -> None:
@@ -113,7 +117,7 @@ class Bench:
                 admin.prefill(target.endpoints[0])
                 self.log(f"prefilled {target.kind} ({members} member(s)) in {time.monotonic() - started:.1f}s")
         for index, point in enumerate(points):
-            order = list(targets)
+            order = [target for target in targets if target.kind != SERVING or point in self.mode.serving_points]
             if self.reference is not None and point == self.reference_point:
                 order.append(self.reference)
             for round_ in range(1, self.mode.rounds + 1):
@@ -132,9 +136,13 @@ class Bench:
             compact(target, self.outcome)
 
 
-def start_clusters(members: int, base: Path, stack: contextlib.ExitStack, log: Log) -> list[Target]:
-    """etcd and pyetcd clusters of the same size, started together and stopped with `stack`."""
+def start_clusters(members: int, base: Path, stack: contextlib.ExitStack, log: Log,
+                   serving_processes: int | None = None) -> list[Target]:
+    """etcd and pyetcd clusters of the same size (and a pyetcd one whose members have `serving_processes`
+    serving processes, when given), started together and stopped with `stack`."""
     targets = [cluster(kind, members, base) for kind in SERVERS]
+    if serving_processes is not None:
+        targets.append(serving_cluster(members, base, serving_processes, SERVING))
     started = time.monotonic()
     for target in targets:
         stack.callback(target.stop)
@@ -144,7 +152,8 @@ def start_clusters(members: int, base: Path, stack: contextlib.ExitStack, log: L
     for target in targets:
         for member in target.members:
             wait_serving(member, deadline)
-    log(f"started etcd and pyetcd, {members} member(s) each, in {time.monotonic() - started:.1f}s")
+    log(f"started {', '.join(target.kind for target in targets)}, {members} member(s) each, "
+        f"in {time.monotonic() - started:.1f}s")
     return targets
 
 

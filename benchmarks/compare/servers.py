@@ -103,6 +103,21 @@ def cluster(kind: str, size: int, base_dir: Path) -> Target:
     return Target(kind, members)
 
 
+def serving_cluster(size: int, base_dir: Path, serving_processes: int, kind: str, pin: str = "") -> Target:
+    """A pyetcd cluster whose members serve clients from `serving_processes` processes each, optionally
+    under `taskset -c pin`; its data dirs go in a directory of their own beside any other pyetcd cluster's."""
+    directory = base_dir / f"serving{serving_processes}{pin.replace(',', '')}"
+    directory.mkdir(parents=True, exist_ok=True)
+    target = cluster("pyetcd", size, directory)
+    for member in target.members:
+        if serving_processes > 1:
+            member.command.append(f"--serving-processes={serving_processes}")
+        if pin:
+            member.command[:0] = ["taskset", "-c", pin]
+    target.kind = kind
+    return target
+
+
 def reference(base_dir: Path) -> Target:
     """The do-nothing gRPC servicer, as its own process like the servers it is compared with."""
     port = free_port()

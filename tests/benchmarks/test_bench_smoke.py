@@ -57,10 +57,20 @@ def test_report_names_the_go_generator_and_its_cost_per_run(tiny_run: Path) -> N
 def test_servers_alternate_round_by_round_with_the_reference_alongside(tiny_run: Path) -> None:
     runs = json.loads((tiny_run / "latest.json").read_text())["runs"]
     assert [(run["server"], run["round"]) for run in runs] == [
-        ("etcd", 1), ("pyetcd", 1), ("reference", 1), ("etcd", 2), ("pyetcd", 2), ("reference", 2)]
+        ("etcd", 1), ("pyetcd", 1), ("pyetcd-serving", 1), ("reference", 1),
+        ("etcd", 2), ("pyetcd", 2), ("pyetcd-serving", 2), ("reference", 2)]
     for run in runs:
         assert run["ops"] > 0, run
         assert len(run["server_cpu_s"]) == 1 and len(run["server_peak_rss"]) == 1
+
+
+def test_serving_processes_are_measured_beside_etcd_pyetcd_and_the_reference(tiny_run: Path) -> None:
+    report = (tiny_run / "latest.md").read_text()
+    section = report.split("## pyetcd with `--serving-processes 2`", 1)[1].split("##", 1)[0]
+    ops = r"[\d,]+(?: \*)?"  # a throughput, marked when the machine was saturated
+    assert re.search(rf"\| put \| 1 \| 16 \| 256 \| {ops} \| {ops} \| {ops} \| \d+\.\d\dx \| \d+\.\d\dx \|", section)
+    reference = report.split("## pyetcd / a do-nothing grpc.aio servicer", 1)[1].split("##", 1)[0]
+    assert re.search(rf"\| put \| 1 \| 16 \| 256 \| pyetcd-serving \| {ops} \| {ops} \| \d+\.\d\dx \|", reference)
 
 
 def test_plots_are_written(tiny_run: Path) -> None:
