@@ -15,10 +15,15 @@ from tests.chaos.nemesis import FAULTS, NemesisConfig
 pytestmark = [pytest.mark.chaos]
 
 
-def test_a_cluster_under_kills_pauses_and_partitions_stays_linearizable_and_consistent(tmp_path: Path) -> None:
+# Both ways a member serves its clients: from the member's own process, and from two serving processes that
+# hand every call to it (`--serving-processes`); a killed or paused member takes its serving processes along.
+@pytest.mark.parametrize("member_flags", [(), ("--serving-processes=2",)], ids=["one-process", "serving-processes-2"])
+def test_a_cluster_under_kills_pauses_and_partitions_stays_linearizable_and_consistent(
+        tmp_path: Path, member_flags: tuple[str, ...]) -> None:
     # Short faults and pauses, so that two minutes meet every kind of fault at least once.
     nemesis = NemesisConfig(fault_seconds=(2.5, 5.0), quiet_seconds=(1.5, 3.0))
-    report = run_chaos(RunConfig(duration=120, seed=20240601, workdir=tmp_path, nemesis=nemesis))
+    report = run_chaos(RunConfig(duration=120, seed=20240601, workdir=tmp_path, nemesis=nemesis,
+                                 member_flags=member_flags))
     summary = report.summary()
     figures = report.figures()
     assert report.ok, summary
