@@ -1,10 +1,13 @@
 """DurableLog: the Raft log, hard state and snapshot metadata on disk (a raft LogStore).
 
 Writes are append-only records in segment files with one fsync per `save` (a whole
-Ready batch: group commit). The live entries are also kept in memory, bounded by
-compaction, so the core reads `entries()`/`term()` without touching the disk. Replay
-on open and live writes go through the same `_apply`, so what a reopened log holds
-is exactly what the running one held.
+Ready batch: group commit). The newest entries are also kept in memory, up to
+`resident_bytes` of their data, so the core reads the entries it sends and applies
+without touching the disk; older ones keep only their term and where they lie on disk,
+and are read back from their segment when asked for (a follower far behind). etcd holds
+every entry since the last snapshot in memory instead; here a large backlog costs disk,
+not heap. Replay on open and live writes go through the same `_apply`, so what a
+reopened log holds is exactly what the running one held.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ import os
 import threading
 import time
 import zlib
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple, cast
 
 from raft.core.types import (
     CompactedError,
@@ -33,7 +38,8 @@ from storage.raftlog.records import (
     SnapshotRecord,
     encode,
     encode_batch,
-    scan,
+    read_entry,
+    scan_into,
 )
 from storage.raftlog.segments import (
     SegmentInfo,
@@ -46,6 +52,9 @@ from storage.raftlog.segments import (
 
 DEFAULT_SEGMENT_BYTES = 64 << 20
 """Start a new segment file once the current one grows past this (etcd's WAL uses 64 MB too)."""
+
+DEFAULT_RESIDENT_BYTES = 8 << 20
+"""Entry data held in memory, newest first; enough for the entries in flight to followers and to the applier."""
 
 ENTRY_SIZE_OVERHEAD = 16
 """Bytes counted per entry besides its data when `entries()` honours max_bytes (term + index)."""
@@ -61,6 +70,20 @@ def entry_size(entry: Entry) -> int:
     return len(entry.data) + ENTRY_SIZE_OVERHEAD
 
 
+class StoredEntry(NamedTuple):
+    """An entry whose data the log no longer holds in memory: its term, and where its frame lies on disk."""
+
+    term: int
+    log_index: int
+    data_len: int
+    segment: int  # the segment file's sequence number
+    start: int  # byte offset of the entry's frame in that file
+
+
+def _held_size(entry: Entry | StoredEntry) -> int:
+    return (len(entry.data) if isinstance(entry, Entry) else entry.data_len) + ENTRY_SIZE_OVERHEAD
+
+
 class DurableLog:
     """A crash-safe LogStore; make one with `DurableLog.open(directory)`.
 
@@ -68,9 +91,10 @@ class DurableLog:
     the event loop reads through the Storage methods; a lock keeps each read consistent.
     """
 
-    def __init__(self, directory: Path, segment_bytes: int) -> None:
+    def __init__(self, directory: Path, segment_bytes: int, resident_bytes: int) -> None:
         self.directory = directory
         self.segment_bytes = segment_bytes
+        self.resident_bytes = resident_bytes
         self.fsync_count = 0
         self.fsync_observer: Callable[[float], None] | None = None
         """Called with each fsync's duration in seconds (etcd_disk_wal_fsync_duration_seconds)."""
@@ -79,7 +103,12 @@ class DurableLog:
         self._snapshot = SnapshotRecord(metadata=SnapshotMetadata())
         self._offset = 0  # index of the entry before self._entries[0] (the compacted prefix)
         self._offset_term = 0
-        self._entries: list[Entry] = []
+        self._entries: list[Entry | StoredEntry] = []
+        """The held entries after the compacted prefix: StoredEntry ones first (oldest), then whole ones."""
+        self._resident: deque[StoredEntry] = deque()
+        """Where each whole entry in `_entries` lies on disk, oldest first, for when it is evicted."""
+        self._resident_data = 0
+        """Bytes of entry data the whole entries hold."""
         self._segments: list[SegmentInfo] = []
         self._writer: SegmentWriter | None = None
         self._closed = False
@@ -88,12 +117,12 @@ class DurableLog:
     # ---------------------------------------------------------------- opening
 
     @classmethod
-    def open(cls, directory: str | os.PathLike[str], *,
-             segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> DurableLog:
+    def open(cls, directory: str | os.PathLike[str], *, segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+             resident_bytes: int = DEFAULT_RESIDENT_BYTES) -> DurableLog:
         """Open (creating if needed) the log in `directory`, dropping a torn tail left by a crash."""
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
-        log = cls(path, segment_bytes)
+        log = cls(path, segment_bytes, resident_bytes)
         log._replay()
         return log
 
@@ -101,8 +130,15 @@ class DurableLog:
         found = list_segments(self.directory)
         for position, (seq, path) in enumerate(found):
             is_last = position == len(found) - 1
+            info = SegmentInfo(seq=seq, path=path)
+
+            def replay(record: Record, start: int, seq: int = seq, info: SegmentInfo = info) -> None:
+                self._apply(record, seq, start)
+                if isinstance(record, Entry):
+                    info.max_entry_index = max(info.max_entry_index, record.index)
+
             buf = path.read_bytes()
-            records, valid = scan(buf)
+            valid = scan_into(buf, replay)
             if valid < len(buf):
                 if not is_last:
                     raise CorruptLogError(f"{path}: damaged record at byte {valid} before the last segment")
@@ -110,11 +146,7 @@ class DurableLog:
                 with open(path, "r+b") as f:
                     f.truncate(valid)
                     sync_fd(f.fileno())
-            info = SegmentInfo(seq=seq, path=path)
-            for record in records:
-                self._apply(record)
-                if isinstance(record, Entry):
-                    info.max_entry_index = max(info.max_entry_index, record.index)
+            del buf
             self._segments.append(info)
         if self._offset_term == _UNKNOWN_TERM:
             raise CorruptLogError(f"{self.directory}: entries missing between segments")
@@ -149,16 +181,28 @@ class DurableLog:
             if lo > hi:
                 raise ValueError(f"invalid range [{lo}, {hi})")
             selected = self._entries[lo - self._offset - 1:hi - self._offset - 1]
-        if max_bytes is None or not selected:
-            return selected
-        total = entry_size(selected[0])
-        count = 1
-        while count < len(selected):
-            total += entry_size(selected[count])
-            if total > max_bytes:
-                break
-            count += 1
-        return selected[:count]
+            if max_bytes is not None and selected:
+                total = _held_size(selected[0])
+                count = 1
+                while count < len(selected):
+                    total += _held_size(selected[count])
+                    if total > max_bytes:
+                        break
+                    count += 1
+                selected = selected[:count]
+            if selected and isinstance(selected[0], StoredEntry):
+                # Read under the lock: compaction deletes a segment only after dropping its entries.
+                return [self._read_back(entry) for entry in selected]
+        return cast("list[Entry]", selected)  # whole entries only: evicted ones come first, as checked
+
+    def _read_back(self, entry: Entry | StoredEntry) -> Entry:
+        if isinstance(entry, Entry):
+            return entry
+        found = read_entry(segment_path(self.directory, entry.segment), entry.start)
+        if found.index != entry.log_index or found.term != entry.term:
+            raise CorruptLogError(f"segment {entry.segment} holds entry {found.index}@{found.term} at byte "
+                                  f"{entry.start}, not {entry.log_index}@{entry.term}")
+        return found
 
     def term(self, index: int) -> int:
         with self._lock:
@@ -177,6 +221,11 @@ class DurableLog:
     def last_index(self) -> int:
         with self._lock:
             return self._last_index()
+
+    def first_resident_index(self) -> int:
+        """The oldest entry whose data is held in memory (the ones before it are read from disk)."""
+        with self._lock:
+            return self._resident[0].log_index if self._resident else self._last_index() + 1
 
     def snapshot(self) -> Snapshot:
         with self._lock:
@@ -260,8 +309,10 @@ class DurableLog:
             raise ValueError("the log is closed")
         if self._failed is not None:
             raise OSError(f"an earlier write to the log failed: {self._failed}") from self._failed
+        data, starts = encode_batch(records)
         try:
-            self._writer.write(encode_batch(records))
+            written_at = self._writer.size
+            self._writer.write(data)
             if sync:
                 self._sync()
         except OSError as err:
@@ -270,17 +321,18 @@ class DurableLog:
             raise
         with self._lock:
             tail = self._segments[-1]
-            for record in records:
-                self._apply(record)
+            for record, start in zip(records, starts, strict=True):
+                self._apply(record, tail.seq, written_at + start)
                 if isinstance(record, Entry):
                     tail.max_entry_index = max(tail.max_entry_index, record.index)
         if self._writer.size >= self.segment_bytes:
             self._start_segment(seq=tail.seq + 1)
 
-    def _apply(self, record: Record) -> None:
-        """Fold one record into the in-memory state, the same way on replay and on write."""
+    def _apply(self, record: Record, segment: int, start: int) -> None:
+        """Fold one record, whose frame starts at byte `start` of segment `segment`, into the in-memory
+        state, the same way on replay and on write."""
         if isinstance(record, Entry):
-            self._apply_entry(record)
+            self._apply_entry(record, segment, start)
         elif isinstance(record, HardState):
             self._hard_state = record
         elif isinstance(record, SnapshotRecord):
@@ -292,25 +344,45 @@ class DurableLog:
             self._snapshot = record.snapshot
             self._apply_log_start(record.log_start)
 
-    def _apply_entry(self, entry: Entry) -> None:
+    def _apply_entry(self, entry: Entry, segment: int, start: int) -> None:
         last = self._last_index()
         if entry.index <= self._offset:
             return  # below the compacted prefix: already covered by a snapshot
         if entry.index <= last:
             # §5.3: a conflicting entry and all that follow it are replaced.
             del self._entries[entry.index - self._offset - 1:]
+            while self._resident and self._resident[-1].log_index >= entry.index:
+                self._resident_data -= self._resident.pop().data_len
         elif entry.index > last + 1:
             # Only on replay, after deleted segments: a later LOG_START must cover this gap.
-            self._entries = []
+            self._drop_all()
             self._offset = entry.index - 1
             self._offset_term = _UNKNOWN_TERM
         self._entries.append(entry)
+        self._resident.append(StoredEntry(entry.term, entry.index, len(entry.data), segment, start))
+        self._resident_data += len(entry.data)
+        self._evict()
+
+    def _evict(self) -> None:
+        """Let the oldest whole entries keep only where they lie on disk, until their data fits the budget
+        (the newest entry always stays whole)."""
+        while self._resident_data > self.resident_bytes and len(self._resident) > 1:
+            stored = self._resident.popleft()
+            self._entries[stored.log_index - self._offset - 1] = stored
+            self._resident_data -= stored.data_len
+
+    def _drop_all(self) -> None:
+        self._entries = []
+        self._resident.clear()
+        self._resident_data = 0
 
     def _apply_log_start(self, start: LogStart) -> None:
         if start.discard_all or start.index >= self._last_index():
-            self._entries = []
+            self._drop_all()
         elif start.index >= self._offset:
             del self._entries[:start.index - self._offset]
+            while self._resident and self._resident[0].log_index <= start.index:
+                self._resident_data -= self._resident.popleft().data_len
         else:
             return
         self._offset = start.index

@@ -10,7 +10,9 @@ from __future__ import annotations
 import enum
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from raft.core.types import ConfState, Entry, EntryType, HardState, SnapshotMetadata
 
@@ -97,11 +99,18 @@ def encode(record: Record) -> bytes:
     return frame(RecordKind.CHECKPOINT, payload)
 
 
-def encode_batch(records: list[Record]) -> bytes:
-    """One record holding `records`: a torn write loses the whole batch, never half a Ready."""
+def encode_batch(records: list[Record]) -> tuple[bytes, list[int]]:
+    """One record holding `records` (a torn write loses the whole batch, never half a Ready), and where
+    each record's own frame starts in it, so the log can find an entry's bytes on disk again."""
     if len(records) == 1:
-        return encode(records[0])
-    return frame(RecordKind.BATCH, b"".join(encode(r) for r in records))
+        return encode(records[0]), [0]
+    parts = [encode(r) for r in records]
+    starts = []
+    position = FRAME.size
+    for part in parts:
+        starts.append(position)
+        position += len(part)
+    return frame(RecordKind.BATCH, b"".join(parts)), starts
 
 
 def decode(kind: int, payload: bytes) -> Record:
@@ -126,13 +135,21 @@ def decode(kind: int, payload: bytes) -> Record:
     raise CorruptLogError(f"unknown record kind {kind}")
 
 
-def scan(buf: bytes) -> tuple[list[Record], int]:
+def scan(buf: bytes, base: int = 0) -> tuple[list[tuple[Record, int]], int]:
     """Decode records from the start of `buf`; stop at the first incomplete or garbled one.
 
-    Returns the records and the length of the valid prefix; a caller finding that
-    shorter than `buf` has met a torn tail (or corruption, if more segments follow).
+    Returns each record with where its frame starts (`base` plus its offset in `buf`) and the length of
+    the valid prefix; a caller finding that shorter than `buf` has met a torn tail (or corruption, if
+    more segments follow).
     """
-    records: list[Record] = []
+    records: list[tuple[Record, int]] = []
+    valid = scan_into(buf, lambda record, start: records.append((record, start)), base)
+    return records, valid
+
+
+def scan_into(buf: bytes, emit: Callable[[Record, int], None], base: int = 0) -> int:
+    """`scan`, handing each record and its frame's start to `emit` as it is decoded instead of keeping
+    them all: replaying a segment then holds one record at a time, not the segment's every entry."""
     pos = 0
     end = len(buf)
     while pos + FRAME.size <= end:
@@ -144,14 +161,29 @@ def scan(buf: bytes) -> tuple[list[Record], int]:
         if zlib.crc32(payload, zlib.crc32(bytes((kind,)))) != crc:
             break
         if kind == RecordKind.BATCH:
-            inner, valid = scan(payload)
-            if valid != len(payload):
+            if scan_into(payload, emit, base + body_start) != len(payload):
                 raise CorruptLogError("a batch with a valid checksum holds a damaged record")
-            records.extend(inner)
         else:
-            records.append(decode(kind, payload))
+            emit(decode(kind, payload), base + pos)
         pos = body_start + length
-    return records, pos
+    return pos
+
+
+def read_entry(path: Path, start: int) -> Entry:
+    """The entry whose frame starts at byte `start` of the segment file at `path`, checksum checked."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        head = f.read(FRAME.size)
+        if len(head) != FRAME.size:
+            raise CorruptLogError(f"{path}: no entry at byte {start}")
+        length, crc, kind = FRAME.unpack(head)
+        payload = f.read(length) if length < MAX_RECORD_BYTES else b""
+    if (kind != RecordKind.ENTRY or len(payload) != length
+            or zlib.crc32(payload, zlib.crc32(bytes((kind,)))) != crc):
+        raise CorruptLogError(f"{path}: the entry at byte {start} is damaged")
+    entry = decode(kind, payload)
+    assert isinstance(entry, Entry)
+    return entry
 
 
 def _encode_hard_state(hs: HardState) -> bytes:

@@ -30,6 +30,7 @@ from raft.core import (
 from raft.node import ApplyBatch, NodeConfig, RaftNode
 from raft.transport import GrpcTransport
 from storage.raftlog import DurableLog
+from storage.raftlog.log import DEFAULT_RESIDENT_BYTES
 
 CLUSTER_ID = 0x1000
 HEARTBEAT_MS = 50
@@ -75,9 +76,11 @@ class Member:
 
 
 class Cluster:
-    def __init__(self, root: Path, catchup_entries: int = 5000) -> None:
+    def __init__(self, root: Path, catchup_entries: int = 5000,
+                 resident_bytes: int = DEFAULT_RESIDENT_BYTES) -> None:
         self.root = root
         self.catchup_entries = catchup_entries
+        self.resident_bytes = resident_bytes
         self.members: dict[int, Member] = {}
         self.ports: dict[int, int] = {}
 
@@ -98,7 +101,7 @@ class Cluster:
         await transport.start()
         self.ports[member_id] = transport.bound_ports[0]
         directory = self.root / f"member-{member_id}"
-        log = DurableLog.open(directory)
+        log = DurableLog.open(directory, resident_bytes=self.resident_bytes)
         config = NodeConfig(member_id=member_id, heartbeat_ms=HEARTBEAT_MS, election_ms=ELECTION_MS,
                             snapshot_catchup_entries=self.catchup_entries)
         node = RaftNode(config, log, transport, snapshot_provider=app.snapshot)
@@ -185,8 +188,9 @@ MakeCluster = Callable[..., Awaitable[Cluster]]
 async def make_cluster(tmp_path: Path) -> AsyncIterator[MakeCluster]:
     clusters: list[Cluster] = []
 
-    async def make(ids: list[int], catchup_entries: int = 5000) -> Cluster:
-        cluster = Cluster(tmp_path, catchup_entries)
+    async def make(ids: list[int], catchup_entries: int = 5000,
+                   resident_bytes: int = DEFAULT_RESIDENT_BYTES) -> Cluster:
+        cluster = Cluster(tmp_path, catchup_entries, resident_bytes)
         clusters.append(cluster)
         await cluster.start(ids)
         return cluster
@@ -289,6 +293,28 @@ async def test_new_leader_takes_over_and_restarted_old_leader_catches_up_from_it
     assert restarted.log.last_index() >= 20
     await cluster.wait_applied(restarted, lambda app: len(app.payloads) == 40)
     assert restarted.app.payloads == payloads(20, "a") + payloads(20, "b")
+
+
+async def test_entries_no_longer_held_in_memory_are_sent_and_applied_from_disk(make_cluster: MakeCluster) -> None:
+    # Every log keeps only its newest entry's data in memory: the leader reads what a returning
+    # follower missed back from its segments, and the follower replays its own log from disk.
+    cluster = await make_cluster([1, 2, 3], resident_bytes=0)
+    leader = await cluster.leader()
+    follower = next(m for m in cluster.members.values() if m is not leader)
+    for p in payloads(30, "a"):
+        leader.node.propose(p)
+    await cluster.wait_applied(follower, lambda app: len(app.payloads) == 30)
+    await cluster.stop_member(follower.member_id)
+    for p in payloads(50, "b"):
+        await cluster.propose(p)
+    leader = await cluster.leader()
+    await cluster.wait_applied(leader, lambda app: len(app.payloads) == 80)
+    missed_from = leader.app.applied_index - 49
+    assert leader.log.first_resident_index() > missed_from
+    returned = await cluster.start_member(follower.member_id)
+    assert returned.log.first_resident_index() == returned.log.last_index()
+    await cluster.wait_applied(returned, lambda app: len(app.payloads) == 80)
+    assert returned.app.payloads == payloads(30, "a") + payloads(50, "b")
 
 
 async def test_follower_far_behind_a_compacted_log_gets_a_snapshot(make_cluster: MakeCluster) -> None:
