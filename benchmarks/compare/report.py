@@ -87,7 +87,7 @@ def serving_table(summaries: Mapping[tuple[Point, str], Summary], points: tuple[
             ops(etcd), ops(pyetcd), ops(serving), times(ratio(serving.throughput, etcd.throughput)),
             times(ratio(serving.throughput, pyetcd.throughput)), number(pyetcd.p99_ms, 2),
             number(serving.p99_ms, 2), times(ratio(serving.p99_ms, etcd.p99_ms)),
-            number(pyetcd.server_cpu_us_per_op), number(serving.server_cpu_us_per_op), errors(serving.errors),
+            f"{number(pyetcd.server_cpu_us_per_op)} / {number(serving.server_cpu_us_per_op)}", errors(serving.errors),
         ])
     return table(["workload", "members", "clients", "value B", "etcd ops/s", "pyetcd ops/s", "serving ops/s",
                   "serving / etcd", "serving / pyetcd", "pyetcd p99 ms", "serving p99 ms", "serving p99 / etcd",
