@@ -94,7 +94,7 @@ test-slow: install etcd-binaries
 lint: install go-toolchain
 	$(VENV)/bin/ruff check pyetcd raft storage devservers tests benchmarks
 	$(VENV)/bin/mypy pyetcd raft storage
-	$(VENV)/bin/mypy devservers benchmarks/compare tests/benchmarks tests/clients
+	$(VENV)/bin/mypy devservers benchmarks/compare benchmarks/profile_point.py tests/benchmarks tests/clients
 	@test -z "$$(gofmt -l benchmarks/loadgen)" || { gofmt -l benchmarks/loadgen; echo "run gofmt -w benchmarks/loadgen"; exit 1; }
 	cd benchmarks/loadgen && $(GO_ENV) go vet .
 
