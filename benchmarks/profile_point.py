@@ -34,6 +34,7 @@ from benchmarks.compare.clients import LoadSpec
 from benchmarks.compare.goloadgen import GoLoadGenerator
 from benchmarks.compare.loadgen import LoadResult, WindowProbe
 from benchmarks.compare.plan import Mode, Point, Workload
+from benchmarks.compare.procstats import CLOCK_TICKS
 from benchmarks.compare.results import Run
 from benchmarks.compare.runner import Outcome, Settings, measure
 from benchmarks.compare.servers import READY_TIMEOUT_S, Target, cluster, wait_serving
@@ -206,16 +207,52 @@ def read_collapsed(lines: Iterator[str]) -> Profile:
     return profile
 
 
+def thread_cpu(pid: int, owner: str = "member") -> dict[tuple[int, str], float]:
+    """CPU seconds so far of every thread of the process and of its child processes, keyed by thread id
+    and `owner: kind`: the main thread runs the event loop, grpc core names its threads, and Python's
+    own threads keep the process's name (they are the log writer, executors and grpc aio's poller)."""
+    found: dict[tuple[int, str], float] = {}
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        process_name = Path(f"/proc/{pid}/comm").read_text().strip()
+        tids = [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return found
+    if "relay_process" in command:
+        owner = "client-port front"
+    elif "pyetcd.serving" in command:
+        owner = "serving process"
+    for tid in tids:
+        with contextlib.suppress(OSError):  # the thread ended meanwhile
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            name = stat[stat.index("(") + 1:stat.rindex(")")]
+            if tid == pid:
+                kind = "event loop (main thread)"
+            elif name == process_name:
+                kind = "Python threads"
+            else:
+                kind = re.sub(r"[-_ ]?\d+$", "", name)
+            found[(tid, f"{owner}: {kind}")] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    for child in children:
+        found.update(thread_cpu(int(child), owner))
+    return found
+
+
 class SpyProbe:
     """The benchmark's window probe with py-spy recording every member inside the window."""
 
-    def __init__(self, pids: list[int], outputs: list[Path], rate: int, native: bool) -> None:
+    def __init__(self, pids: list[int], outputs: list[Path], rate: int, native: bool, gil: bool) -> None:
         self.inner: WindowProbe | None = None  # the benchmark's own probe, handed over by `SpyingLoadGenerator`
         self.pids = pids
         self.outputs = outputs
         self.rate = rate
         self.native = native
+        self.gil = gil
         self.spies: list[subprocess.Popen[bytes]] = []
+        self._threads_start: list[dict[tuple[int, str], float]] = []
+        self.thread_cpu_s: list[dict[str, float]] = []  # per member: CPU seconds in the window by thread kind
 
     def arm(self) -> None:
         assert self.inner is not None
@@ -226,15 +263,21 @@ class SpyProbe:
             command = [py_spy(), "record", "--pid", str(pid), "--subprocesses", "--threads", "--format", "raw",
                        "--full-filenames", "--nolineno", "--rate", str(self.rate), "--output", str(output)]
             log = open(output.with_suffix(".log"), "wb")  # noqa: SIM115 - closed with the process below
-            self.spies.append(subprocess.Popen(command + (["--native"] if self.native else []), stdout=log,
-                                               stderr=subprocess.STDOUT, start_new_session=True))
+            command += (["--native"] if self.native else []) + (["--gil"] if self.gil else [])
+            self.spies.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
             log.close()
         assert self.inner is not None
         self.inner.begin()
+        self._threads_start = [thread_cpu(pid) for pid in self.pids]
 
     def end(self) -> None:
         assert self.inner is not None
         self.inner.end()
+        for pid, start in zip(self.pids, self._threads_start, strict=True):
+            used: dict[str, float] = {}
+            for (tid, kind), cpu_s in thread_cpu(pid).items():
+                used[kind] = used.get(kind, 0.0) + cpu_s - start.get((tid, kind), 0.0)
+            self.thread_cpu_s.append(used)
         self.stop()
 
     def stop(self) -> None:
@@ -304,7 +347,8 @@ def commit() -> str:
 
 
 def summary(args: argparse.Namespace, run: Run, roles: list[str], names: list[str], profiles: list[Profile],
-            notes: list[str], load: tuple[tuple[float, ...], tuple[float, ...]], top: int = 15) -> str:
+            threads: list[dict[str, float]], notes: list[str], load: tuple[tuple[float, ...], tuple[float, ...]],
+            top: int = 15) -> str:
     cpus = os.cpu_count() or 1
     busy = run.machine_busy_s / (run.duration_s * cpus) if run.duration_s else 0.0
     lines = [
@@ -315,7 +359,9 @@ def summary(args: argparse.Namespace, run: Run, roles: list[str], names: list[st
         f"{' / '.join(f'{v:.1f}' for v in load[0])} before, {' / '.join(f'{v:.1f}' for v in load[1])} after; "
         f"machine busy {100 * busy:.0f}% inside the window (whoever used it).",
         f"Go load generator, {args.warmup:g} s warm-up, {args.duration:g} s window; py-spy {args.rate} Hz on every "
-        f"member for the window ({'with' if args.native else 'without'} native frames, idle threads left out).",
+        f"member for the window ({'with' if args.native else 'without'} native frames; "
+        + ("every thread py-spy finds busy" if args.all_threads else "only the thread holding the interpreter lock")
+        + ", so a process's samples are where its interpreter's time goes).",
         f"Command: `.venv/bin/python -m benchmarks.profile_point {' '.join(sys.argv[1:])}`",
         "",
         f"Throughput {run.throughput:,.0f} ops/s; p50 {fmt(run.p50_ms)} ms, p99 {fmt(run.p99_ms)} ms; "
@@ -343,8 +389,15 @@ def summary(args: argparse.Namespace, run: Run, roles: list[str], names: list[st
                   "| innermost frame | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
         lines += [f"| {kind} | " + " | ".join(percent(p.leaves[kind], p.samples) for p in profiles) + " |"
                   for kind in sorted(kinds, key=lambda k: -sum(p.leaves[k] for p in profiles))]
-    lines += ["", "## Share of samples by thread", "",
-              "py-spy counts a thread that is not idle, which includes waiting for the interpreter lock.", ""]
+    lines += ["", "## CPU by thread (from /proc, inside the window)", "",
+              "Per member, each thread's CPU per operation in µs and its share of the member's CPU.", ""]
+    for name, used in zip(names, threads, strict=True):
+        total = sum(used.values())
+        ranked = sorted(used.items(), key=lambda item: -item[1])[:8]
+        shares = ", ".join(f"{kind} {cpu_s / run.ops * 1e6 if run.ops else 0:,.0f} µs "
+                           f"({100 * cpu_s / total if total else 0:.0f}%)" for kind, cpu_s in ranked if cpu_s > 0)
+        lines.append(f"- {name}: {shares}")
+    lines += ["", "## Share of samples by thread", ""]
     for name, profile in zip(names, profiles, strict=True):
         shares = ", ".join(f"{thread} {percent(count, profile.samples)}" for thread, count in
                            profile.threads.most_common(8))
@@ -384,7 +437,7 @@ def profile_point(args: argparse.Namespace) -> Path:
             admin.prefill(target.endpoints[0])
         names = [member.name for member in target.members]
         raws = [base / f"{member}.collapsed" for member in names]
-        spy = SpyProbe(target.pids, raws, args.rate, args.native)
+        spy = SpyProbe(target.pids, raws, args.rate, args.native, not args.all_threads)
         stack.callback(spy.stop)
         mode = Mode("profile", (point,), rounds=1, warmup_s=args.warmup, duration_s=args.duration,
                     reference_clients=None)
@@ -403,7 +456,7 @@ def profile_point(args: argparse.Namespace) -> Path:
                 profiles.append(read_collapsed(lines))
             with open(raw, "rb") as source, gzip.open(out / f"{name}.{member}.collapsed.gz", "wb") as sink:
                 shutil.copyfileobj(source, sink)
-    text = summary(args, run, roles, names, profiles, outcome.notes, (load_before, os.getloadavg()))
+    text = summary(args, run, roles, names, profiles, spy.thread_cpu_s, outcome.notes, (load_before, os.getloadavg()))
     path = out / f"{name}.md"
     path.write_text(text)
     return path
@@ -419,6 +472,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before the window")
     parser.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
     parser.add_argument("--native", action="store_true", help="also sample native frames (Cython, C)")
+    parser.add_argument("--all-threads", action="store_true",
+                        help="sample every thread py-spy finds busy, not only the one holding the interpreter lock")
     parser.add_argument("--name", help="file name of the summary, without .md")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "profiles")
     args = parser.parse_args(argv)

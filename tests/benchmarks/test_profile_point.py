@@ -18,8 +18,11 @@ def py_spy_can_attach() -> str | None:
     spy = Path(sys.executable).parent / "py-spy"
     if not spy.exists():
         return "py-spy is not installed (make install)"
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; print(flush=True); time.sleep(30)"],
+                               stdout=subprocess.PIPE)
     try:
+        assert sleeper.stdout is not None
+        sleeper.stdout.readline()  # its interpreter is up
         completed = subprocess.run([str(spy), "dump", "--pid", str(sleeper.pid)], capture_output=True, text=True,
                                    timeout=30)
     finally:
