@@ -37,7 +37,7 @@ from benchmarks.compare.plan import Mode, Point, Workload
 from benchmarks.compare.procstats import CLOCK_TICKS
 from benchmarks.compare.results import Run
 from benchmarks.compare.runner import Outcome, Settings, measure
-from benchmarks.compare.servers import READY_TIMEOUT_S, Target, cluster, wait_serving
+from benchmarks.compare.servers import READY_TIMEOUT_S, Target, cluster, reference, wait_serving
 from devservers import REPO
 from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
@@ -337,6 +337,30 @@ def start(target: Target, serving_processes: int) -> None:
         wait_serving(member, deadline)
 
 
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """The same point on etcd (or on the do-nothing grpc.aio servicer), measured without py-spy."""
+
+    kind: str
+    run: Run
+    names: list[str]
+    roles: list[str]
+
+
+def baseline(kind: str, point: Point, mode: Mode, loadgen: GoLoadGenerator, base: Path) -> Baseline:
+    """One run of `point` with the same seed on a fresh etcd cluster or the reference servicer."""
+    target = reference(base) if kind == "reference" else cluster(kind, point.members, base)
+    try:
+        target.start()
+        if point.workload.reads_keyspace:
+            admin.prefill(target.endpoints[0])
+        run = measure(loadgen, target, point, 1, mode, Settings(processes=1), SEED, Outcome())
+        roles = ["-"] if kind == "reference" else [role(endpoint) for endpoint in target.endpoints]
+        return Baseline(kind, run, [member.name for member in target.members], roles)
+    finally:
+        target.stop()
+
+
 def percent(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}%" if whole else "-"
 
@@ -347,8 +371,8 @@ def commit() -> str:
 
 
 def summary(args: argparse.Namespace, run: Run, roles: list[str], names: list[str], profiles: list[Profile],
-            threads: list[dict[str, float]], notes: list[str], load: tuple[tuple[float, ...], tuple[float, ...]],
-            top: int = 15) -> str:
+            threads: list[dict[str, float]], baselines: list[Baseline], notes: list[str],
+            load: tuple[tuple[float, ...], tuple[float, ...]], top: int = 15) -> str:
     cpus = os.cpu_count() or 1
     busy = run.machine_busy_s / (run.duration_s * cpus) if run.duration_s else 0.0
     lines = [
@@ -375,7 +399,21 @@ def summary(args: argparse.Namespace, run: Run, roles: list[str], names: list[st
         lines.append(f"| {name} | {member_role} | {cpu_s:.2f} | {per_op} | {profile.samples:,} | "
                      f"{percent(profile.native_leaf, profile.samples)} |")
     total_cpu = sum(run.server_cpu_s)
-    lines += [f"| all | | {total_cpu:.2f} | {total_cpu / run.ops * 1e6 if run.ops else 0:,.0f} | | |", "",
+    lines += [f"| all | | {total_cpu:.2f} | {total_cpu / run.ops * 1e6 if run.ops else 0:,.0f} | | |", ""]
+    if baselines:
+        lines += ["The same point right after, same seed, without py-spy:", "",
+                  "| server | ops/s | p50 ms | p99 ms | CPU µs/op per member (role) | all members |",
+                  "| --- | ---: | ---: | ---: | --- | ---: |"]
+        for other in baselines:
+            ops = other.run.ops
+            members = ", ".join(f"{name} {cpu_s / ops * 1e6 if ops else 0:,.0f} ({member_role})"
+                                for name, member_role, cpu_s in zip(other.names, other.roles, other.run.server_cpu_s,
+                                                                    strict=True))
+            lines.append(f"| {other.kind} | {other.run.throughput:,.0f} | {fmt(other.run.p50_ms)} | "
+                         f"{fmt(other.run.p99_ms)} | {members} | "
+                         f"{sum(other.run.server_cpu_s) / ops * 1e6 if ops else 0:,.0f} |")
+        lines.append("")
+    lines += [
               "## Share of samples by bucket", "",
               "The innermost frame from pyetcd's own packages decides the bucket; a stack without one goes by "
               "its innermost frame.", "",
@@ -456,7 +494,13 @@ def profile_point(args: argparse.Namespace) -> Path:
                 profiles.append(read_collapsed(lines))
             with open(raw, "rb") as source, gzip.open(out / f"{name}.{member}.collapsed.gz", "wb") as sink:
                 shutil.copyfileobj(source, sink)
-    text = summary(args, run, roles, names, profiles, spy.thread_cpu_s, outcome.notes, (load_before, os.getloadavg()))
+        target.stop()  # the baselines get the machine to themselves
+        baselines = []
+        if args.compare:
+            kinds = ["etcd"] + (["reference"] if point.members == 1 and workload is Workload.PUT else [])
+            baselines = [baseline(kind, point, mode, loadgen, base) for kind in kinds]
+    text = summary(args, run, roles, names, profiles, spy.thread_cpu_s, baselines, outcome.notes,
+                   (load_before, os.getloadavg()))
     path = out / f"{name}.md"
     path.write_text(text)
     return path
@@ -474,6 +518,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--native", action="store_true", help="also sample native frames (Cython, C)")
     parser.add_argument("--all-threads", action="store_true",
                         help="sample every thread py-spy finds busy, not only the one holding the interpreter lock")
+    parser.add_argument("--compare", action="store_true",
+                        help="then run the same point on etcd (and, for put on 1 member, the do-nothing servicer)")
     parser.add_argument("--name", help="file name of the summary, without .md")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "profiles")
     args = parser.parse_args(argv)
