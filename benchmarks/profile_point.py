@@ -388,8 +388,9 @@ def summary(args: argparse.Namespace, run: Run, roles: list[str], names: list[st
         + ", so a process's samples are where its interpreter's time goes).",
         f"Command: `.venv/bin/python -m benchmarks.profile_point {' '.join(sys.argv[1:])}`",
         "",
-        f"Throughput {run.throughput:,.0f} ops/s; p50 {fmt(run.p50_ms)} ms, p99 {fmt(run.p99_ms)} ms; "
-        f"errors {sum(run.errors.values())}.",
+        f"Throughput {run.throughput:,.0f} ops/s; p50 {fmt(run.p50_ms)} ms, p99 {fmt(run.p99_ms)} ms; errors "
+        f"{', '.join(f'{name} {count}' for name, count in sorted(run.errors.items())) or 0}; the load generator "
+        f"used {run.gen_cpu_s / run.duration_s if run.duration_s else 0:.2f} cores.",
         "",
         "| member | role | CPU s in window | CPU µs/op | samples | leaf in native code |",
         "| --- | --- | ---: | ---: | ---: | ---: |",
