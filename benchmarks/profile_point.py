@@ -37,7 +37,7 @@ from benchmarks.compare.plan import Mode, Point, Workload
 from benchmarks.compare.procstats import CLOCK_TICKS
 from benchmarks.compare.results import Run
 from benchmarks.compare.runner import Outcome, Settings, measure
-from benchmarks.compare.servers import READY_TIMEOUT_S, Target, cluster, reference, wait_serving
+from benchmarks.compare.servers import cluster, reference, serving_cluster
 from devservers import REPO
 from etcdpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
@@ -327,16 +327,6 @@ def role(endpoint: str) -> str:
     return "leader" if status.leader == status.header.member_id else "follower"
 
 
-def start(target: Target, serving_processes: int) -> None:
-    for member in target.members:
-        if serving_processes > 1:
-            member.command.append(f"--serving-processes={serving_processes}")
-        member.start()
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    for member in target.members:
-        wait_serving(member, deadline)
-
-
 @dataclass(frozen=True, slots=True)
 class Baseline:
     """The same point on etcd (or on the do-nothing grpc.aio servicer), measured without py-spy."""
@@ -469,9 +459,9 @@ def profile_point(args: argparse.Namespace) -> Path:
     load_before = os.getloadavg()
     with contextlib.ExitStack() as stack:
         base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pyetcd-profile-")))
-        target = cluster("pyetcd", args.members, base)
+        target = serving_cluster(args.members, base, args.serving_processes, "pyetcd")
         stack.callback(target.stop)
-        start(target, args.serving_processes)
+        target.start()
         if workload.reads_keyspace:
             admin.prefill(target.endpoints[0])
         names = [member.name for member in target.members]
