@@ -134,7 +134,7 @@ class RaftNode:
             id=config.member_id, election_tick=config.election_tick, heartbeat_tick=1,
             max_size_per_msg=config.max_size_per_msg, max_inflight_msgs=config.max_inflight_msgs,
             pre_vote=config.pre_vote, check_quorum=True, applied=applied_index,
-            random_seed=config.random_seed,
+            random_seed=config.random_seed, batch_appends=True,
         )
         self._rawnode = RawNode(core_config, log_store)
         hard_state, _ = log_store.initial_state()

@@ -99,6 +99,13 @@ class Raft:
         self.pending_conf_index = 0
         self.max_msg_size = config.max_size_per_msg
         self.max_inflight = config.max_inflight_msgs
+        self.batch_appends = config.batch_appends
+        # With batch_appends: whether a broadcast is owed (entries appended or the commit index moved),
+        # the followers whose acknowledgements made room for more (True: send even an empty APP), and
+        # the proposals a follower holds until the Ready forwards them to the leader.
+        self._bcast_due = False
+        self._fill_due: dict[int, bool] = {}
+        self._forward_due: list[Entry] = []
         self.pre_vote = config.pre_vote
         self.check_quorum = config.check_quorum
         self.election_timeout = config.election_tick
@@ -262,6 +269,8 @@ class Raft:
         self.pending_conf_index = 0
         self.read_only = ReadOnly()
         self.pending_read_index_messages = []
+        self._bcast_due = False
+        self._fill_due = {}
 
     def _become_follower(self, term: int, lead: int) -> None:
         self._step = self._step_follower
@@ -556,7 +565,10 @@ class Raft:
             self._info(f"{self.id} ignoring conf change proposed by {m.sender}: {refusal}")
             entries[i] = Entry(term=0, index=0)
         self._append_entries(entries)
-        self._bcast_append()
+        if self.batch_appends:
+            self._bcast_due = True
+        else:
+            self._bcast_append()
 
     def _conf_change_refusal(self, e: Entry) -> str | None:
         """Why a proposed conf change cannot be accepted now, or None."""
@@ -599,6 +611,30 @@ class Raft:
         for member_id in self.trk.ids():
             if member_id != self.id:
                 self._maybe_send_append(member_id, True)
+
+    def has_deferred_sends(self) -> bool:
+        """With batch_appends: appends or forwarded proposals wait for the next Ready."""
+        return self._bcast_due or bool(self._fill_due) or bool(self._forward_due)
+
+    def flush_deferred_sends(self) -> None:
+        """With batch_appends, as a Ready is taken: send what the steps since the last one deferred. A
+        leader owes each follower what a broadcast would have sent (all of it now, as far as flow control
+        allows); a follower forwards the proposals it holds, in one PROP, to the leader it knows now. A
+        member that knows no leader, or has become one, drops them: their proposers time out, as with
+        any forward lost on the way."""
+        bcast, fill, forward = self._bcast_due, self._fill_due, self._forward_due
+        self._bcast_due, self._fill_due, self._forward_due = False, {}, []
+        if forward and self.state is StateRole.FOLLOWER and self.lead != NO_NODE:
+            # A local message's term (0), as a single forwarded proposal carries.
+            self._send(Message(MT.PROP, to=self.lead, sender=self.id, entries=tuple(forward)))
+        if self.state is not StateRole.LEADER or not (bcast or fill):
+            return
+        for member_id in self.trk.ids():
+            if member_id == self.id or not (bcast or member_id in fill):
+                continue
+            if self._maybe_send_append(member_id, bcast or fill[member_id]):
+                while self._maybe_send_append(member_id, False):
+                    pass
 
     def _maybe_send_append(self, to: int, send_if_empty: bool) -> bool:
         """Send the entries `to` lacks (or a probe, or a snapshot); False when nothing was sent."""
@@ -682,12 +718,15 @@ class Raft:
             pr.become_replicate()
         elif pr.state is ProgressState.REPLICATE:
             pr.inflights.free_le(m.index)
-        if self._maybe_commit():
+        if self.batch_appends:
+            self._bcast_due = self._maybe_commit() or self._bcast_due
+            self._fill_due[m.sender] = self._fill_due.get(m.sender, False) or was_paused
+        elif self._maybe_commit():
             self._bcast_append()
         elif was_paused:
             self._maybe_send_append(m.sender, True)
         # In REPLICATE, keep the pipe full while the inflight window allows.
-        while self._maybe_send_append(m.sender, False):
+        while not self.batch_appends and self._maybe_send_append(m.sender, False):
             pass
         if m.sender == self.lead_transferee and pr.match == self.log.last_index():
             self._info(f"{self.id} sent TIMEOUT_NOW to {m.sender} after it caught up")
@@ -793,7 +832,10 @@ class Raft:
         if t is MT.PROP:
             if self.lead == NO_NODE:
                 raise ProposalDropped(f"{self.id} has no leader at term {self.term}")
-            self._send(replace(m, to=self.lead))
+            if self.batch_appends:
+                self._forward_due.extend(m.entries)
+            else:
+                self._send(replace(m, to=self.lead))
         elif t in (MT.APP, MT.HEARTBEAT, MT.SNAP):
             self.election_elapsed = 0
             self.lead = m.sender

@@ -128,7 +128,7 @@ class RawNode:
     def has_ready(self) -> bool:
         r = self.raft
         log = r.log
-        if r.msgs or r.msgs_after_append or r.read_states:
+        if r.msgs or r.msgs_after_append or r.read_states or r.has_deferred_sends():
             return True
         if r.lead != self._prev_soft_state.leader_id or r.state is not self._prev_soft_state.role:
             return True
@@ -145,6 +145,7 @@ class RawNode:
     def ready(self) -> Ready:
         """Everything to persist, send and apply now; hand it back through `advance` when done."""
         r = self.raft
+        r.flush_deferred_sends()
         log = r.log
         soft = r.soft_state()
         hard = r.hard_state()

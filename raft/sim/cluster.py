@@ -91,6 +91,7 @@ class SimConfig:
     max_committed_size_per_ready: int = 64 * 1024 * 1024
     pre_vote: bool = True
     check_quorum: bool = True
+    batch_appends: bool = False  # the core's Config.batch_appends, which the production driver turns on
     # etcd stops a member that applied its own removal after a short delay, so the
     # commit still reaches the others through its heartbeats.
     removed_grace_ticks: int = 20
@@ -231,6 +232,7 @@ class Cluster:
             max_committed_size_per_ready=c.max_committed_size_per_ready,
             pre_vote=c.pre_vote,
             check_quorum=c.check_quorum,
+            batch_appends=c.batch_appends,
             applied=m.app.applied_index,
             random_seed=self.rng.getrandbits(32),
             logger=self._core_logger if self.trace.core_lines else None,

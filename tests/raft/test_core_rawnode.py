@@ -288,3 +288,53 @@ def test_follower_ignores_a_snapshot_while_a_conf_change_it_was_handed_is_unappl
     follower.step(install)
     assert follower.status().commit == 50
     assert follower.status().conf_state == ConfState(voters=(1, 2, 3), learners=(4, 5))
+
+
+def sent(messages: list[Message], type_: MessageType) -> list[tuple[int, int, int]]:
+    """(sender, recipient, entries) of each message of `type_`."""
+    return [(m.sender, m.to, len(m.entries)) for m in messages if m.type is type_]
+
+
+@pytest.mark.parametrize("batch_appends", [False, True])
+def test_batched_appends_send_one_message_per_follower_per_ready(batch_appends: bool) -> None:
+    c = Cluster((1, 2, 3), batch_appends=batch_appends)
+    c.elect(1)
+    leader, follower = c.nodes[1], c.nodes[2]
+    for i in range(5):
+        leader.propose(b"l%d" % i)
+        follower.propose(b"f%d" % i)
+    forwarded = c.handle(2, follower.ready())
+    # A follower forwards its proposals to the leader: five PROPs, or one holding all five.
+    assert sent(forwarded, MessageType.PROP) == ([(2, 1, 5)] if batch_appends else [(2, 1, 1)] * 5)
+    for m in forwarded:
+        leader.step(m)
+    appends = c.handle(1, leader.ready())
+    # The leader sends each follower one APP per proposal, or one with every entry proposed since its
+    # last Ready (its own five and the five forwarded).
+    expected = [(1, 2, 10), (1, 3, 10)] if batch_appends else [(1, 2, 1), (1, 3, 1)] * 10
+    assert sorted(sent(appends, MessageType.APP)) == sorted(expected)
+    for m in appends:
+        c.nodes[m.to].step(m)
+    acks = [m for member_id in (2, 3) for m in c.handle(member_id, c.nodes[member_id].ready())]
+    for m in acks:
+        leader.step(m)
+    commits = c.handle(1, leader.ready())
+    # The commit index reaches the followers in one empty APP each, however many acknowledgements moved it.
+    assert sent(commits, MessageType.APP).count((1, 2, 0)) == (1 if batch_appends else len(acks) // 2)
+    for m in commits:
+        c.nodes[m.to].step(m)
+    c.stabilize()
+    expected_data = [b"l%d" % i for i in range(5)] + [b"f%d" % i for i in range(5)]
+    for member_id in (1, 2, 3):
+        assert c.applied[member_id] == expected_data
+
+
+def test_batched_forwards_are_dropped_when_the_leader_is_lost_before_the_ready() -> None:
+    c = Cluster((1, 2, 3), batch_appends=True)
+    c.elect(1)
+    follower = c.nodes[2]
+    follower.propose(b"lost")
+    follower.forget_leader()
+    assert sent(c.handle(2, follower.ready()), MessageType.PROP) == []
+    c.stabilize()
+    assert c.applied[1] == []
