@@ -29,11 +29,12 @@ class Config:
     max_committed_size_per_ready: int = 64 * 1024 * 1024
     """Bytes of committed entries handed out in one Ready (at least one entry)."""
     batch_appends: bool = False
-    """Defer the leader's APP messages, and a follower's forwarded proposals, to the next Ready: every
-    proposal and acknowledgement stepped between two Readies then shares one APP per follower (and one
-    PROP to the leader) instead of one each. Raft does not care when an append goes out (§5.3); this
-    only sends fewer, larger messages. The asyncio driver turns it on; off, the core sends as
-    etcd-io/raft does, message by message, which the scenario tests spell out."""
+    """Defer the leader's APP messages and ReadIndex heartbeat rounds, and a follower's forwarded
+    proposals, to the next Ready: every proposal, acknowledgement and read stepped between two Readies
+    then shares one APP per follower, one heartbeat round (the newest read's context confirms the
+    older ones, thesis §6.4) and one PROP to the leader, instead of one each. Raft does not care when
+    these go out; this only sends fewer, larger messages. The asyncio driver turns it on; off, the
+    core sends as etcd-io/raft does, message by message, which the scenario tests spell out."""
     logger: Callable[[str], None] | None = None
     """Receives one line per notable event (role changes, votes, conf changes); for traces and tests."""
 

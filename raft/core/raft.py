@@ -101,8 +101,10 @@ class Raft:
         self.max_inflight = config.max_inflight_msgs
         self.batch_appends = config.batch_appends
         # With batch_appends: whether a broadcast is owed (entries appended or the commit index moved),
-        # the followers whose acknowledgements made room for more (True: send even an empty APP), and
-        # the proposals a follower holds until the Ready forwards them to the leader.
+        # the followers whose acknowledgements made room for more (True: send even an empty APP), the
+        # proposals a follower holds until the Ready forwards them to the leader, and whether ReadIndex
+        # requests wait for a heartbeat round (one round confirms them all, thesis §6.4).
+        self._read_round_due = False
         self._bcast_due = False
         self._fill_due: dict[int, bool] = {}
         self._forward_due: list[Entry] = []
@@ -271,6 +273,7 @@ class Raft:
         self.pending_read_index_messages = []
         self._bcast_due = False
         self._fill_due = {}
+        self._read_round_due = False
 
     def _become_follower(self, term: int, lead: int) -> None:
         self._step = self._step_follower
@@ -614,7 +617,7 @@ class Raft:
 
     def has_deferred_sends(self) -> bool:
         """With batch_appends: appends or forwarded proposals wait for the next Ready."""
-        return self._bcast_due or bool(self._fill_due) or bool(self._forward_due)
+        return self._bcast_due or bool(self._fill_due) or bool(self._forward_due) or self._read_round_due
 
     def flush_deferred_sends(self) -> None:
         """With batch_appends, as a Ready is taken: send what the steps since the last one deferred. A
@@ -627,6 +630,10 @@ class Raft:
         if forward and self.state is StateRole.FOLLOWER and self.lead != NO_NODE:
             # A local message's term (0), as a single forwarded proposal carries.
             self._send(Message(MT.PROP, to=self.lead, sender=self.id, entries=tuple(forward)))
+        if self._read_round_due:
+            self._read_round_due = False
+            if self.state is StateRole.LEADER:
+                self._bcast_heartbeat_with_context(self.read_only.last_pending_request_ctx())
         if self.state is not StateRole.LEADER or not (bcast or fill):
             return
         for member_id in self.trk.ids():
@@ -762,7 +769,10 @@ class Raft:
         """Record the commit index for this read and confirm leadership with a heartbeat round."""
         self.read_only.add_request(self.log.committed, m)
         self.read_only.recv_ack(self.id, m.context)
-        self._bcast_heartbeat_with_context(m.context)
+        if self.batch_appends:
+            self._read_round_due = True  # the Ready's round carries the newest context, confirming this one too
+        else:
+            self._bcast_heartbeat_with_context(m.context)
 
     def _answer_read_index(self, request: Message, index: int) -> None:
         if request.sender in (NO_NODE, self.id):

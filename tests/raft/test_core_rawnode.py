@@ -338,3 +338,25 @@ def test_batched_forwards_are_dropped_when_the_leader_is_lost_before_the_ready()
     assert sent(c.handle(2, follower.ready()), MessageType.PROP) == []
     c.stabilize()
     assert c.applied[1] == []
+
+
+@pytest.mark.parametrize("batch_appends", [False, True])
+def test_batched_reads_share_one_heartbeat_round(batch_appends: bool) -> None:
+    c = Cluster((1, 2, 3), batch_appends=batch_appends)
+    c.elect(1)
+    leader = c.nodes[1]
+    for ctx in (b"r1", b"r2", b"r3"):
+        leader.read_index(ctx)
+    rd = leader.ready()
+    heartbeats = [m for m in c.handle(1, rd) if m.type is MessageType.HEARTBEAT]
+    # One round per read, or one round carrying the newest read's context.
+    assert [m.context for m in heartbeats if m.to == 2] == ([b"r3"] if batch_appends else [b"r1", b"r2", b"r3"])
+    for m in heartbeats:
+        c.nodes[m.to].step(m)
+    for member_id in (2, 3):
+        for m in c.handle(member_id, c.nodes[member_id].ready()):
+            leader.step(m)
+    rd = leader.ready()
+    commit = leader.raft.log.committed
+    assert sorted((s.request_ctx, s.index) for s in rd.read_states) == [(b"r1", commit), (b"r2", commit),
+                                                                        (b"r3", commit)]
