@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from raft.core.types import Entry
+
+Held = TypeVar("Held")
 
 ENTRY_OVERHEAD = 16
 """Bytes counted per entry on top of its payload (term, index, type), so empty entries are not free."""
@@ -14,14 +17,16 @@ def entry_size(entry: Entry) -> int:
     return len(entry.data) + ENTRY_OVERHEAD
 
 
-def limit_size(entries: Sequence[Entry], max_bytes: int | None) -> list[Entry]:
-    """The longest prefix of `entries` within `max_bytes`, but always at least one entry."""
+def limit_size(entries: Sequence[Held], max_bytes: int | None,
+               size: Callable[[Held], int] = entry_size) -> list[Held]:  # type: ignore[assignment]
+    """The longest prefix of `entries` within `max_bytes`, but always at least one entry; `size` says what
+    an entry counts for (a log that keeps some entries on disk counts those by their recorded length)."""
     if max_bytes is None or not entries:
         return list(entries)
-    total = entry_size(entries[0])
+    total = size(entries[0])
     n = 1
     while n < len(entries):
-        total += entry_size(entries[n])
+        total += size(entries[n])
         if total > max_bytes:
             break
         n += 1

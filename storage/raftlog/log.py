@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple, cast
 
+from raft.core.limits import limit_size
 from raft.core.types import (
     CompactedError,
     ConfState,
@@ -181,15 +182,7 @@ class DurableLog:
             if lo > hi:
                 raise ValueError(f"invalid range [{lo}, {hi})")
             selected = self._entries[lo - self._offset - 1:hi - self._offset - 1]
-            if max_bytes is not None and selected:
-                total = _held_size(selected[0])
-                count = 1
-                while count < len(selected):
-                    total += _held_size(selected[count])
-                    if total > max_bytes:
-                        break
-                    count += 1
-                selected = selected[:count]
+            selected = limit_size(selected, max_bytes, _held_size)
             if selected and isinstance(selected[0], StoredEntry):
                 # Read under the lock: compaction deletes a segment only after dropping its entries.
                 return [self._read_back(entry) for entry in selected]
