@@ -616,7 +616,7 @@ class Raft:
                 self._maybe_send_append(member_id, True)
 
     def has_deferred_sends(self) -> bool:
-        """With batch_appends: appends or forwarded proposals wait for the next Ready."""
+        """With batch_appends: appends, a ReadIndex heartbeat round or forwarded proposals wait for the next Ready."""
         return self._bcast_due or bool(self._fill_due) or bool(self._forward_due) or self._read_round_due
 
     def flush_deferred_sends(self) -> None:
