@@ -18,6 +18,7 @@ from dataclasses import replace
 
 from raft.core.codec import decode_conf_change, encode_conf_change
 from raft.core.config import Config
+from raft.core.limits import limit_size
 from raft.core.log import RaftLog
 from raft.core.progress import Progress, ProgressState
 from raft.core.quorum import VoteResult, vote_result
@@ -627,9 +628,12 @@ class Raft:
         any forward lost on the way."""
         bcast, fill, forward = self._bcast_due, self._fill_due, self._forward_due
         self._bcast_due, self._fill_due, self._forward_due = False, {}, []
-        if forward and self.state is StateRole.FOLLOWER and self.lead != NO_NODE:
-            # A local message's term (0), as a single forwarded proposal carries.
-            self._send(Message(MT.PROP, to=self.lead, sender=self.id, entries=tuple(forward)))
+        while forward and self.state is StateRole.FOLLOWER and self.lead != NO_NODE:
+            # PROPs of at most max_size_per_msg (one entry at least), so many large proposals never make
+            # one message the transport cannot carry; a local message's term (0), as a single forward has.
+            part = limit_size(forward, self.max_msg_size)
+            self._send(Message(MT.PROP, to=self.lead, sender=self.id, entries=tuple(part)))
+            forward = forward[len(part):]
         if self._read_round_due:
             self._read_round_due = False
             if self.state is StateRole.LEADER:

@@ -336,7 +336,9 @@ class Cluster:
                 self.note(f"n{msg.sender}'s {msg.type.name} to n{msg.to} is lost in flight")
             return
         dst.node.step(msg)
-        if dst.node.has_ready():
+        # A batching member, like the driver, takes its next Ready only after what arrived meanwhile has
+        # been stepped (stabilize's next round), so its deferred sends really wait, across role changes too.
+        if dst.node.has_ready() and not self.config.batch_appends:
             self.handle_ready(dst)
         self._flush_reports()
 

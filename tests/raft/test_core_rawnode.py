@@ -360,3 +360,18 @@ def test_batched_reads_share_one_heartbeat_round(batch_appends: bool) -> None:
     commit = leader.raft.log.committed
     assert sorted((s.request_ctx, s.index) for s in rd.read_states) == [(b"r1", commit), (b"r2", commit),
                                                                         (b"r3", commit)]
+
+
+def test_batched_forwards_are_split_to_the_message_size_limit() -> None:
+    # Many large proposals held by a follower must not become one message too large to send.
+    c = Cluster((1, 2, 3), batch_appends=True, max_size_per_msg=2048)
+    c.elect(1)
+    follower = c.nodes[2]
+    for i in range(5):
+        follower.propose(bytes([i]) * 1500)
+    props = [m for m in c.handle(2, follower.ready()) if m.type is MessageType.PROP]
+    assert [len(m.entries) for m in props] == [1, 1, 1, 1, 1]
+    for m in props:
+        c.nodes[1].step(m)
+    c.stabilize()
+    assert c.applied[3] == [bytes([i]) * 1500 for i in range(5)]
