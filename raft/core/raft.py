@@ -76,6 +76,10 @@ def _vote_response_type(vote_type: MessageType) -> MessageType:
     return MT.PRE_VOTE_RESP if vote_type is MT.PRE_VOTE else MT.VOTE_RESP
 
 
+RESTORE_SLICE_BYTES = 4 << 20
+"""Bytes of entries read at a time while replaying the applied conf changes on restart."""
+
+
 class Raft:
     """The state of one member and the rules that change it."""
 
@@ -217,9 +221,14 @@ class Raft:
         self.log.commit_to(applied)
         first = self.log.first_index()
         if applied >= first:
-            for e in self.log.slice(first, applied + 1):
-                if e.type is EntryType.CONF_CHANGE:
-                    self._apply_conf_change_to_tracker(decode_conf_change(e.data))
+            # In slices of bounded size: a storage that keeps old entries on disk reads them back.
+            lo = first
+            while lo <= applied:
+                chunk = self.log.slice(lo, applied + 1, RESTORE_SLICE_BYTES)
+                for e in chunk:
+                    if e.type is EntryType.CONF_CHANGE:
+                        self._apply_conf_change_to_tracker(decode_conf_change(e.data))
+                lo += len(chunk)
             pr = self.trk.progress.get(self.id)
             self.is_learner = pr is not None and pr.is_learner
         self.log.applied_to(applied)

@@ -12,6 +12,7 @@ reopened log holds is exactly what the running one held.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -19,7 +20,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple, cast
+from typing import BinaryIO, NamedTuple, cast
 
 from raft.core.limits import limit_size
 from raft.core.types import (
@@ -185,13 +186,21 @@ class DurableLog:
             selected = limit_size(selected, max_bytes, _held_size)
             if selected and isinstance(selected[0], StoredEntry):
                 # Read under the lock: compaction deletes a segment only after dropping its entries.
-                return [self._read_back(entry) for entry in selected]
+                with contextlib.ExitStack() as files:
+                    opened: dict[int, BinaryIO] = {}
+                    return [self._read_back(entry, opened, files) for entry in selected]
         return cast("list[Entry]", selected)  # whole entries only: evicted ones come first, as checked
 
-    def _read_back(self, entry: Entry | StoredEntry) -> Entry:
+    def _read_back(self, entry: Entry | StoredEntry, opened: dict[int, BinaryIO],
+                   files: contextlib.ExitStack) -> Entry:
+        """`entry` itself, or read back from its segment (each segment opened once per read)."""
         if isinstance(entry, Entry):
             return entry
-        found = read_entry(segment_path(self.directory, entry.segment), entry.start)
+        segment = opened.get(entry.segment)
+        if segment is None:
+            segment = files.enter_context(open(segment_path(self.directory, entry.segment), "rb"))  # noqa: SIM115 - the ExitStack closes it
+            opened[entry.segment] = segment
+        found = read_entry(segment, entry.start)
         if found.index != entry.log_index or found.term != entry.term:
             raise CorruptLogError(f"segment {entry.segment} holds entry {found.index}@{found.term} at byte "
                                   f"{entry.start}, not {entry.log_index}@{entry.term}")

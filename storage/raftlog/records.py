@@ -12,7 +12,7 @@ import struct
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from typing import BinaryIO
 
 from raft.core.types import ConfState, Entry, EntryType, HardState, SnapshotMetadata
 
@@ -169,18 +169,17 @@ def scan_into(buf: bytes, emit: Callable[[Record, int], None], base: int = 0) ->
     return pos
 
 
-def read_entry(path: Path, start: int) -> Entry:
-    """The entry whose frame starts at byte `start` of the segment file at `path`, checksum checked."""
-    with open(path, "rb") as f:
-        f.seek(start)
-        head = f.read(FRAME.size)
-        if len(head) != FRAME.size:
-            raise CorruptLogError(f"{path}: no entry at byte {start}")
-        length, crc, kind = FRAME.unpack(head)
-        payload = f.read(length) if length < MAX_RECORD_BYTES else b""
+def read_entry(segment: BinaryIO, start: int) -> Entry:
+    """The entry whose frame starts at byte `start` of an open segment file, checksum checked."""
+    segment.seek(start)
+    head = segment.read(FRAME.size)
+    if len(head) != FRAME.size:
+        raise CorruptLogError(f"{segment.name}: no entry at byte {start}")
+    length, crc, kind = FRAME.unpack(head)
+    payload = segment.read(length) if length < MAX_RECORD_BYTES else b""
     if (kind != RecordKind.ENTRY or len(payload) != length
             or zlib.crc32(payload, zlib.crc32(bytes((kind,)))) != crc):
-        raise CorruptLogError(f"{path}: the entry at byte {start} is damaged")
+        raise CorruptLogError(f"{segment.name}: the entry at byte {start} is damaged")
     entry = decode(kind, payload)
     assert isinstance(entry, Entry)
     return entry
