@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO, NamedTuple, cast
 
-from raft.core.limits import limit_size
+from raft.core.limits import ENTRY_OVERHEAD, entry_size, limit_size
 from raft.core.types import (
     CompactedError,
     ConfState,
@@ -58,18 +58,10 @@ DEFAULT_SEGMENT_BYTES = 64 << 20
 DEFAULT_RESIDENT_BYTES = 8 << 20
 """Entry data held in memory, newest first; enough for the entries in flight to followers and to the applier."""
 
-ENTRY_SIZE_OVERHEAD = 16
-"""Bytes counted per entry besides its data when `entries()` honours max_bytes (term + index)."""
-
 _UNKNOWN_TERM = -1
 """The term of the entry before the held ones is unknown mid-replay, after a deleted segment."""
 
 _SNAPSHOT_DATA_SUFFIX = ".snapdata"
-
-
-def entry_size(entry: Entry) -> int:
-    """The size an entry counts for in a `max_bytes` limit."""
-    return len(entry.data) + ENTRY_SIZE_OVERHEAD
 
 
 class StoredEntry(NamedTuple):
@@ -83,7 +75,8 @@ class StoredEntry(NamedTuple):
 
 
 def _held_size(entry: Entry | StoredEntry) -> int:
-    return (len(entry.data) if isinstance(entry, Entry) else entry.data_len) + ENTRY_SIZE_OVERHEAD
+    """What an entry counts for in a `max_bytes` limit, held in memory or not (raft.core.limits' measure)."""
+    return entry_size(entry) if isinstance(entry, Entry) else entry.data_len + ENTRY_OVERHEAD
 
 
 class DurableLog:

@@ -79,9 +79,12 @@ Record = Entry | HardState | SnapshotRecord | LogStart | Checkpoint
 
 def frame(kind: RecordKind, payload: bytes) -> bytes:
     """Length-prefix and checksum one record."""
-    kind_byte = bytes((kind,))
-    crc = zlib.crc32(payload, zlib.crc32(kind_byte))
-    return FRAME.pack(len(payload), crc, kind) + payload
+    return FRAME.pack(len(payload), _checksum(kind, payload), kind) + payload
+
+
+def _checksum(kind: int, payload: bytes) -> int:
+    """crc32 of the kind byte and the payload, as each frame carries it."""
+    return zlib.crc32(payload, zlib.crc32(bytes((kind,))))
 
 
 def encode(record: Record) -> bytes:
@@ -135,15 +138,14 @@ def decode(kind: int, payload: bytes) -> Record:
     raise CorruptLogError(f"unknown record kind {kind}")
 
 
-def scan(buf: bytes, base: int = 0) -> tuple[list[tuple[Record, int]], int]:
+def scan(buf: bytes) -> tuple[list[Record], int]:
     """Decode records from the start of `buf`; stop at the first incomplete or garbled one.
 
-    Returns each record with where its frame starts (`base` plus its offset in `buf`) and the length of
-    the valid prefix; a caller finding that shorter than `buf` has met a torn tail (or corruption, if
-    more segments follow).
+    Returns the records and the length of the valid prefix; a caller finding that shorter than `buf`
+    has met a torn tail (or corruption, if more segments follow).
     """
-    records: list[tuple[Record, int]] = []
-    valid = scan_into(buf, lambda record, start: records.append((record, start)), base)
+    records: list[Record] = []
+    valid = scan_into(buf, lambda record, _start: records.append(record))
     return records, valid
 
 
@@ -158,7 +160,7 @@ def scan_into(buf: bytes, emit: Callable[[Record, int], None], base: int = 0) ->
         if length >= MAX_RECORD_BYTES or body_start + length > end:
             break
         payload = buf[body_start:body_start + length]
-        if zlib.crc32(payload, zlib.crc32(bytes((kind,)))) != crc:
+        if _checksum(kind, payload) != crc:
             break
         if kind == RecordKind.BATCH:
             if scan_into(payload, emit, base + body_start) != len(payload):
@@ -178,7 +180,7 @@ def read_entry(segment: BinaryIO, start: int) -> Entry:
     length, crc, kind = FRAME.unpack(head)
     payload = segment.read(length) if length < MAX_RECORD_BYTES else b""
     if (kind != RecordKind.ENTRY or len(payload) != length
-            or zlib.crc32(payload, zlib.crc32(bytes((kind,)))) != crc):
+            or _checksum(kind, payload) != crc):
         raise CorruptLogError(f"{segment.name}: the entry at byte {start} is damaged")
     entry = decode(kind, payload)
     assert isinstance(entry, Entry)
